@@ -1,0 +1,256 @@
+//! Hand-rolled Avro binary encoding of the *current* `MetricsBatch` schema.
+//!
+//! Why not `apache-avro` here: its generic path builds a `Value` tree per record, which
+//! costs several times the whole gateway budget per sample. The layout below follows the
+//! schema field for field; the tests check it byte for byte against `apache-avro` in both
+//! directions, so the two cannot drift apart silently.
+use super::{current, single_object_header, DecodeError};
+use crate::model::{Label, MetricType, MetricsBatch, Sample, Series};
+
+/// Builds one record value (single-object framed) from series pushed one at a time.
+#[derive(Debug, Default)]
+pub struct BatchEncoder {
+    body: Vec<u8>,
+    series: usize,
+    samples: usize,
+}
+
+impl BatchEncoder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn push(&mut self, s: &Series) {
+        let b = &mut self.body;
+        put_str(b, &s.name);
+        if !s.labels.is_empty() {
+            put_long(b, s.labels.len() as i64);
+            for l in &s.labels {
+                put_str(b, &l.name);
+                put_str(b, &l.value);
+            }
+        }
+        put_long(b, 0);
+        if !s.samples.is_empty() {
+            put_long(b, s.samples.len() as i64);
+            for x in &s.samples {
+                put_long(b, x.timestamp_ms);
+                b.extend_from_slice(&x.value.to_le_bytes());
+            }
+        }
+        put_long(b, 0);
+        put_long(b, s.metric_type.index() as i64);
+        put_opt_str(b, s.unit.as_deref());
+        put_opt_str(b, s.tenant.as_deref());
+        self.series += 1;
+        self.samples += s.samples.len();
+    }
+
+    pub fn series(&self) -> usize {
+        self.series
+    }
+
+    pub fn samples(&self) -> usize {
+        self.samples
+    }
+
+    /// Bytes the finished record will have, about (the header and counts add a few).
+    pub fn approx_len(&self) -> usize {
+        self.body.len() + 22
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.series == 0
+    }
+
+    /// Returns the framed record value and leaves the encoder empty for reuse.
+    pub fn finish(&mut self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.body.len() + 22);
+        out.extend_from_slice(&single_object_header(current().fingerprint));
+        if self.series > 0 {
+            put_long(&mut out, self.series as i64);
+            out.extend_from_slice(&self.body);
+        }
+        put_long(&mut out, 0);
+        self.body.clear();
+        self.series = 0;
+        self.samples = 0;
+        out
+    }
+
+    /// Encodes a whole batch in one call.
+    pub fn encode(batch: &MetricsBatch) -> Vec<u8> {
+        let mut e = Self::new();
+        for s in &batch.series {
+            e.push(s);
+        }
+        e.finish()
+    }
+}
+
+fn put_long(b: &mut Vec<u8>, v: i64) {
+    let mut z = ((v << 1) ^ (v >> 63)) as u64;
+    while z >= 0x80 {
+        b.push((z as u8) | 0x80);
+        z >>= 7;
+    }
+    b.push(z as u8);
+}
+
+fn put_str(b: &mut Vec<u8>, s: &str) {
+    put_long(b, s.len() as i64);
+    b.extend_from_slice(s.as_bytes());
+}
+
+fn put_opt_str(b: &mut Vec<u8>, s: Option<&str>) {
+    match s {
+        None => put_long(b, 0),
+        Some(s) => {
+            put_long(b, 1);
+            put_str(b, s);
+        }
+    }
+}
+
+/// Decodes a datum (no framing) written with the current schema.
+pub fn decode_current(datum: &[u8]) -> Result<MetricsBatch, DecodeError> {
+    let mut r = Reader { buf: datum, pos: 0 };
+    let mut series = Vec::new();
+    r.array(&mut series, 4, |r| r.series())?;
+    if r.pos != datum.len() {
+        return Err(r.corrupt(format!(
+            "{} trailing bytes after the batch",
+            datum.len() - r.pos
+        )));
+    }
+    Ok(MetricsBatch { series })
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn corrupt(&self, what: String) -> DecodeError {
+        DecodeError::Corrupt { at: self.pos, what }
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        let rest = self.buf.len() - self.pos;
+        if n > rest {
+            return Err(DecodeError::Truncated {
+                at: self.pos,
+                needed: n - rest,
+            });
+        }
+        let s = &self.buf[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(s)
+    }
+
+    fn long(&mut self) -> Result<i64, DecodeError> {
+        let mut z: u64 = 0;
+        for i in 0..10 {
+            let b = *self.take(1)?.first().expect("one byte");
+            z |= u64::from(b & 0x7f) << (7 * i);
+            if b & 0x80 == 0 {
+                return Ok((z >> 1) as i64 ^ -((z & 1) as i64));
+            }
+        }
+        Err(self.corrupt("varint longer than 10 bytes".into()))
+    }
+
+    fn len(&mut self, what: &str) -> Result<usize, DecodeError> {
+        let n = self.long()?;
+        usize::try_from(n).map_err(|_| self.corrupt(format!("negative {what} length {n}")))
+    }
+
+    fn string(&mut self) -> Result<String, DecodeError> {
+        let n = self.len("string")?;
+        let at = self.pos;
+        let bytes = self.take(n)?;
+        String::from_utf8(bytes.to_vec()).map_err(|e| DecodeError::Corrupt {
+            at,
+            what: format!("string is not UTF-8: {e}"),
+        })
+    }
+
+    fn double(&mut self) -> Result<f64, DecodeError> {
+        let b = self.take(8)?;
+        Ok(f64::from_le_bytes(b.try_into().expect("8 bytes")))
+    }
+
+    fn opt_string(&mut self) -> Result<Option<String>, DecodeError> {
+        match self.long()? {
+            0 => Ok(None),
+            1 => self.string().map(Some),
+            i => Err(self.corrupt(format!("union index {i} out of range for [null, string]"))),
+        }
+    }
+
+    /// Reads Avro array blocks into `out`. `min_item` (bytes an item takes at the least)
+    /// bounds what a corrupt count can make us allocate.
+    fn array<T>(
+        &mut self,
+        out: &mut Vec<T>,
+        min_item: usize,
+        mut item: impl FnMut(&mut Self) -> Result<T, DecodeError>,
+    ) -> Result<(), DecodeError> {
+        loop {
+            let mut count = self.long()?;
+            if count == 0 {
+                return Ok(());
+            }
+            if count < 0 {
+                // A negative count is followed by the block's size in bytes.
+                count = count
+                    .checked_neg()
+                    .ok_or_else(|| self.corrupt("array block count overflows".into()))?;
+                self.long()?;
+            }
+            let count = count as usize;
+            let rest = self.buf.len() - self.pos;
+            if count.saturating_mul(min_item) > rest {
+                return Err(self.corrupt(format!(
+                    "array block of {count} items cannot fit in the {rest} bytes left"
+                )));
+            }
+            out.reserve(count);
+            for _ in 0..count {
+                out.push(item(self)?);
+            }
+        }
+    }
+
+    fn series(&mut self) -> Result<Series, DecodeError> {
+        let name = self.string()?;
+        let mut labels = Vec::new();
+        self.array(&mut labels, 2, |r| {
+            Ok(Label {
+                name: r.string()?,
+                value: r.string()?,
+            })
+        })?;
+        let mut samples = Vec::new();
+        self.array(&mut samples, 9, |r| {
+            Ok(Sample {
+                timestamp_ms: r.long()?,
+                value: r.double()?,
+            })
+        })?;
+        let t = self.long()?;
+        let metric_type = usize::try_from(t)
+            .ok()
+            .and_then(MetricType::from_index)
+            .ok_or_else(|| self.corrupt(format!("metric type index {t} out of range")))?;
+        Ok(Series {
+            name,
+            labels,
+            samples,
+            metric_type,
+            unit: self.opt_string()?,
+            tenant: self.opt_string()?,
+        })
+    }
+}

@@ -1,0 +1,77 @@
+//! Avro on `metrics.raw`: the schemas (embedded from `schemas/avro`, the only definition),
+//! framing, a fast encoder/decoder for the current schema, and a generic decoder built on
+//! `apache-avro` for other known writer versions.
+//!
+//! Written: single-object encoding (`C3 01` + 8-byte little-endian CRC-64-AVRO fingerprint
+//! + datum). Read: single-object encoding and the Confluent wire format (`00` + 4-byte
+//! big-endian schema id + datum), the id mapped to a known schema version by config.
+mod codec;
+mod decoder;
+mod framing;
+mod generic;
+
+use std::sync::OnceLock;
+
+use apache_avro::rabin::Rabin;
+use apache_avro::Schema;
+
+pub use codec::{decode_current, BatchEncoder};
+pub use decoder::{DecodeError, Decoder};
+pub use framing::{single_object_header, split_framing, Framing};
+pub use generic::decode_with_apache_avro;
+
+/// Source of the current schema version, as committed under `schemas/avro`.
+pub const METRICS_BATCH_V1_AVSC: &str =
+    include_str!("../../../../schemas/avro/metrics_batch.v1.avsc");
+
+/// One known version of the `MetricsBatch` schema.
+#[derive(Debug)]
+pub struct SchemaVersion {
+    /// File stem under `schemas/avro`, e.g. `metrics_batch.v1`.
+    pub name: &'static str,
+    pub version: u32,
+    pub source: &'static str,
+    pub schema: Schema,
+    /// CRC-64-AVRO (Rabin) of the Parsing Canonical Form.
+    pub fingerprint: u64,
+}
+
+/// Every known version, oldest first; the last is what weir writes.
+pub fn versions() -> &'static [SchemaVersion] {
+    static VERSIONS: OnceLock<Vec<SchemaVersion>> = OnceLock::new();
+    VERSIONS.get_or_init(|| {
+        [("metrics_batch.v1", 1, METRICS_BATCH_V1_AVSC)]
+            .into_iter()
+            .map(|(name, version, source)| {
+                // The files are part of the build; a parse failure is a build defect.
+                let schema = Schema::parse_str(source)
+                    .unwrap_or_else(|e| panic!("schemas/avro/{name}.avsc does not parse: {e}"));
+                let fp = schema.fingerprint::<Rabin>();
+                let bytes: [u8; 8] = fp.bytes[..8].try_into().expect("rabin is 8 bytes");
+                SchemaVersion {
+                    name,
+                    version,
+                    source,
+                    schema,
+                    fingerprint: u64::from_le_bytes(bytes),
+                }
+            })
+            .collect()
+    })
+}
+
+/// The version weir writes.
+pub fn current() -> &'static SchemaVersion {
+    versions().last().expect("at least one schema version")
+}
+
+/// Looks a version up by its file stem (`metrics_batch.v1`) or number (`1`, `v1`).
+pub fn version_by_name(name: &str) -> Option<&'static SchemaVersion> {
+    let n = name.trim_start_matches('v');
+    versions()
+        .iter()
+        .find(|v| v.name == name || n.parse::<u32>().ok() == Some(v.version))
+}
+
+#[cfg(test)]
+mod tests;
