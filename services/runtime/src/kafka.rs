@@ -1,0 +1,99 @@
+//! Kafka client plumbing shared by every role: configs built from the topology, and
+//! metadata look-ups done off the async runtime (librdkafka's calls block).
+use std::time::Duration;
+
+use rdkafka::client::{Client, ClientContext};
+use rdkafka::config::ClientConfig;
+
+use crate::config::{KafkaConfig, TopicSpec};
+
+/// Base config: bootstrap servers plus the topology's `kafka.client` properties.
+pub fn client_config(k: &KafkaConfig) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &k.bootstrap_servers);
+    for (key, v) in &k.client {
+        c.set(key, v);
+    }
+    c
+}
+
+/// A producer that never loses or duplicates on retry: idempotent with `acks=all`.
+/// Compression follows the topic's codec; batching settings favour throughput while
+/// keeping the added latency small.
+pub fn producer_config(k: &KafkaConfig, topic: &TopicSpec) -> ClientConfig {
+    let mut c = client_config(k);
+    c.set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("compression.type", topic.compression.producer_codec())
+        .set("linger.ms", "5")
+        .set("batch.size", "1000000")
+        .set("message.max.bytes", "1048576")
+        .set("queue.buffering.max.kbytes", "262144")
+        .set("queue.buffering.max.messages", "100000")
+        .set("message.timeout.ms", "30000");
+    for (key, v) in &k.producer {
+        c.set(key, v);
+    }
+    c
+}
+
+/// A consumer in `group` that commits only what the caller stores.
+pub fn consumer_config(k: &KafkaConfig, group: &str) -> ClientConfig {
+    let mut c = client_config(k);
+    c.set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("partition.assignment.strategy", "cooperative-sticky");
+    for (key, v) in &k.consumer {
+        c.set(key, v);
+    }
+    c
+}
+
+/// Errors from metadata look-ups.
+#[derive(Debug, thiserror::Error)]
+pub enum MetadataError {
+    #[error("kafka metadata for {topic}: {source}")]
+    Kafka {
+        topic: String,
+        source: rdkafka::error::KafkaError,
+    },
+    #[error("topic {0} does not exist (run `weir topics apply`)")]
+    NoSuchTopic(String),
+    #[error("topic {topic}: {error}")]
+    TopicError { topic: String, error: String },
+}
+
+/// The partition count of `topic`, as the brokers report it now.
+pub fn partition_count<C: ClientContext>(
+    client: &Client<C>,
+    topic: &str,
+    timeout: Duration,
+) -> Result<u32, MetadataError> {
+    let md = client
+        .fetch_metadata(Some(topic), timeout)
+        .map_err(|source| MetadataError::Kafka {
+            topic: topic.to_string(),
+            source,
+        })?;
+    let t = md
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .ok_or_else(|| MetadataError::NoSuchTopic(topic.to_string()))?;
+    if let Some(e) = t.error() {
+        let e = rdkafka::types::RDKafkaRespErr::from(e);
+        if e == rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART {
+            return Err(MetadataError::NoSuchTopic(topic.to_string()));
+        }
+        return Err(MetadataError::TopicError {
+            topic: topic.to_string(),
+            error: format!("{e:?}"),
+        });
+    }
+    if t.partitions().is_empty() {
+        return Err(MetadataError::NoSuchTopic(topic.to_string()));
+    }
+    Ok(t.partitions().len() as u32)
+}

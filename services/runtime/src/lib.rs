@@ -1,0 +1,17 @@
+//! Plumbing every weir role shares, so no role writes it again:
+//!
+//! - [`config`]: the topology file (`topologies/*.yaml`), loaded and validated with the
+//!   path of any bad field;
+//! - [`kafka`]: client configs, metadata, the producer every writer uses;
+//! - [`topics`]: `weir topics apply` — create what is missing, report drift;
+//! - [`telemetry`]: structured `tracing` logs and the Prometheus metrics recorder;
+//! - [`ops`]: `/metrics`, `/healthz`, `/readyz`;
+//! - [`shutdown`]: SIGINT/SIGTERM as a cancellation token.
+pub mod config;
+pub mod kafka;
+pub mod ops;
+pub mod shutdown;
+pub mod telemetry;
+pub mod topics;
+
+pub use config::Topology;
