@@ -8,6 +8,7 @@
 //! - [`remote_write`]: Prometheus remote-write 1.0 types generated from `schemas/proto`.
 pub mod avro;
 pub mod model;
+pub mod names;
 pub mod partitioner;
 pub mod remote_write;
 pub mod series_key;

@@ -17,6 +17,9 @@ impl Label {
     }
 }
 
+/// Bits of Prometheus' staleness marker: a NaN that says "this series has ended".
+pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
+
 /// One sample: milliseconds since the Unix epoch and a value.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Sample {
@@ -32,6 +35,11 @@ impl Sample {
         }
     }
 
+    /// Whether the value is a Prometheus staleness marker.
+    pub fn is_stale_marker(&self) -> bool {
+        self.value.to_bits() == STALE_NAN_BITS
+    }
+
     /// Equality that also holds for NaN payloads (staleness markers), bit for bit.
     pub fn bit_eq(&self, other: &Sample) -> bool {
         self.timestamp_ms == other.timestamp_ms && self.value.to_bits() == other.value.to_bits()
@@ -43,10 +51,15 @@ impl Sample {
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum MetricType {
     #[default]
+    #[serde(alias = "unknown")]
     Unknown,
+    #[serde(alias = "gauge")]
     Gauge,
+    #[serde(alias = "counter")]
     Counter,
+    #[serde(alias = "histogram")]
     Histogram,
+    #[serde(alias = "summary")]
     Summary,
 }
 

@@ -1,0 +1,85 @@
+//! Naming rules of the data contract, as Prometheus defines them. Every series on
+//! `metrics.raw` follows them, whoever produced it.
+
+/// `[a-zA-Z_:][a-zA-Z0-9_:]*`
+pub fn is_valid_metric_name(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && (b[0].is_ascii_alphabetic() || b[0] == b'_' || b[0] == b':')
+        && b[1..].iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b':')
+}
+
+/// `[a-zA-Z_][a-zA-Z0-9_]*`
+pub fn is_valid_label_name(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && (b[0].is_ascii_alphabetic() || b[0] == b'_')
+        && b[1..].iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
+}
+
+/// Label names starting with `__` are reserved for Prometheus internals.
+pub fn is_reserved_label_name(s: &str) -> bool {
+    s.starts_with("__")
+}
+
+/// Maps any string onto a valid metric name, replacing what is not allowed with `_`
+/// (for sources whose own naming rules are looser, such as Influx).
+pub fn sanitize_metric_name(s: &str) -> String {
+    sanitize(s, true)
+}
+
+/// Maps any string onto a valid label name.
+pub fn sanitize_label_name(s: &str) -> String {
+    sanitize(s, false)
+}
+
+fn sanitize(s: &str, colon_ok: bool) -> String {
+    let mut out = String::with_capacity(s.len() + 1);
+    for (i, c) in s.chars().enumerate() {
+        let ok = c.is_ascii_alphabetic() || c == '_' || (colon_ok && c == ':') || (i > 0 && c.is_ascii_digit());
+        if i == 0 && c.is_ascii_digit() {
+            out.push('_');
+            out.push(c);
+        } else {
+            out.push(if ok { c } else { '_' });
+        }
+    }
+    if out.is_empty() {
+        out.push('_');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metric_names() {
+        for ok in ["up", "a:b_c", "_x", "node_cpu_seconds_total", ":recorded"] {
+            assert!(is_valid_metric_name(ok), "{ok}");
+        }
+        for bad in ["", "1up", "cpu-usage", "a.b", "ü", "a b"] {
+            assert!(!is_valid_metric_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn label_names() {
+        assert!(is_valid_label_name("host_1"));
+        assert!(!is_valid_label_name("a:b"));
+        assert!(!is_valid_label_name("9x"));
+        assert!(is_reserved_label_name("__name__"));
+    }
+
+    #[test]
+    fn sanitizing_yields_valid_names() {
+        assert_eq!(sanitize_metric_name("disk.io-time"), "disk_io_time");
+        assert_eq!(sanitize_metric_name("9lives"), "_9lives");
+        assert_eq!(sanitize_label_name("a:b"), "a_b");
+        for s in ["", "ü", "a b", "1"] {
+            assert!(is_valid_metric_name(&sanitize_metric_name(s)));
+            assert!(is_valid_label_name(&sanitize_label_name(s)));
+        }
+    }
+}

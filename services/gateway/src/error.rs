@@ -1,0 +1,93 @@
+//! What the gateway answers when it does not answer 2xx.
+use std::time::Duration;
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+/// An error answer: status, a message naming the problem, and Retry-After when the
+/// client should try again later.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{status}: {message}")]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+    pub retry_after: Option<Duration>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    pub fn too_large(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, message)
+    }
+
+    pub fn unsupported_media(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, message)
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, message)
+    }
+
+    /// The client should retry after `after` (full queues, Kafka unavailable).
+    pub fn retry(status: StatusCode, message: impl Into<String>, after: Duration) -> Self {
+        Self {
+            status,
+            message: message.into(),
+            retry_after: Some(after),
+        }
+    }
+}
+
+/// How a protocol's clients expect errors to look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorStyle {
+    /// Plain text (Prometheus logs the body of a failed remote write).
+    Text,
+    /// `{"code": "...", "message": "..."}` as InfluxDB v2 and JSON clients expect.
+    Json,
+}
+
+impl ApiError {
+    pub fn into_response_with(self, style: ErrorStyle) -> Response {
+        let mut resp = match style {
+            ErrorStyle::Text => (self.status, format!("{}\n", self.message)).into_response(),
+            ErrorStyle::Json => {
+                let code = match self.status {
+                    StatusCode::BAD_REQUEST => "invalid",
+                    StatusCode::UNAUTHORIZED => "unauthorized",
+                    StatusCode::PAYLOAD_TOO_LARGE => "request too large",
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported media type",
+                    StatusCode::TOO_MANY_REQUESTS => "too many requests",
+                    _ => "unavailable",
+                };
+                (
+                    self.status,
+                    axum::Json(serde_json::json!({"code": code, "message": self.message})),
+                )
+                    .into_response()
+            }
+        };
+        if let Some(after) = self.retry_after {
+            let secs = after.as_secs().max(1).to_string();
+            if let Ok(v) = HeaderValue::from_str(&secs) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"weir\""));
+        }
+        resp
+    }
+}

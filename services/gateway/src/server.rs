@@ -1,0 +1,160 @@
+//! Wiring of `weir gateway`: the Kafka producer, the shared ingest, the HTTP routes,
+//! a metadata watcher for readiness and partition count, and a draining shutdown.
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::post;
+use axum::Router;
+use rdkafka::producer::{FutureProducer, Producer};
+use tokio::sync::oneshot;
+use weir_runtime::shutdown::Shutdown;
+use weir_runtime::kafka::{partition_count, producer_config};
+use weir_runtime::ops::{self, Health};
+use weir_runtime::Topology;
+
+use crate::auth::Auth;
+use crate::body::BodyLimits;
+use crate::ingest::{Ingest, IngestSettings};
+use crate::protocols::{influx, json_push, remote_write};
+use crate::validate::Validator;
+
+/// State every handler shares.
+pub struct Gateway {
+    pub ingest: Ingest,
+    pub auth: Auth,
+    pub body_limits: BodyLimits,
+}
+
+/// The HTTP routes: one per protocol, plus `/metrics`, `/healthz`, `/readyz`.
+pub fn router(gw: Arc<Gateway>, health: Health) -> Router {
+    Router::new()
+        .route("/api/v1/write", post(remote_write::handler))
+        .route("/write", post(influx::handler))
+        .route("/api/v2/write", post(influx::handler))
+        .route("/api/v1/push", post(json_push::handler))
+        // Bodies are read with our own limits and messages (see `body`).
+        .layer(DefaultBodyLimit::disable())
+        .with_state(gw)
+        .merge(ops::router(health))
+}
+
+/// Runs the gateway until `shutdown`; then stops accepting, lets in-flight requests
+/// finish and flushes the producer. `bound` receives the listening address.
+pub async fn run(topology: Topology, shutdown: Shutdown, bound: Option<oneshot::Sender<SocketAddr>>) -> anyhow::Result<()> {
+    let cfg = topology.gateway.clone();
+    let topic_spec = topology
+        .topic(&cfg.topic)
+        .with_context(|| format!("gateway.topic {} is not declared", cfg.topic))?;
+    let producer: FutureProducer = producer_config(&topology.kafka, topic_spec)
+        .create()
+        .context("creating the Kafka producer")?;
+    let health = Health::new();
+
+    // Partition count: needed before the first write; retried until Kafka answers.
+    let partitions = loop {
+        let client = producer.clone();
+        let topic = cfg.topic.clone();
+        let r = tokio::task::spawn_blocking(move || partition_count(client.client(), &topic, Duration::from_secs(5)))
+            .await
+            .context("metadata task")?;
+        match r {
+            Ok(n) => break n,
+            Err(e) => {
+                tracing::warn!(error = %e, "waiting for Kafka metadata");
+                health.set_not_ready(e.to_string());
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    };
+    health.set_ready();
+    metrics::gauge!("weir_gateway_partitions").set(partitions as f64);
+    tracing::info!(topic = %cfg.topic, partitions, "connected to Kafka");
+
+    let gw = Arc::new(Gateway {
+        ingest: Ingest::new(
+            producer.clone(),
+            partitions,
+            IngestSettings {
+                topic: cfg.topic.clone(),
+                validator: Validator::new(cfg.validation.clone()),
+                tenant_label: cfg.auth.tenant_label.clone(),
+                max_series: cfg.limits.max_series_per_request,
+                max_record_bytes: cfg.limits.max_record_bytes.as_u64() as usize,
+                delivery_timeout: cfg.delivery_timeout,
+                max_inflight_bytes: cfg.limits.max_inflight_bytes.as_u64(),
+            },
+            health.clone(),
+        ),
+        auth: Auth::from_config(&cfg.auth)?,
+        body_limits: BodyLimits {
+            max_body: cfg.limits.max_body_bytes.as_u64() as usize,
+            max_decompressed: cfg.limits.max_decompressed_bytes.as_u64() as usize,
+        },
+    });
+
+    let watcher = tokio::spawn(watch_metadata(gw.clone(), health.clone(), shutdown.clone()));
+
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "gateway listening");
+    if let Some(tx) = bound {
+        let _ = tx.send(addr);
+    }
+    let s = shutdown.clone();
+    axum::serve(listener, router(gw.clone(), health.clone()))
+        .with_graceful_shutdown(async move { s.cancelled().await })
+        .await
+        .context("serving HTTP")?;
+
+    // Every request has been answered; anything still queued belongs to none of them,
+    // but flush anyway so nothing acknowledged-by-librdkafka is left behind.
+    health.set_not_ready("shutting down");
+    watcher.abort();
+    let p = producer.clone();
+    tokio::task::spawn_blocking(move || p.flush(Duration::from_secs(30)))
+        .await
+        .context("flush task")?
+        .context("flushing the Kafka producer")?;
+    tracing::info!("gateway stopped; producer flushed");
+    Ok(())
+}
+
+/// Keeps readiness and the partition count current.
+async fn watch_metadata(gw: Arc<Gateway>, health: Health, shutdown: Shutdown) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
+        let p = gw.ingest.producer().clone();
+        let topic = gw.ingest.topic().to_string();
+        let r = tokio::task::spawn_blocking(move || partition_count(p.client(), &topic, Duration::from_secs(5))).await;
+        match r {
+            Ok(Ok(n)) => {
+                gw.ingest.set_partitions(n);
+                metrics::gauge!("weir_gateway_partitions").set(n as f64);
+                metrics::gauge!("weir_gateway_kafka_up").set(1.0);
+                if !health.is_ready() {
+                    tracing::info!("Kafka reachable again");
+                }
+                health.set_ready();
+            }
+            Ok(Err(e)) => {
+                metrics::gauge!("weir_gateway_kafka_up").set(0.0);
+                if health.is_ready() {
+                    tracing::warn!(error = %e, "Kafka unreachable; answering 503 until it is back");
+                }
+                health.set_not_ready(e.to_string());
+            }
+            Err(e) => tracing::error!(error = %e, "metadata task failed"),
+        }
+    }
+}
