@@ -64,7 +64,7 @@ impl Decoder {
         let writer = match framing {
             Framing::SingleObject { fingerprint } => versions()
                 .iter()
-                .find(|v| v.fingerprint == fingerprint)
+                .find(|v| v.matches(fingerprint))
                 .ok_or(DecodeError::UnknownFingerprint(fingerprint))?,
             Framing::Confluent { schema_id } => *self
                 .confluent_ids

@@ -5,6 +5,7 @@
 //! Written: single-object encoding (`C3 01` + 8-byte little-endian CRC-64-AVRO fingerprint
 //! + datum). Read: single-object encoding and the Confluent wire format (`00` + 4-byte
 //! big-endian schema id + datum), the id mapped to a known schema version by config.
+mod canonical;
 mod codec;
 mod decoder;
 mod framing;
@@ -14,6 +15,8 @@ use std::sync::OnceLock;
 
 use apache_avro::rabin::Rabin;
 use apache_avro::Schema;
+
+pub use canonical::{parsing_canonical_form, rabin};
 
 pub use codec::{decode_current, BatchEncoder};
 pub use decoder::{DecodeError, Decoder};
@@ -32,8 +35,18 @@ pub struct SchemaVersion {
     pub version: u32,
     pub source: &'static str,
     pub schema: Schema,
-    /// CRC-64-AVRO (Rabin) of the Parsing Canonical Form.
+    /// CRC-64-AVRO (Rabin) of the Parsing Canonical Form, per the specification.
     pub fingerprint: u64,
+    /// What `apache-avro` 0.21 computes instead (see [`canonical`]); read as an alias so
+    /// single-object records from Rust producers using it are not dead-lettered.
+    pub apache_avro_fingerprint: u64,
+}
+
+impl SchemaVersion {
+    /// Whether a single-object header's fingerprint names this version.
+    pub fn matches(&self, fingerprint: u64) -> bool {
+        fingerprint == self.fingerprint || fingerprint == self.apache_avro_fingerprint
+    }
 }
 
 /// Every known version, oldest first; the last is what weir writes.
@@ -46,14 +59,17 @@ pub fn versions() -> &'static [SchemaVersion] {
                 // The files are part of the build; a parse failure is a build defect.
                 let schema = Schema::parse_str(source)
                     .unwrap_or_else(|e| panic!("schemas/avro/{name}.avsc does not parse: {e}"));
-                let fp = schema.fingerprint::<Rabin>();
-                let bytes: [u8; 8] = fp.bytes[..8].try_into().expect("rabin is 8 bytes");
+                let pcf = parsing_canonical_form(source)
+                    .unwrap_or_else(|e| panic!("schemas/avro/{name}.avsc: {e}"));
+                let theirs = schema.fingerprint::<Rabin>();
+                let bytes: [u8; 8] = theirs.bytes[..8].try_into().expect("rabin is 8 bytes");
                 SchemaVersion {
                     name,
                     version,
                     source,
                     schema,
-                    fingerprint: u64::from_le_bytes(bytes),
+                    fingerprint: rabin(pcf.as_bytes()),
+                    apache_avro_fingerprint: u64::from_le_bytes(bytes),
                 }
             })
             .collect()

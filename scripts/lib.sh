@@ -1,0 +1,47 @@
+# Shared settings for the project's scripts. Sourced, not run.
+# Installs are cached outside the repository; state (data, logs, pids) lives in one
+# directory per user, so a second run is quick and `stack.sh stop` ends only what we
+# started.
+set -euo pipefail
+
+WEIR_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+WEIR_CACHE_DIR="${WEIR_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/weir}"
+WEIR_STATE_DIR="${WEIR_STATE_DIR:-${XDG_STATE_HOME:-$HOME/.local/state}/weir}"
+TANSU_VERSION="0.6.0"
+TANSU_BIN="$WEIR_CACHE_DIR/tansu-$TANSU_VERSION/bin/tansu"
+WEIR_VENV="$WEIR_CACHE_DIR/venv"
+WEIR_PYTHON="$WEIR_VENV/bin/python"
+PY_PACKAGES=(confluent-kafka==2.16.1 fastavro==1.13.1 python-snappy==0.7.3)
+DEB_PACKAGES=(victoria-metrics clickhouse-server prometheus-alertmanager prometheus curl)
+
+# Loopback ports of the local stack.
+KAFKA_ADDR="127.0.0.1:9092"
+VM_URL="http://127.0.0.1:8428"
+CH_URL="http://127.0.0.1:8123"
+AM_URL="http://127.0.0.1:9093"
+PROM_URL="http://127.0.0.1:9090"
+GATEWAY_URL="http://127.0.0.1:8080"
+
+export WEIR_CACHE_DIR WEIR_STATE_DIR WEIR_PYTHON TANSU_BIN
+
+log() { printf '\033[1m[weir]\033[0m %s\n' "$*" >&2; }
+die() { printf '\033[31m[weir] error:\033[0m %s\n' "$*" >&2; exit 1; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    die "need root to run: $* (install sudo or run as root)"; fi
+}
+
+# Waits until "$@" succeeds or $1 seconds pass.
+wait_for() {
+  local deadline=$(( $(date +%s) + $1 )); shift
+  local what="$1"; shift
+  until "$@" >/dev/null 2>&1; do
+    if [ "$(date +%s)" -ge "$deadline" ]; then return 1; fi
+    sleep 0.2
+  done
+  log "$what is up"
+}
+
+tcp_open() { (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null; }
+http_ok() { curl -fsS -o /dev/null --max-time 2 "$1"; }

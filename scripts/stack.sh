@@ -1,0 +1,199 @@
+#!/usr/bin/env bash
+# The local stack on loopback: tansu (Kafka protocol, sqlite storage), VictoriaMetrics,
+# ClickHouse, Alertmanager and Prometheus.
+#
+#   scripts/stack.sh install   install what is missing (Debian packages, tansu, Python venv)
+#   scripts/stack.sh start     install if needed, start what is not running, wait until healthy
+#   scripts/stack.sh stop      stop what this script (or the demo) started, nothing else
+#   scripts/stack.sh status    show what runs
+#   scripts/stack.sh env       print the settings as shell variables
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+PIDS="$WEIR_STATE_DIR/pids"
+LOGS="$WEIR_STATE_DIR/logs"
+
+install_debian() {
+  local missing=()
+  for bin in victoria-metrics clickhouse-server prometheus-alertmanager prometheus promtool curl; do
+    command -v "$bin" >/dev/null || missing+=("$bin")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "installing Debian packages (missing: ${missing[*]})"
+  as_root apt-get update -q
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o DPkg::Lock::Timeout=600 \
+    --no-install-recommends "${DEB_PACKAGES[@]}"
+}
+
+install_tansu() {
+  [ -x "$TANSU_BIN" ] && return 0
+  log "building tansu $TANSU_VERSION with its sqlite (libsql) engine; about 11 minutes on 2 cores, once"
+  cargo install tansu --version "$TANSU_VERSION" --locked --features libsql \
+    --root "$WEIR_CACHE_DIR/tansu-$TANSU_VERSION"
+}
+
+install_python() {
+  if [ -x "$WEIR_PYTHON" ] && "$WEIR_PYTHON" -c 'import confluent_kafka, fastavro, snappy' 2>/dev/null; then
+    return 0
+  fi
+  log "creating the Python venv for producer examples and independent decoding"
+  python3 -m venv "$WEIR_VENV"
+  "$WEIR_VENV/bin/pip" install -q --disable-pip-version-check "${PY_PACKAGES[@]}"
+}
+
+cmd_install() {
+  mkdir -p "$WEIR_CACHE_DIR"
+  install_debian
+  install_tansu
+  install_python
+}
+
+# running NAME -> true when NAME's pidfile names a live process
+running() {
+  local f="$PIDS/$1.pid"
+  [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null
+}
+
+# spawn NAME CMD... -> starts CMD in the background, logs and pid in the state dir
+spawn() {
+  local name="$1"; shift
+  mkdir -p "$PIDS" "$LOGS"
+  nohup "$@" >>"$LOGS/$name.log" 2>&1 </dev/null &
+  echo $! >"$PIDS/$name.pid"
+}
+
+# ensure NAME ADDR_OR_URL START_FUNCTION HEALTHCHECK...
+ensure() {
+  local name="$1" start="$2"; shift 2
+  if running "$name"; then
+    if wait_for 30 "$name" "$@"; then return 0; fi
+    die "$name runs (pid $(cat "$PIDS/$name.pid")) but is not healthy; see $LOGS/$name.log"
+  fi
+  if "$@" >/dev/null 2>&1; then
+    die "$name: its port is already served by a process this script did not start; stop it first"
+  fi
+  "$start"
+  wait_for 60 "$name" "$@" || die "$name did not become healthy in 60s; see $LOGS/$name.log"
+}
+
+start_tansu() {
+  mkdir -p "$WEIR_STATE_DIR/tansu"
+  # The default listener is 0.0.0.0: always bind loopback. tansu reads the sqlite URL's
+  # path as relative, so it runs in its data directory.
+  spawn tansu sh -c "cd '$WEIR_STATE_DIR/tansu' && exec '$TANSU_BIN' broker \
+    --listener-url tcp://$KAFKA_ADDR --advertised-listener-url tcp://$KAFKA_ADDR \
+    --storage-engine sqlite://tansu.db"
+}
+
+start_vm() {
+  spawn victoria-metrics victoria-metrics -httpListenAddr=127.0.0.1:8428 \
+    -storageDataPath="$WEIR_STATE_DIR/victoria-metrics" -retentionPeriod=100y \
+    -dedup.minScrapeInterval=1ms -search.latencyOffset=0s
+}
+
+start_clickhouse() {
+  local dir="$WEIR_STATE_DIR/clickhouse"
+  mkdir -p "$dir/etc" "$dir/data" "$LOGS/clickhouse"
+  sed -e "s#/var/lib/clickhouse/#$dir/data/#g" \
+      -e "s#/var/log/clickhouse-server/#$LOGS/clickhouse/#g" \
+      -e '/<listen_host>::1<\/listen_host>/d' \
+      -e 's#<interserver_http_port>9009</interserver_http_port>#<interserver_http_port>9009</interserver_http_port><interserver_http_host>127.0.0.1</interserver_http_host>#' \
+      /etc/clickhouse-server/config.xml >"$dir/etc/config.xml"
+  cp /etc/clickhouse-server/users.xml "$dir/etc/users.xml"
+  spawn clickhouse clickhouse-server --config-file="$dir/etc/config.xml"
+}
+
+start_alertmanager() {
+  local dir="$WEIR_STATE_DIR/alertmanager"
+  mkdir -p "$dir"
+  # Alerts are routed nowhere locally: Alertmanager's API is what the pipeline and the
+  # tests look at. An empty cluster address keeps it off 0.0.0.0:9094.
+  cat >"$dir/alertmanager.yml" <<'YAML'
+route:
+  receiver: "null"
+  group_wait: 1s
+  group_interval: 5s
+  repeat_interval: 1h
+receivers:
+  - name: "null"
+YAML
+  spawn alertmanager prometheus-alertmanager --config.file="$dir/alertmanager.yml" \
+    --storage.path="$dir/data" --web.listen-address=127.0.0.1:9093 --cluster.listen-address=
+}
+
+start_prometheus() {
+  local dir="$WEIR_STATE_DIR/prometheus"
+  mkdir -p "$dir"
+  # Prometheus scrapes weir's services and itself, and remote-writes what it scrapes
+  # through the gateway into metrics.raw: the same path any Prometheus user takes.
+  cat >"$dir/prometheus.yml" <<'YAML'
+global:
+  scrape_interval: 5s
+  evaluation_interval: 5s
+scrape_configs:
+  - job_name: prometheus
+    static_configs: [{targets: ["127.0.0.1:9090"]}]
+  - job_name: weir
+    static_configs:
+      - targets: ["127.0.0.1:8080"]
+        labels: {role: gateway}
+remote_write:
+  - url: http://127.0.0.1:8080/api/v1/write
+    queue_config: {batch_send_deadline: 2s, min_backoff: 500ms, max_backoff: 5s}
+YAML
+  spawn prometheus prometheus --config.file="$dir/prometheus.yml" --storage.tsdb.path="$dir/data" \
+    --web.listen-address=127.0.0.1:9090 --web.enable-lifecycle
+}
+
+cmd_start() {
+  cmd_install
+  ensure tansu start_tansu tcp_open "$KAFKA_ADDR"
+  ensure victoria-metrics start_vm http_ok "$VM_URL/health"
+  ensure clickhouse start_clickhouse http_ok "$CH_URL/ping"
+  ensure alertmanager start_alertmanager http_ok "$AM_URL/-/ready"
+  ensure prometheus start_prometheus http_ok "$PROM_URL/-/ready"
+  log "stack is up; state, data and logs in $WEIR_STATE_DIR"
+}
+
+cmd_stop() {
+  [ -d "$PIDS" ] || { log "nothing to stop"; return 0; }
+  local f name pid
+  for f in "$PIDS"/*.pid; do
+    [ -e "$f" ] || continue
+    name="$(basename "$f" .pid)"; pid="$(cat "$f")"
+    if kill -0 "$pid" 2>/dev/null; then
+      kill -TERM "$pid" 2>/dev/null || true
+      for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
+      log "stopped $name (pid $pid)"
+    fi
+    rm -f "$f"
+  done
+}
+
+cmd_status() {
+  local f name
+  for f in "$PIDS"/*.pid; do
+    [ -e "$f" ] || { echo "nothing runs"; return 0; }
+    name="$(basename "$f" .pid)"
+    if running "$name"; then echo "running  $name (pid $(cat "$f"))"; else echo "dead     $name"; fi
+  done
+}
+
+cmd_env() {
+  cat <<ENV
+WEIR_CACHE_DIR=$WEIR_CACHE_DIR
+WEIR_STATE_DIR=$WEIR_STATE_DIR
+WEIR_PYTHON=$WEIR_PYTHON
+TANSU_BIN=$TANSU_BIN
+KAFKA_ADDR=$KAFKA_ADDR
+ENV
+}
+
+case "${1:-}" in
+  install) cmd_install ;;
+  start) cmd_start ;;
+  stop) cmd_stop ;;
+  status) cmd_status ;;
+  env) cmd_env ;;
+  *) echo "usage: $0 install|start|stop|status|env" >&2; exit 2 ;;
+esac

@@ -1,0 +1,5 @@
+pub mod check;
+pub mod gateway;
+pub mod schema;
+pub mod tail;
+pub mod topics;

@@ -1,0 +1,83 @@
+//! `weir`: a Kafka-native metrics pipeline. One binary, one subcommand per role.
+mod commands;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use weir_runtime::telemetry::{init_logging, LogFormat};
+use weir_runtime::Topology;
+
+#[derive(Debug, Parser)]
+#[command(name = "weir", version, about = "Kafka-native metrics pipeline", propagate_version = true)]
+struct Cli {
+    /// Log format: text or json (one JSON object per line). Level from RUST_LOG.
+    #[arg(long, global = true, default_value = "text", env = "WEIR_LOG_FORMAT")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where the deployment is described.
+#[derive(Debug, Clone, Args)]
+pub struct TopologyArgs {
+    /// Topology file; the embedded topologies/local.yaml when absent.
+    #[arg(short = 'f', long = "topology", env = "WEIR_TOPOLOGY")]
+    pub file: Option<PathBuf>,
+    /// Overrides kafka.bootstrap_servers of the topology.
+    #[arg(long, env = "WEIR_BOOTSTRAP_SERVERS")]
+    pub bootstrap_servers: Option<String>,
+}
+
+impl TopologyArgs {
+    pub fn load(&self) -> anyhow::Result<Topology> {
+        let mut t = Topology::load(self.file.as_deref())?;
+        if let Some(b) = &self.bootstrap_servers {
+            t.kafka.bootstrap_servers = b.clone();
+        }
+        Ok(t)
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Ingest gateway: Prometheus remote write, Influx line protocol and JSON push into metrics.raw
+    Gateway(commands::gateway::GatewayArgs),
+    /// Kafka topics of a topology: create what is missing, report drift
+    #[command(subcommand)]
+    Topics(commands::topics::TopicsCommand),
+    /// Validate a topology file; names the bad field when it fails
+    Check(commands::check::CheckArgs),
+    /// Print records of a metrics topic, decoded, as JSON lines
+    Tail(commands::tail::TailArgs),
+    /// Print the Avro schema weir writes to metrics.raw, with its fingerprint
+    Schema(commands::schema::SchemaArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async {
+        match cli.command {
+            Command::Gateway(a) => commands::gateway::run(a).await,
+            Command::Topics(c) => commands::topics::run(c).await,
+            Command::Check(a) => commands::check::run(a),
+            Command::Tail(a) => commands::tail::run(a).await,
+            Command::Schema(a) => commands::schema::run(a),
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
