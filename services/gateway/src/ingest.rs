@@ -92,10 +92,15 @@ impl Ingest {
         &self.producer
     }
 
+    /// Partitions of the topic as last seen; 0 before Kafka first answered.
+    pub fn partitions(&self) -> u32 {
+        self.partitions.load(Ordering::Relaxed)
+    }
+
     pub fn set_partitions(&self, n: u32) {
         if n > 0 {
             let old = self.partitions.swap(n, Ordering::Relaxed);
-            if old != n {
+            if old != 0 && old != n {
                 tracing::warn!(topic = %self.topic, old, new = n, "partition count changed; series now map to new partitions");
             }
         }
@@ -104,7 +109,7 @@ impl Ingest {
     /// Reserves room for a request of `bytes` (decompressed), or answers 429 so the
     /// client backs off while Kafka catches up. Memory stays bounded by the budget.
     pub fn admit(&self, bytes: usize) -> Result<InflightPermit, ApiError> {
-        if !self.health.is_ready() {
+        if !self.health.is_ready() || self.partitions() == 0 {
             return Err(ApiError::retry(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Kafka is not reachable; retry later",

@@ -51,35 +51,14 @@ pub async fn run(topology: Topology, shutdown: Shutdown, bound: Option<oneshot::
     let producer: FutureProducer = producer_config(&topology.kafka, topic_spec)
         .create()
         .context("creating the Kafka producer")?;
+    // Serve /healthz at once; /readyz and the ingest routes answer 503 until the metadata
+    // watcher has reached Kafka and learned the partition count.
     let health = Health::new();
-
-    // Partition count: needed before the first write; retried until Kafka answers.
-    let partitions = loop {
-        let client = producer.clone();
-        let topic = cfg.topic.clone();
-        let r = tokio::task::spawn_blocking(move || partition_count(client.client(), &topic, Duration::from_secs(5)))
-            .await
-            .context("metadata task")?;
-        match r {
-            Ok(n) => break n,
-            Err(e) => {
-                tracing::warn!(error = %e, "waiting for Kafka metadata");
-                health.set_not_ready(e.to_string());
-                tokio::select! {
-                    _ = shutdown.cancelled() => return Ok(()),
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                }
-            }
-        }
-    };
-    health.set_ready();
-    metrics::gauge!("weir_gateway_partitions").set(partitions as f64);
-    tracing::info!(topic = %cfg.topic, partitions, "connected to Kafka");
-
+    health.set_not_ready("waiting for Kafka metadata");
     let gw = Arc::new(Gateway {
         ingest: Ingest::new(
             producer.clone(),
-            partitions,
+            0,
             IngestSettings {
                 topic: cfg.topic.clone(),
                 validator: Validator::new(cfg.validation.clone()),
@@ -127,13 +106,19 @@ pub async fn run(topology: Topology, shutdown: Shutdown, bound: Option<oneshot::
     Ok(())
 }
 
-/// Keeps readiness and the partition count current.
+/// Keeps readiness and the partition count current: every second until Kafka first
+/// answers, then every 5 s.
 async fn watch_metadata(gw: Arc<Gateway>, health: Health, shutdown: Shutdown) {
+    let mut first = true;
     loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+        if !first {
+            let every = if gw.ingest.partitions() == 0 { 1 } else { 5 };
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(every)) => {}
+            }
         }
+        first = false;
         let p = gw.ingest.producer().clone();
         let topic = gw.ingest.topic().to_string();
         let r = tokio::task::spawn_blocking(move || partition_count(p.client(), &topic, Duration::from_secs(5))).await;
@@ -143,13 +128,13 @@ async fn watch_metadata(gw: Arc<Gateway>, health: Health, shutdown: Shutdown) {
                 metrics::gauge!("weir_gateway_partitions").set(n as f64);
                 metrics::gauge!("weir_gateway_kafka_up").set(1.0);
                 if !health.is_ready() {
-                    tracing::info!("Kafka reachable again");
+                    tracing::info!(topic = %gw.ingest.topic(), partitions = n, "connected to Kafka");
                 }
                 health.set_ready();
             }
             Ok(Err(e)) => {
                 metrics::gauge!("weir_gateway_kafka_up").set(0.0);
-                if health.is_ready() {
+                if health.is_ready() || gw.ingest.partitions() == 0 {
                     tracing::warn!(error = %e, "Kafka unreachable; answering 503 until it is back");
                 }
                 health.set_not_ready(e.to_string());

@@ -135,7 +135,10 @@ mod tests {
     const NOW: i64 = 1_700_000_000_000;
 
     fn check(s: &mut Series) -> (bool, Rejections, Dropped) {
-        let v = Validator::new(ValidationConfig::default());
+        let v = Validator::new(ValidationConfig {
+            non_finite: NonFinitePolicy::Reject,
+            ..ValidationConfig::default()
+        });
         let (mut r, mut d) = (Rejections::default(), Dropped::default());
         let keep = v.check(s, NOW, &mut r, &mut d);
         (keep, r, d)

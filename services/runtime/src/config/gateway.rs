@@ -60,15 +60,19 @@ impl Default for GatewayLimits {
 
 /// What to do with NaN and ±Inf sample values. Prometheus staleness markers (a NaN with
 /// a reserved payload) are always accepted: they are how a series says it has ended.
+///
+/// The default is `accept`: Prometheus itself exposes NaN (a summary's quantiles before
+/// any observation, 0/0 ratios) and stores it, and a gateway that answered 400 to those
+/// would make every Prometheus in front of it log errors on every send.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NonFinitePolicy {
     /// Reject the sample (counted, named in the 400 answer).
-    #[default]
     Reject,
-    /// Drop the sample silently (counted in metrics).
+    /// Drop the sample without an error (counted in `weir_gateway_samples_total{outcome="dropped"}`).
     Drop,
     /// Accept it as is.
+    #[default]
     Accept,
 }
 
@@ -97,7 +101,7 @@ impl Default for ValidationConfig {
             max_metric_name_length: 256,
             max_sample_age: Duration::from_secs(7 * 86_400),
             max_sample_future: Duration::from_secs(600),
-            non_finite: NonFinitePolicy::Reject,
+            non_finite: NonFinitePolicy::Accept,
         }
     }
 }

@@ -1,3 +1,4 @@
+use std::io::Write;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -45,6 +46,8 @@ pub async fn run(a: TailArgs) -> anyhow::Result<ExitCode> {
             tpl.add_partition_offset(&a.topic, p, start)?;
         }
         consumer.assign(&tpl)?;
+        let stdout = std::io::stdout();
+        let mut out = stdout.lock();
         let mut seen = 0u64;
         let mut last = Instant::now();
         loop {
@@ -68,7 +71,10 @@ pub async fn run(a: TailArgs) -> anyhow::Result<ExitCode> {
                     "error": e.to_string(), "error_kind": e.kind(),
                 }),
             };
-            println!("{line}");
+            // A closed pipe (`| head`) ends the tail quietly.
+            if writeln!(out, "{line}").and_then(|_| out.flush()).is_err() {
+                break;
+            }
         }
         Ok(ExitCode::SUCCESS)
     })

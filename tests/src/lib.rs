@@ -1,0 +1,328 @@
+//! Harness for the end-to-end tests: the real local stack (started by the project's own
+//! `scripts/stack.sh`), the real `weir` binary as a child process, unique topics per
+//! test so tests run in parallel, and helpers to read what landed in Kafka.
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use weir_contract::{MetricsBatch, Sample};
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+pub fn bootstrap() -> String {
+    std::env::var("WEIR_TEST_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+/// Starts the local stack once per test binary (idempotent: a running stack is reused).
+pub fn ensure_stack() {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let out = Command::new("bash")
+            .arg(repo_root().join("scripts/stack.sh"))
+            .arg("start")
+            .output()
+            .expect("run scripts/stack.sh start");
+        assert!(
+            out.status.success(),
+            "scripts/stack.sh start failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+}
+
+/// The `weir` binary, built once (a no-op when it is up to date).
+pub fn weir_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .current_dir(repo_root())
+            .args(["build", "-q", "-p", "weir", "--bin", "weir"])
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "building weir failed");
+        let target = std::env::var("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| repo_root().join("target"));
+        target.join("debug/weir")
+    })
+    .clone()
+}
+
+/// The Python of the project's venv (confluent-kafka, fastavro), made by stack.sh.
+pub fn python() -> PathBuf {
+    let p = std::env::var("WEIR_PYTHON").map(PathBuf::from).unwrap_or_else(|_| {
+        let cache = std::env::var("WEIR_CACHE_DIR").map(PathBuf::from).unwrap_or_else(|_| {
+            let base = std::env::var("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").expect("HOME")).join(".cache"));
+            base.join("weir")
+        });
+        cache.join("venv/bin/python")
+    });
+    assert!(p.exists(), "{} is missing: run scripts/stack.sh install", p.display());
+    p
+}
+
+/// A name no other test (or earlier run) uses.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis();
+    format!("{prefix}.{}.{}.{}", std::process::id(), t, N.fetch_add(1, Ordering::Relaxed))
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+/// A topology file in a temporary directory, one topic, a gateway on an ephemeral port.
+pub struct TestTopology {
+    _dir: tempfile::TempDir,
+    pub path: PathBuf,
+    pub topic: String,
+    pub partitions: u32,
+}
+
+impl TestTopology {
+    /// `gateway_extra` is YAML indented by four spaces, placed under `gateway:`.
+    pub fn new(partitions: u32, gateway_extra: &str) -> Self {
+        let topic = unique("test.raw");
+        let yaml = format!(
+            "version: 1\nkafka:\n  bootstrap_servers: {}\ntopics:\n  {topic}:\n    partitions: {partitions}\n    compression: lz4\ngateway:\n  listen: 127.0.0.1:0\n  topic: {topic}\n  delivery_timeout: 20s\n{gateway_extra}",
+            bootstrap()
+        );
+        Self::from_yaml(&yaml, topic, partitions)
+    }
+
+    pub fn from_yaml(yaml: &str, topic: String, partitions: u32) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("topology.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        Self { _dir: dir, path, topic, partitions }
+    }
+
+    /// `weir topics apply -f` on this topology.
+    pub fn apply(&self) {
+        let out = weir(&["topics", "apply", "-f", self.path.to_str().unwrap()]);
+        assert!(out.status.success(), "topics apply failed: {}", out.stderr_text());
+    }
+}
+
+pub struct Output {
+    pub status: ExitStatus,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+impl Output {
+    pub fn stdout_text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+    pub fn stderr_text(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).into_owned()
+    }
+}
+
+/// Runs `weir ARGS...` to completion.
+pub fn weir(args: &[&str]) -> Output {
+    let out = Command::new(weir_bin()).args(args).output().expect("run weir");
+    Output {
+        status: out.status,
+        stdout: out.stdout,
+        stderr: out.stderr,
+    }
+}
+
+/// A running `weir gateway`, stopped (SIGTERM, then SIGKILL) when dropped.
+pub struct Gateway {
+    child: Option<Child>,
+    pub addr: SocketAddr,
+}
+
+impl Gateway {
+    /// Starts the gateway and waits until it is ready (Kafka reached).
+    pub fn start(topology: &TestTopology) -> Self {
+        let gw = Self::spawn(topology);
+        gw.wait_ready(Duration::from_secs(60));
+        gw
+    }
+
+    /// Starts the gateway and waits only until it listens.
+    pub fn spawn(topology: &TestTopology) -> Self {
+        let mut child = Command::new(weir_bin())
+            .args(["--log-format", "json", "gateway", "-f", topology.path.to_str().unwrap()])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn weir gateway");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[gateway] {line}");
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                    if v["message"] == "gateway listening" {
+                        if let Some(addr) = v["addr"].as_str().and_then(|a| a.parse::<SocketAddr>().ok()) {
+                            if let Some(tx) = tx.take() {
+                                let _ = tx.send(addr);
+                            }
+                        }
+                    }
+                }
+            }
+        });
+        let addr = rx.recv_timeout(Duration::from_secs(60)).expect("gateway did not start listening");
+        Self { child: Some(child), addr }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn wait_ready(&self, timeout: Duration) {
+        let client = reqwest::blocking::Client::new();
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(r) = client.get(self.url("/readyz")).send() {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "gateway not ready in {timeout:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// SIGTERM and wait: the exit status of a graceful shutdown.
+    pub fn terminate(mut self) -> ExitStatus {
+        let mut child = self.child.take().unwrap();
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(40);
+        loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                return s;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("gateway did not stop within 40s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// One record read back from Kafka.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+}
+
+/// Reads every partition of `topic` from the beginning until `done(records)` holds or
+/// `timeout` passes; returns what was read either way.
+pub fn read_topic(topic: &str, partitions: u32, timeout: Duration, done: impl Fn(&[Record]) -> bool) -> Vec<Record> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("group.id", unique("test.reader"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions as i32 {
+        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let deadline = Instant::now() + timeout;
+    let mut out = Vec::new();
+    while Instant::now() < deadline && !done(&out) {
+        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+            let m = m.expect("kafka read");
+            out.push(Record {
+                partition: m.partition(),
+                offset: m.offset(),
+                key: m.key().map(<[u8]>::to_vec),
+                payload: m.payload().unwrap_or_default().to_vec(),
+            });
+        }
+    }
+    out
+}
+
+/// Series key → samples, over every decoded record; also checks each series sits on the
+/// partition murmur2 of its key gives.
+pub fn samples_by_key(records: &[Record], partitions: u32) -> BTreeMap<String, Vec<Sample>> {
+    let decoder = weir_contract::avro::Decoder::new();
+    let mut out: BTreeMap<String, Vec<Sample>> = BTreeMap::new();
+    for r in records {
+        let batch: MetricsBatch = decoder.decode(&r.payload).unwrap_or_else(|e| panic!("record {}@{}: {e}", r.partition, r.offset));
+        for s in batch.series {
+            let key = s.key();
+            let want = weir_contract::partition_for_key(key.as_bytes(), partitions);
+            assert_eq!(r.partition as u32, want, "series {key} is on partition {} but murmur2 says {want}", r.partition);
+            out.entry(key).or_default().extend(s.samples);
+        }
+    }
+    out
+}
+
+pub fn sample_count(records: &[Record]) -> usize {
+    let decoder = weir_contract::avro::Decoder::new();
+    records
+        .iter()
+        .filter_map(|r| decoder.decode(&r.payload).ok())
+        .map(|b| b.sample_count())
+        .sum()
+}
+
+/// Snappy-compressed protobuf body of a remote-write request.
+pub fn remote_write_body(req: &weir_contract::remote_write::WriteRequest) -> Vec<u8> {
+    use prost::Message;
+    snap::raw::Encoder::new().compress_vec(&req.encode_to_vec()).unwrap()
+}
+
+pub fn post_remote_write(client: &reqwest::blocking::Client, url: &str, body: Vec<u8>) -> reqwest::blocking::Response {
+    client
+        .post(url)
+        .header("Content-Type", "application/x-protobuf")
+        .header("Content-Encoding", "snappy")
+        .header("X-Prometheus-Remote-Write-Version", "0.1.0")
+        .body(body)
+        .send()
+        .expect("send remote write")
+}
+
+/// A free loopback port (bound then released; fine for tests).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
