@@ -1,0 +1,275 @@
+//! Gateway CPU cost for Prometheus remote write into Kafka.
+//!
+//! The gateway runs as its own process (the real `weir gateway` binary); its CPU time is
+//! read from /proc before and after the measured requests, so the figure is samples per
+//! CPU-second of the gateway alone — decode, validate, key, partition, encode, produce —
+//! whatever the load generator and the broker cost. In `mock` mode the broker is
+//! librdkafka's mock cluster inside this process; in `tansu` mode it is the local stack.
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::{Args, ValueEnum};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::mocking::MockCluster;
+use rdkafka::{Message, Offset, TopicPartitionList};
+
+use crate::proc_stat::cpu_seconds;
+use crate::workload::remote_write_bodies;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// librdkafka's in-process mock cluster: isolates the gateway from broker cost.
+    Mock,
+    /// The local tansu broker (scripts/stack.sh start).
+    Tansu,
+    Both,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// The weir binary to benchmark (build it with --release).
+    #[arg(long, default_value = "target/release/weir")]
+    weir: PathBuf,
+    #[arg(long, value_enum, default_value = "both")]
+    mode: Mode,
+    /// Measured requests (10% more are sent first as warm-up).
+    #[arg(long, default_value_t = 1000)]
+    requests: usize,
+    #[arg(long, default_value_t = 500)]
+    series_per_request: usize,
+    #[arg(long, default_value_t = 1)]
+    samples_per_series: usize,
+    /// Distinct series the requests walk over.
+    #[arg(long, default_value_t = 100_000)]
+    fleet: usize,
+    #[arg(long, default_value_t = 8)]
+    partitions: i32,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    tansu: String,
+}
+
+pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
+    if !a.weir.exists() {
+        bail!("{} not found: cargo build --release -p weir", a.weir.display());
+    }
+    let modes = match a.mode {
+        Mode::Both => vec![Mode::Mock, Mode::Tansu],
+        m => vec![m],
+    };
+    for m in modes {
+        bench(&a, m).await?;
+    }
+    Ok(())
+}
+
+struct GatewayProc {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for GatewayProc {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_gateway(weir: &PathBuf, bootstrap: &str, topic: &str, partitions: i32, dir: &std::path::Path) -> anyhow::Result<GatewayProc> {
+    let yaml = format!(
+        "version: 1\nkafka:\n  bootstrap_servers: '{bootstrap}'\ntopics:\n  {topic}: {{partitions: {partitions}, compression: lz4}}\ngateway:\n  listen: 127.0.0.1:0\n  topic: {topic}\n  limits: {{max_body_bytes: 64MiB, max_decompressed_bytes: 256MiB, max_inflight_bytes: 1GiB}}\n  validation: {{max_sample_age: 1d}}\n"
+    );
+    let path = dir.join("topology.yaml");
+    std::fs::write(&path, yaml)?;
+    let mut child = Command::new(weir)
+        .args(["--log-format", "json", "gateway", "-f"])
+        .arg(&path)
+        .env("RUST_LOG", "warn,weir_gateway::server=info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting the gateway")?;
+    let stderr = child.stderr.take().context("stderr")?;
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            if v["message"] == "gateway listening" {
+                if let (Some(tx), Some(addr)) = (tx.take(), v["addr"].as_str().and_then(|a| a.parse::<SocketAddr>().ok())) {
+                    let _ = tx.send(addr);
+                }
+            } else if v["level"] == "WARN" || v["level"] == "ERROR" {
+                eprintln!("[gateway] {line}");
+            }
+        }
+    });
+    let addr = rx.recv_timeout(Duration::from_secs(30)).context("gateway did not start")?;
+    Ok(GatewayProc { child, addr })
+}
+
+async fn wait_ready(http: &reqwest::Client, addr: SocketAddr) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if let Ok(r) = http.get(format!("http://{addr}/readyz")).send().await {
+            if r.status().is_success() {
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("gateway not ready within 60s")
+}
+
+async fn bench(a: &BenchArgs, mode: Mode) -> anyhow::Result<()> {
+    let topic = format!("bench.raw.{}.{}", std::process::id(), crate::fleet::now_ms());
+    // The mock cluster lives in this process, so its CPU is not the gateway's.
+    let mock;
+    let bootstrap = match mode {
+        Mode::Mock => {
+            mock = MockCluster::new(1).context("starting the mock cluster")?;
+            mock.create_topic(&topic, a.partitions, 1).context("mock topic")?;
+            mock.bootstrap_servers()
+        }
+        _ => {
+            let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", &a.tansu).create()?;
+            let t = NewTopic::new(&topic, a.partitions, TopicReplication::Fixed(1));
+            admin.create_topics(&[t], &AdminOptions::new()).await?;
+            a.tansu.clone()
+        }
+    };
+    let dir = tempfile::tempdir()?;
+    let gw = start_gateway(&a.weir, &bootstrap, &topic, a.partitions, dir.path())?;
+    let http = reqwest::Client::builder().pool_max_idle_per_host(a.concurrency).build()?;
+    wait_ready(&http, gw.addr).await?;
+
+    let warmup = (a.requests / 10).max(1);
+    let bodies = remote_write_bodies(warmup + a.requests, a.series_per_request, a.samples_per_series, a.fleet, crate::fleet::now_ms());
+    let url = format!("http://{}/api/v1/write", gw.addr);
+    let rw_bytes: usize = bodies[warmup..].iter().map(|(b, _)| b.len()).sum();
+
+    send_all(&http, &url, &bodies[..warmup], a.concurrency).await?;
+    let cpu0 = cpu_seconds(gw.child.id())?;
+    let t0 = Instant::now();
+    let (ok_samples, mut lat) = send_all(&http, &url, &bodies[warmup..], a.concurrency).await?;
+    let wall = t0.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(gw.child.id())? - cpu0;
+    lat.sort_by(f64::total_cmp);
+    let pct = |p: f64| lat[((lat.len() as f64 - 1.0) * p) as usize] * 1e3;
+
+    let total_samples: usize = bodies.iter().map(|(_, n)| n).sum();
+    let (avro, lz4, kafka_samples, records) = topic_bytes(&bootstrap, &topic, a.partitions, total_samples)?;
+    drop(gw);
+
+    let label = if mode == Mode::Mock { "librdkafka mock cluster (broker isolated)" } else { "tansu on loopback (end to end)" };
+    println!("== gateway remote write -> Kafka, {label}");
+    println!(
+        "   workload: {} requests x {} series x {} sample(s), 7 labels + name, {} distinct series, {} partitions, {} in flight (+{} warm-up requests)",
+        a.requests, a.series_per_request, a.samples_per_series, a.fleet, a.partitions, a.concurrency, warmup
+    );
+    println!("   accepted: {ok_samples} samples in {wall:.2} s wall; gateway CPU {cpu:.2} s (user+sys of its process, /proc/PID/stat)");
+    println!("   => {:.0} samples per gateway CPU-second; {:.0} samples/s wall", ok_samples as f64 / cpu, ok_samples as f64 / wall);
+    println!("   request latency: p50 {:.1} ms, p99 {:.1} ms", pct(0.5), pct(0.99));
+    println!(
+        "   bytes/sample: remote write (snappy protobuf) {:.2}; metrics.raw Avro {:.2} uncompressed, {:.2} after lz4 over 1 MiB per-partition batches ({records} records, {kafka_samples} samples read back)",
+        rw_bytes as f64 / (a.requests * a.series_per_request * a.samples_per_series) as f64,
+        avro as f64 / kafka_samples as f64,
+        lz4 as f64 / kafka_samples as f64,
+    );
+    Ok(())
+}
+
+async fn send_all(http: &reqwest::Client, url: &str, bodies: &[(Vec<u8>, usize)], concurrency: usize) -> anyhow::Result<(usize, Vec<f64>)> {
+    use futures::StreamExt;
+    let results: Vec<anyhow::Result<(usize, f64)>> = futures::stream::iter(bodies.iter())
+        .map(|(body, n)| {
+            let req = http
+                .post(url)
+                .header("Content-Type", "application/x-protobuf")
+                .header("Content-Encoding", "snappy")
+                .body(body.clone());
+            let n = *n;
+            async move {
+                let t = Instant::now();
+                let r = req.send().await?;
+                let status = r.status();
+                if !status.is_success() {
+                    bail!("gateway answered {status}: {}", r.text().await.unwrap_or_default());
+                }
+                Ok((n, t.elapsed().as_secs_f64()))
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    let mut ok = 0;
+    let mut lat = Vec::with_capacity(results.len());
+    for r in results {
+        let (n, l) = r?;
+        ok += n;
+        lat.push(l);
+    }
+    Ok((ok, lat))
+}
+
+/// Reads the topic back: Avro bytes, and what lz4 makes of them in batches of up to
+/// 1 MiB per partition (the producer's batch.size), as Kafka would store them compressed.
+fn topic_bytes(bootstrap: &str, topic: &str, partitions: i32, expect_samples: usize) -> anyhow::Result<(usize, usize, usize, usize)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "weir-bench-reader")
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)?;
+    }
+    consumer.assign(&tpl)?;
+    let decoder = weir_contract::avro::Decoder::new();
+    let mut per_partition: Vec<Vec<Vec<u8>>> = vec![Vec::new(); partitions as usize];
+    let mut samples = 0;
+    let mut last = Instant::now();
+    while samples < expect_samples && last.elapsed() < Duration::from_secs(10) {
+        if let Some(m) = consumer.poll(Duration::from_millis(200)) {
+            let m = m?;
+            let payload = m.payload().unwrap_or_default();
+            samples += decoder.decode(payload).map(|b| b.sample_count()).unwrap_or(0);
+            per_partition[m.partition() as usize].push(payload.to_vec());
+            last = Instant::now();
+        }
+    }
+    let (mut avro, mut lz4, mut records) = (0, 0, 0);
+    for recs in per_partition {
+        let mut batch = Vec::new();
+        for r in recs {
+            avro += r.len();
+            records += 1;
+            if batch.len() + r.len() > 1 << 20 && !batch.is_empty() {
+                lz4 += compress(&batch)?;
+                batch.clear();
+            }
+            batch.extend_from_slice(&r);
+        }
+        if !batch.is_empty() {
+            lz4 += compress(&batch)?;
+        }
+    }
+    Ok((avro, lz4, samples, records))
+}
+
+fn compress(data: &[u8]) -> anyhow::Result<usize> {
+    use std::io::Write;
+    let mut enc = lz4_flex::frame::FrameEncoder::new(Vec::new());
+    enc.write_all(data)?;
+    Ok(enc.finish()?.len())
+}

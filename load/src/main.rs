@@ -1,0 +1,36 @@
+//! `weir-load`: the demo fleet and the benchmarks.
+//!
+//! - `fleet`: simulated edge devices pushing to a gateway over JSON, Influx line protocol
+//!   and remote write, for the quick start.
+//! - `bench-gateway`: the gateway's CPU cost per sample for remote write into Kafka, with
+//!   the broker isolated (librdkafka's mock cluster, in this process) and end to end on
+//!   tansu; plus bytes per sample on the topic against snappy remote write.
+mod bench_gateway;
+mod fleet;
+mod proc_stat;
+mod workload;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "weir-load", about = "Load generator and benchmarks for weir")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Push a simulated fleet of devices to a gateway and report what flowed
+    Fleet(fleet::FleetArgs),
+    /// Measure gateway samples per CPU-second for remote write into Kafka
+    BenchGateway(bench_gateway::BenchArgs),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Fleet(a) => fleet::run(a).await,
+        Command::BenchGateway(a) => bench_gateway::run(a).await,
+    }
+}
