@@ -61,7 +61,10 @@ pub struct BenchArgs {
 
 pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     if !a.weir.exists() {
-        bail!("{} not found: cargo build --release -p weir", a.weir.display());
+        bail!(
+            "{} not found: cargo build --release -p weir",
+            a.weir.display()
+        );
     }
     let modes = match a.mode {
         Mode::Both => vec![Mode::Mock, Mode::Tansu],
@@ -80,12 +83,20 @@ struct GatewayProc {
 
 impl Drop for GatewayProc {
     fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
         let _ = self.child.wait();
     }
 }
 
-fn start_gateway(weir: &PathBuf, bootstrap: &str, topic: &str, partitions: i32, dir: &std::path::Path) -> anyhow::Result<GatewayProc> {
+fn start_gateway(
+    weir: &PathBuf,
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    dir: &std::path::Path,
+) -> anyhow::Result<GatewayProc> {
     let yaml = format!(
         "version: 1\nkafka:\n  bootstrap_servers: '{bootstrap}'\ntopics:\n  {topic}: {{partitions: {partitions}, compression: lz4}}\ngateway:\n  listen: 127.0.0.1:0\n  topic: {topic}\n  limits: {{max_body_bytes: 64MiB, max_decompressed_bytes: 256MiB, max_inflight_bytes: 1GiB}}\n  validation: {{max_sample_age: 1d}}\n"
     );
@@ -106,7 +117,12 @@ fn start_gateway(weir: &PathBuf, bootstrap: &str, topic: &str, partitions: i32, 
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
             if v["message"] == "gateway listening" {
-                if let (Some(tx), Some(addr)) = (tx.take(), v["addr"].as_str().and_then(|a| a.parse::<SocketAddr>().ok())) {
+                if let (Some(tx), Some(addr)) = (
+                    tx.take(),
+                    v["addr"]
+                        .as_str()
+                        .and_then(|a| a.parse::<SocketAddr>().ok()),
+                ) {
                     let _ = tx.send(addr);
                 }
             } else if v["level"] == "WARN" || v["level"] == "ERROR" {
@@ -114,7 +130,9 @@ fn start_gateway(weir: &PathBuf, bootstrap: &str, topic: &str, partitions: i32, 
             }
         }
     });
-    let addr = rx.recv_timeout(Duration::from_secs(30)).context("gateway did not start")?;
+    let addr = rx
+        .recv_timeout(Duration::from_secs(30))
+        .context("gateway did not start")?;
     Ok(GatewayProc { child, addr })
 }
 
@@ -132,17 +150,24 @@ async fn wait_ready(http: &reqwest::Client, addr: SocketAddr) -> anyhow::Result<
 }
 
 async fn bench(a: &BenchArgs, mode: Mode) -> anyhow::Result<()> {
-    let topic = format!("bench.raw.{}.{}", std::process::id(), crate::fleet::now_ms());
+    let topic = format!(
+        "bench.raw.{}.{}",
+        std::process::id(),
+        crate::fleet::now_ms()
+    );
     // The mock cluster lives in this process, so its CPU is not the gateway's.
     let mock;
     let bootstrap = match mode {
         Mode::Mock => {
             mock = MockCluster::new(1).context("starting the mock cluster")?;
-            mock.create_topic(&topic, a.partitions, 1).context("mock topic")?;
+            mock.create_topic(&topic, a.partitions, 1)
+                .context("mock topic")?;
             mock.bootstrap_servers()
         }
         _ => {
-            let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", &a.tansu).create()?;
+            let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+                .set("bootstrap.servers", &a.tansu)
+                .create()?;
             let t = NewTopic::new(&topic, a.partitions, TopicReplication::Fixed(1));
             admin.create_topics(&[t], &AdminOptions::new()).await?;
             a.tansu.clone()
@@ -150,11 +175,19 @@ async fn bench(a: &BenchArgs, mode: Mode) -> anyhow::Result<()> {
     };
     let dir = tempfile::tempdir()?;
     let gw = start_gateway(&a.weir, &bootstrap, &topic, a.partitions, dir.path())?;
-    let http = reqwest::Client::builder().pool_max_idle_per_host(a.concurrency).build()?;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(a.concurrency)
+        .build()?;
     wait_ready(&http, gw.addr).await?;
 
     let warmup = (a.requests / 10).max(1);
-    let bodies = remote_write_bodies(warmup + a.requests, a.series_per_request, a.samples_per_series, a.fleet, crate::fleet::now_ms());
+    let bodies = remote_write_bodies(
+        warmup + a.requests,
+        a.series_per_request,
+        a.samples_per_series,
+        a.fleet,
+        crate::fleet::now_ms(),
+    );
     let url = format!("http://{}/api/v1/write", gw.addr);
     let rw_bytes: usize = bodies[warmup..].iter().map(|(b, _)| b.len()).sum();
 
@@ -168,18 +201,31 @@ async fn bench(a: &BenchArgs, mode: Mode) -> anyhow::Result<()> {
     let pct = |p: f64| lat[((lat.len() as f64 - 1.0) * p) as usize] * 1e3;
 
     let total_samples: usize = bodies.iter().map(|(_, n)| n).sum();
-    let (avro, lz4, kafka_samples, records) = topic_bytes(&bootstrap, &topic, a.partitions, total_samples)?;
+    let (avro, lz4, kafka_samples, records) =
+        topic_bytes(&bootstrap, &topic, a.partitions, total_samples)?;
     drop(gw);
 
-    let label = if mode == Mode::Mock { "librdkafka mock cluster (broker isolated)" } else { "tansu on loopback (end to end)" };
+    let label = if mode == Mode::Mock {
+        "librdkafka mock cluster (broker isolated)"
+    } else {
+        "tansu on loopback (end to end)"
+    };
     println!("== gateway remote write -> Kafka, {label}");
     println!(
         "   workload: {} requests x {} series x {} sample(s), 7 labels + name, {} distinct series, {} partitions, {} in flight (+{} warm-up requests)",
         a.requests, a.series_per_request, a.samples_per_series, a.fleet, a.partitions, a.concurrency, warmup
     );
     println!("   accepted: {ok_samples} samples in {wall:.2} s wall; gateway CPU {cpu:.2} s (user+sys of its process, /proc/PID/stat)");
-    println!("   => {:.0} samples per gateway CPU-second; {:.0} samples/s wall", ok_samples as f64 / cpu, ok_samples as f64 / wall);
-    println!("   request latency: p50 {:.1} ms, p99 {:.1} ms", pct(0.5), pct(0.99));
+    println!(
+        "   => {:.0} samples per gateway CPU-second; {:.0} samples/s wall",
+        ok_samples as f64 / cpu,
+        ok_samples as f64 / wall
+    );
+    println!(
+        "   request latency: p50 {:.1} ms, p99 {:.1} ms",
+        pct(0.5),
+        pct(0.99)
+    );
     println!(
         "   bytes/sample: remote write (snappy protobuf) {:.2}; metrics.raw Avro {:.2} uncompressed, {:.2} after lz4 over 1 MiB per-partition batches ({records} records, {kafka_samples} samples read back)",
         rw_bytes as f64 / (a.requests * a.series_per_request * a.samples_per_series) as f64,
@@ -189,7 +235,12 @@ async fn bench(a: &BenchArgs, mode: Mode) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn send_all(http: &reqwest::Client, url: &str, bodies: &[(Vec<u8>, usize)], concurrency: usize) -> anyhow::Result<(usize, Vec<f64>)> {
+async fn send_all(
+    http: &reqwest::Client,
+    url: &str,
+    bodies: &[(Vec<u8>, usize)],
+    concurrency: usize,
+) -> anyhow::Result<(usize, Vec<f64>)> {
     use futures::StreamExt;
     let results: Vec<anyhow::Result<(usize, f64)>> = futures::stream::iter(bodies.iter())
         .map(|(body, n)| {
@@ -204,7 +255,10 @@ async fn send_all(http: &reqwest::Client, url: &str, bodies: &[(Vec<u8>, usize)]
                 let r = req.send().await?;
                 let status = r.status();
                 if !status.is_success() {
-                    bail!("gateway answered {status}: {}", r.text().await.unwrap_or_default());
+                    bail!(
+                        "gateway answered {status}: {}",
+                        r.text().await.unwrap_or_default()
+                    );
                 }
                 Ok((n, t.elapsed().as_secs_f64()))
             }
@@ -224,7 +278,12 @@ async fn send_all(http: &reqwest::Client, url: &str, bodies: &[(Vec<u8>, usize)]
 
 /// Reads the topic back: Avro bytes, and what lz4 makes of them in batches of up to
 /// 1 MiB per partition (the producer's batch.size), as Kafka would store them compressed.
-fn topic_bytes(bootstrap: &str, topic: &str, partitions: i32, expect_samples: usize) -> anyhow::Result<(usize, usize, usize, usize)> {
+fn topic_bytes(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    expect_samples: usize,
+) -> anyhow::Result<(usize, usize, usize, usize)> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", "weir-bench-reader")
@@ -243,7 +302,10 @@ fn topic_bytes(bootstrap: &str, topic: &str, partitions: i32, expect_samples: us
         if let Some(m) = consumer.poll(Duration::from_millis(200)) {
             let m = m?;
             let payload = m.payload().unwrap_or_default();
-            samples += decoder.decode(payload).map(|b| b.sample_count()).unwrap_or(0);
+            samples += decoder
+                .decode(payload)
+                .map(|b| b.sample_count())
+                .unwrap_or(0);
             per_partition[m.partition() as usize].push(payload.to_vec());
             last = Instant::now();
         }

@@ -30,7 +30,10 @@ pub struct FleetArgs {
 }
 
 pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// One simulated device and its slowly drifting state.
@@ -56,7 +59,10 @@ impl Device {
 
     fn readings(&self, now: i64) -> [(&'static str, f64); 4] {
         [
-            ("temperature_celsius", (self.temperature * 100.0).round() / 100.0),
+            (
+                "temperature_celsius",
+                (self.temperature * 100.0).round() / 100.0,
+            ),
             ("cpu_usage_ratio", (self.cpu * 1000.0).round() / 1000.0),
             ("packets_sent_total", self.packets),
             ("uptime_seconds", ((now - self.boot_ms) / 1000) as f64),
@@ -97,7 +103,10 @@ pub async fn run(a: FleetArgs) -> anyhow::Result<()> {
             let (protocol, req) = match chunk_no % 3 {
                 0 => ("json", json_request(&http, &a.gateway, chunk, now)),
                 1 => ("influx", influx_request(&http, &a.gateway, chunk, now)),
-                _ => ("remote_write", remote_write_request(&http, &a.gateway, chunk, now)),
+                _ => (
+                    "remote_write",
+                    remote_write_request(&http, &a.gateway, chunk, now),
+                ),
             };
             let req = match &a.api_key {
                 Some(k) => req.bearer_auth(k),
@@ -127,7 +136,10 @@ pub async fn run(a: FleetArgs) -> anyhow::Result<()> {
         }
     }
     let total: u64 = samples_ok.values().sum();
-    println!("fleet done: {requests} requests in {:.1} s; answers {statuses:?}", began.elapsed().as_secs_f64());
+    println!(
+        "fleet done: {requests} requests in {:.1} s; answers {statuses:?}",
+        began.elapsed().as_secs_f64()
+    );
     println!("samples accepted by the gateway: {total} {samples_ok:?}");
     if total == 0 {
         anyhow::bail!("the gateway accepted nothing");
@@ -135,7 +147,12 @@ pub async fn run(a: FleetArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn json_request(http: &reqwest::Client, base: &str, devices: &[Device], now: i64) -> reqwest::RequestBuilder {
+fn json_request(
+    http: &reqwest::Client,
+    base: &str,
+    devices: &[Device],
+    now: i64,
+) -> reqwest::RequestBuilder {
     let body: Vec<serde_json::Value> = devices
         .iter()
         .map(|d| {
@@ -148,34 +165,66 @@ fn json_request(http: &reqwest::Client, base: &str, devices: &[Device], now: i64
     http.post(format!("{base}/api/v1/push")).json(&body)
 }
 
-fn influx_request(http: &reqwest::Client, base: &str, devices: &[Device], now: i64) -> reqwest::RequestBuilder {
+fn influx_request(
+    http: &reqwest::Client,
+    base: &str,
+    devices: &[Device],
+    now: i64,
+) -> reqwest::RequestBuilder {
     let mut body = String::new();
     for d in devices {
         let r = d.readings(now);
         // One line per metric keeps the demo's series names identical across protocols.
         for (name, v) in r {
-            body.push_str(&format!("{name},device={},site={},model={} value={v} {now}\n", d.id, d.site, d.model));
+            body.push_str(&format!(
+                "{name},device={},site={},model={} value={v} {now}\n",
+                d.id, d.site, d.model
+            ));
         }
     }
-    http.post(format!("{base}/api/v2/write?precision=ms")).body(body)
+    http.post(format!("{base}/api/v2/write?precision=ms"))
+        .body(body)
 }
 
-fn remote_write_request(http: &reqwest::Client, base: &str, devices: &[Device], now: i64) -> reqwest::RequestBuilder {
-    let l = |n: &str, v: &str| Label { name: n.into(), value: v.into() };
+fn remote_write_request(
+    http: &reqwest::Client,
+    base: &str,
+    devices: &[Device],
+    now: i64,
+) -> reqwest::RequestBuilder {
+    let l = |n: &str, v: &str| Label {
+        name: n.into(),
+        value: v.into(),
+    };
     let mut ts = Vec::new();
     for d in devices {
         for (name, v) in d.readings(now) {
             ts.push(TimeSeries {
-                labels: vec![l("__name__", name), l("device", &d.id), l("model", d.model), l("site", d.site)],
-                samples: vec![Sample { value: v, timestamp: now }],
+                labels: vec![
+                    l("__name__", name),
+                    l("device", &d.id),
+                    l("model", d.model),
+                    l("site", d.site),
+                ],
+                samples: vec![Sample {
+                    value: v,
+                    timestamp: now,
+                }],
                 histograms: vec![],
             });
         }
     }
-    let body = prost::Message::encode_to_vec(&WriteRequest { timeseries: ts, metadata: vec![] });
+    let body = prost::Message::encode_to_vec(&WriteRequest {
+        timeseries: ts,
+        metadata: vec![],
+    });
     http.post(format!("{base}/api/v1/write"))
         .header("Content-Type", "application/x-protobuf")
         .header("Content-Encoding", "snappy")
         .header("X-Prometheus-Remote-Write-Version", "0.1.0")
-        .body(snap::raw::Encoder::new().compress_vec(&body).expect("snappy"))
+        .body(
+            snap::raw::Encoder::new()
+                .compress_vec(&body)
+                .expect("snappy"),
+        )
 }

@@ -3,9 +3,13 @@ use anyhow::Context;
 
 /// Seconds of CPU the process `pid` has used so far.
 pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).with_context(|| format!("reading /proc/{pid}/stat"))?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("reading /proc/{pid}/stat"))?;
     // The command name (field 2) may hold spaces; fields after the last ')' are plain.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).context("malformed stat")?;
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .context("malformed stat")?;
     let f: Vec<&str> = rest.split_whitespace().collect();
     // After ')': state is field 3, so utime (14) and stime (15) are at 11 and 12.
     let utime: f64 = f.get(11).context("utime")?.parse()?;

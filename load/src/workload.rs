@@ -21,7 +21,10 @@ const METRICS: [&str; 12] = [
 /// usually carries (instance, job, region, zone, env, plus two series-specific ones).
 pub fn series_labels(i: usize) -> Vec<Label> {
     let host = i / METRICS.len();
-    let l = |n: &str, v: String| Label { name: n.into(), value: v };
+    let l = |n: &str, v: String| Label {
+        name: n.into(),
+        value: v,
+    };
     vec![
         l("__name__", METRICS[i % METRICS.len()].into()),
         l("cpu", format!("{}", i % 16)),
@@ -29,14 +32,23 @@ pub fn series_labels(i: usize) -> Vec<Label> {
         l("instance", format!("host-{host:06}.example.internal:9100")),
         l("job", "node".into()),
         l("mode", ["user", "system", "idle", "iowait"][i % 4].into()),
-        l("region", ["eu-west-1", "us-east-1", "ap-south-1"][host % 3].into()),
+        l(
+            "region",
+            ["eu-west-1", "us-east-1", "ap-south-1"][host % 3].into(),
+        ),
         l("zone", format!("z{}", host % 4)),
     ]
 }
 
 /// `requests` remote-write bodies (snappy protobuf), each with `series` series of
 /// `samples` samples, walking over a fleet of `fleet` distinct series.
-pub fn remote_write_bodies(requests: usize, series: usize, samples: usize, fleet: usize, now_ms: i64) -> Vec<(Vec<u8>, usize)> {
+pub fn remote_write_bodies(
+    requests: usize,
+    series: usize,
+    samples: usize,
+    fleet: usize,
+    now_ms: i64,
+) -> Vec<(Vec<u8>, usize)> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(42);
     let mut next = 0usize;
     (0..requests)
@@ -57,8 +69,16 @@ pub fn remote_write_bodies(requests: usize, series: usize, samples: usize, fleet
                     }
                 })
                 .collect();
-            let body = prost::Message::encode_to_vec(&WriteRequest { timeseries: ts, metadata: vec![] });
-            (snap::raw::Encoder::new().compress_vec(&body).expect("snappy"), series * samples)
+            let body = prost::Message::encode_to_vec(&WriteRequest {
+                timeseries: ts,
+                metadata: vec![],
+            });
+            (
+                snap::raw::Encoder::new()
+                    .compress_vec(&body)
+                    .expect("snappy"),
+                series * samples,
+            )
         })
         .collect()
 }

@@ -63,28 +63,49 @@ pub fn weir_bin() -> PathBuf {
 
 /// The Python of the project's venv (confluent-kafka, fastavro), made by stack.sh.
 pub fn python() -> PathBuf {
-    let p = std::env::var("WEIR_PYTHON").map(PathBuf::from).unwrap_or_else(|_| {
-        let cache = std::env::var("WEIR_CACHE_DIR").map(PathBuf::from).unwrap_or_else(|_| {
-            let base = std::env::var("XDG_CACHE_HOME")
+    let p = std::env::var("WEIR_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            let cache = std::env::var("WEIR_CACHE_DIR")
                 .map(PathBuf::from)
-                .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").expect("HOME")).join(".cache"));
-            base.join("weir")
+                .unwrap_or_else(|_| {
+                    let base = std::env::var("XDG_CACHE_HOME")
+                        .map(PathBuf::from)
+                        .unwrap_or_else(|_| {
+                            PathBuf::from(std::env::var("HOME").expect("HOME")).join(".cache")
+                        });
+                    base.join("weir")
+                });
+            cache.join("venv/bin/python")
         });
-        cache.join("venv/bin/python")
-    });
-    assert!(p.exists(), "{} is missing: run scripts/stack.sh install", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/stack.sh install",
+        p.display()
+    );
     p
 }
 
 /// A name no other test (or earlier run) uses.
 pub fn unique(prefix: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
-    let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis();
-    format!("{prefix}.{}.{}.{}", std::process::id(), t, N.fetch_add(1, Ordering::Relaxed))
+    let t = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    format!(
+        "{prefix}.{}.{}.{}",
+        std::process::id(),
+        t,
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
 }
 
 /// A topology file in a temporary directory, one topic, a gateway on an ephemeral port.
@@ -110,13 +131,22 @@ impl TestTopology {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("topology.yaml");
         std::fs::write(&path, yaml).unwrap();
-        Self { _dir: dir, path, topic, partitions }
+        Self {
+            _dir: dir,
+            path,
+            topic,
+            partitions,
+        }
     }
 
     /// `weir topics apply -f` on this topology.
     pub fn apply(&self) {
         let out = weir(&["topics", "apply", "-f", self.path.to_str().unwrap()]);
-        assert!(out.status.success(), "topics apply failed: {}", out.stderr_text());
+        assert!(
+            out.status.success(),
+            "topics apply failed: {}",
+            out.stderr_text()
+        );
     }
 }
 
@@ -137,7 +167,10 @@ impl Output {
 
 /// Runs `weir ARGS...` to completion.
 pub fn weir(args: &[&str]) -> Output {
-    let out = Command::new(weir_bin()).args(args).output().expect("run weir");
+    let out = Command::new(weir_bin())
+        .args(args)
+        .output()
+        .expect("run weir");
     Output {
         status: out.status,
         stdout: out.stdout,
@@ -162,7 +195,13 @@ impl Gateway {
     /// Starts the gateway and waits only until it listens.
     pub fn spawn(topology: &TestTopology) -> Self {
         let mut child = Command::new(weir_bin())
-            .args(["--log-format", "json", "gateway", "-f", topology.path.to_str().unwrap()])
+            .args([
+                "--log-format",
+                "json",
+                "gateway",
+                "-f",
+                topology.path.to_str().unwrap(),
+            ])
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -176,7 +215,10 @@ impl Gateway {
                 eprintln!("[gateway] {line}");
                 if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
                     if v["message"] == "gateway listening" {
-                        if let Some(addr) = v["addr"].as_str().and_then(|a| a.parse::<SocketAddr>().ok()) {
+                        if let Some(addr) = v["addr"]
+                            .as_str()
+                            .and_then(|a| a.parse::<SocketAddr>().ok())
+                        {
                             if let Some(tx) = tx.take() {
                                 let _ = tx.send(addr);
                             }
@@ -185,8 +227,13 @@ impl Gateway {
                 }
             }
         });
-        let addr = rx.recv_timeout(Duration::from_secs(60)).expect("gateway did not start listening");
-        Self { child: Some(child), addr }
+        let addr = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("gateway did not start listening");
+        Self {
+            child: Some(child),
+            addr,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -202,7 +249,10 @@ impl Gateway {
                     return;
                 }
             }
-            assert!(Instant::now() < deadline, "gateway not ready in {timeout:?}");
+            assert!(
+                Instant::now() < deadline,
+                "gateway not ready in {timeout:?}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -210,7 +260,9 @@ impl Gateway {
     /// SIGTERM and wait: the exit status of a graceful shutdown.
     pub fn terminate(mut self) -> ExitStatus {
         let mut child = self.child.take().unwrap();
-        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
         let deadline = Instant::now() + Duration::from_secs(40);
         loop {
             if let Some(s) = child.try_wait().unwrap() {
@@ -245,7 +297,12 @@ pub struct Record {
 
 /// Reads every partition of `topic` from the beginning until `done(records)` holds or
 /// `timeout` passes; returns what was read either way.
-pub fn read_topic(topic: &str, partitions: u32, timeout: Duration, done: impl Fn(&[Record]) -> bool) -> Vec<Record> {
+pub fn read_topic(
+    topic: &str,
+    partitions: u32,
+    timeout: Duration,
+    done: impl Fn(&[Record]) -> bool,
+) -> Vec<Record> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap())
         .set("group.id", unique("test.reader"))
@@ -254,7 +311,8 @@ pub fn read_topic(topic: &str, partitions: u32, timeout: Duration, done: impl Fn
         .expect("consumer");
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions as i32 {
-        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
     }
     consumer.assign(&tpl).unwrap();
     let deadline = Instant::now() + timeout;
@@ -279,11 +337,17 @@ pub fn samples_by_key(records: &[Record], partitions: u32) -> BTreeMap<String, V
     let decoder = weir_contract::avro::Decoder::new();
     let mut out: BTreeMap<String, Vec<Sample>> = BTreeMap::new();
     for r in records {
-        let batch: MetricsBatch = decoder.decode(&r.payload).unwrap_or_else(|e| panic!("record {}@{}: {e}", r.partition, r.offset));
+        let batch: MetricsBatch = decoder
+            .decode(&r.payload)
+            .unwrap_or_else(|e| panic!("record {}@{}: {e}", r.partition, r.offset));
         for s in batch.series {
             let key = s.key();
             let want = weir_contract::partition_for_key(key.as_bytes(), partitions);
-            assert_eq!(r.partition as u32, want, "series {key} is on partition {} but murmur2 says {want}", r.partition);
+            assert_eq!(
+                r.partition as u32, want,
+                "series {key} is on partition {} but murmur2 says {want}",
+                r.partition
+            );
             out.entry(key).or_default().extend(s.samples);
         }
     }
@@ -302,10 +366,16 @@ pub fn sample_count(records: &[Record]) -> usize {
 /// Snappy-compressed protobuf body of a remote-write request.
 pub fn remote_write_body(req: &weir_contract::remote_write::WriteRequest) -> Vec<u8> {
     use prost::Message;
-    snap::raw::Encoder::new().compress_vec(&req.encode_to_vec()).unwrap()
+    snap::raw::Encoder::new()
+        .compress_vec(&req.encode_to_vec())
+        .unwrap()
 }
 
-pub fn post_remote_write(client: &reqwest::blocking::Client, url: &str, body: Vec<u8>) -> reqwest::blocking::Response {
+pub fn post_remote_write(
+    client: &reqwest::blocking::Client,
+    url: &str,
+    body: Vec<u8>,
+) -> reqwest::blocking::Response {
     client
         .post(url)
         .header("Content-Type", "application/x-protobuf")
@@ -318,7 +388,11 @@ pub fn post_remote_write(client: &reqwest::blocking::Client, url: &str, body: Ve
 
 /// A free loopback port (bound then released; fine for tests).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {

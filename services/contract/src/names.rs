@@ -6,7 +6,9 @@ pub fn is_valid_metric_name(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
         && (b[0].is_ascii_alphabetic() || b[0] == b'_' || b[0] == b':')
-        && b[1..].iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b':')
+        && b[1..]
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b':')
 }
 
 /// `[a-zA-Z_][a-zA-Z0-9_]*`
@@ -14,7 +16,9 @@ pub fn is_valid_label_name(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
         && (b[0].is_ascii_alphabetic() || b[0] == b'_')
-        && b[1..].iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
+        && b[1..]
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || *c == b'_')
 }
 
 /// Label names starting with `__` are reserved for Prometheus internals.
@@ -36,7 +40,10 @@ pub fn sanitize_label_name(s: &str) -> String {
 fn sanitize(s: &str, colon_ok: bool) -> String {
     let mut out = String::with_capacity(s.len() + 1);
     for (i, c) in s.chars().enumerate() {
-        let ok = c.is_ascii_alphabetic() || c == '_' || (colon_ok && c == ':') || (i > 0 && c.is_ascii_digit());
+        let ok = c.is_ascii_alphabetic()
+            || c == '_'
+            || (colon_ok && c == ':')
+            || (i > 0 && c.is_ascii_digit());
         if i == 0 && c.is_ascii_digit() {
             out.push('_');
             out.push(c);

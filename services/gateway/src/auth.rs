@@ -18,7 +18,9 @@ impl Auth {
     pub fn from_config(c: &AuthConfig) -> anyhow::Result<Self> {
         let mut keys = HashMap::new();
         for k in &c.keys {
-            let key = k.resolve().map_err(|e| anyhow::anyhow!("gateway.auth: {e}"))?;
+            let key = k
+                .resolve()
+                .map_err(|e| anyhow::anyhow!("gateway.auth: {e}"))?;
             keys.insert(key, k.tenant.clone());
         }
         Ok(Self {
@@ -40,13 +42,21 @@ impl Auth {
         }
         let value = headers
             .get(header::AUTHORIZATION)
-            .ok_or_else(|| ApiError::unauthorized("missing Authorization header: send `Authorization: Bearer <api key>`"))?
+            .ok_or_else(|| {
+                ApiError::unauthorized(
+                    "missing Authorization header: send `Authorization: Bearer <api key>`",
+                )
+            })?
             .to_str()
             .map_err(|_| ApiError::unauthorized("Authorization header is not valid text"))?;
         let key = value
             .strip_prefix("Bearer ")
             .or_else(|| value.strip_prefix("Token "))
-            .ok_or_else(|| ApiError::unauthorized("Authorization must be `Bearer <api key>` or `Token <api key>`"))?
+            .ok_or_else(|| {
+                ApiError::unauthorized(
+                    "Authorization must be `Bearer <api key>` or `Token <api key>`",
+                )
+            })?
             .trim();
         self.keys
             .get(key)

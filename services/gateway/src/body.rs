@@ -26,25 +26,33 @@ pub async fn read(body: Body, headers: &HeaderMap, limits: BodyLimits) -> Result
             return Err(too_big(len, limits.max_body));
         }
     }
-    axum::body::to_bytes(body, limits.max_body).await.map_err(|e| {
-        // The only error besides a broken connection is the length limit.
-        let msg = e.to_string();
-        if msg.contains("length limit") {
-            ApiError::too_large(format!("request body exceeds the limit of {} bytes", limits.max_body))
-        } else {
-            ApiError::bad_request(format!("cannot read request body: {msg}"))
-        }
-    })
+    axum::body::to_bytes(body, limits.max_body)
+        .await
+        .map_err(|e| {
+            // The only error besides a broken connection is the length limit.
+            let msg = e.to_string();
+            if msg.contains("length limit") {
+                ApiError::too_large(format!(
+                    "request body exceeds the limit of {} bytes",
+                    limits.max_body
+                ))
+            } else {
+                ApiError::bad_request(format!("cannot read request body: {msg}"))
+            }
+        })
 }
 
 fn too_big(len: usize, max: usize) -> ApiError {
-    ApiError::too_large(format!("request body of {len} bytes exceeds the limit of {max} bytes"))
+    ApiError::too_large(format!(
+        "request body of {len} bytes exceeds the limit of {max} bytes"
+    ))
 }
 
 /// Snappy block format, as Prometheus remote write sends it.
 pub fn snappy(body: &[u8], max: usize) -> Result<Vec<u8>, ApiError> {
-    let len = snap::raw::decompress_len(body)
-        .map_err(|e| ApiError::bad_request(format!("body is not valid snappy (block format): {e}")))?;
+    let len = snap::raw::decompress_len(body).map_err(|e| {
+        ApiError::bad_request(format!("body is not valid snappy (block format): {e}"))
+    })?;
     if len > max {
         return Err(ApiError::too_large(format!(
             "snappy body decompresses to {len} bytes, over the limit of {max} bytes"
@@ -66,7 +74,10 @@ pub fn decode_content(body: Bytes, headers: &HeaderMap, max: usize) -> Result<By
     match enc.as_str() {
         "" | "identity" => {
             if body.len() > max {
-                return Err(ApiError::too_large(format!("body of {} bytes exceeds the limit of {max} bytes", body.len())));
+                return Err(ApiError::too_large(format!(
+                    "body of {} bytes exceeds the limit of {max} bytes",
+                    body.len()
+                )));
             }
             Ok(body)
         }
@@ -108,8 +119,18 @@ mod tests {
 
     #[test]
     fn snappy_claims_are_checked_before_decompressing() {
-        let big = snap::raw::Encoder::new().compress_vec(&vec![0u8; 2 << 20]).unwrap();
-        assert_eq!(snappy(&big, 1 << 20).unwrap_err().status, axum::http::StatusCode::PAYLOAD_TOO_LARGE);
-        assert_eq!(snappy(b"\xff\xff\xff\xff\xff\xff", 1 << 20).unwrap_err().status, axum::http::StatusCode::BAD_REQUEST);
+        let big = snap::raw::Encoder::new()
+            .compress_vec(&vec![0u8; 2 << 20])
+            .unwrap();
+        assert_eq!(
+            snappy(&big, 1 << 20).unwrap_err().status,
+            axum::http::StatusCode::PAYLOAD_TOO_LARGE
+        );
+        assert_eq!(
+            snappy(b"\xff\xff\xff\xff\xff\xff", 1 << 20)
+                .unwrap_err()
+                .status,
+            axum::http::StatusCode::BAD_REQUEST
+        );
     }
 }

@@ -67,7 +67,12 @@ pub struct IngestSettings {
 }
 
 impl Ingest {
-    pub fn new(producer: FutureProducer, partitions: u32, s: IngestSettings, health: Health) -> Self {
+    pub fn new(
+        producer: FutureProducer,
+        partitions: u32,
+        s: IngestSettings,
+        health: Health,
+    ) -> Self {
         let kib = (s.max_inflight_bytes / 1024).clamp(1, u32::MAX as u64 / 2) as u32;
         Self {
             producer,
@@ -117,23 +122,33 @@ impl Ingest {
             ));
         }
         let kib = ((bytes / 1024) as u32 + 1).min(self.max_inflight_kib);
-        let permit = self.inflight.clone().try_acquire_many_owned(kib).map_err(|_| {
-            metrics::counter!("weir_gateway_throttled_total").increment(1);
-            ApiError::retry(
-                StatusCode::TOO_MANY_REQUESTS,
-                "the gateway is at its in-flight limit; retry later",
-                Duration::from_secs(1),
-            )
-        })?;
-        metrics::gauge!("weir_gateway_inflight_bytes")
-            .set(((self.max_inflight_kib as usize - self.inflight.available_permits()) * 1024) as f64);
+        let permit = self
+            .inflight
+            .clone()
+            .try_acquire_many_owned(kib)
+            .map_err(|_| {
+                metrics::counter!("weir_gateway_throttled_total").increment(1);
+                ApiError::retry(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "the gateway is at its in-flight limit; retry later",
+                    Duration::from_secs(1),
+                )
+            })?;
+        metrics::gauge!("weir_gateway_inflight_bytes").set(
+            ((self.max_inflight_kib as usize - self.inflight.available_permits()) * 1024) as f64,
+        );
         Ok(InflightPermit(permit))
     }
 
     /// Writes a parsed request. `Ok` when everything valid was acknowledged and nothing
     /// was rejected; a 400 naming the first rejection when some samples were refused
     /// (the valid ones are still written and acknowledged first).
-    pub async fn write(&self, protocol: &'static str, tenant: Option<&str>, parsed: Parsed) -> Result<Written, ApiError> {
+    pub async fn write(
+        &self,
+        protocol: &'static str,
+        tenant: Option<&str>,
+        parsed: Parsed,
+    ) -> Result<Written, ApiError> {
         let Parsed {
             mut series,
             mut rejected,
@@ -176,7 +191,8 @@ impl Ingest {
         self.produce(records).await?;
         metrics::counter!("weir_gateway_samples_total", "protocol" => protocol, "outcome" => "accepted")
             .increment(samples as u64);
-        metrics::counter!("weir_gateway_series_total", "protocol" => protocol).increment(series.len() as u64);
+        metrics::counter!("weir_gateway_series_total", "protocol" => protocol)
+            .increment(series.len() as u64);
         if let Some(first) = rejected.first {
             let total = samples + rejected.samples + dropped.0;
             return Err(ApiError::bad_request(format!(
@@ -220,11 +236,14 @@ impl Ingest {
         let mut bytes = 0u64;
         for (partition, payload) in &records {
             bytes += payload.len() as u64;
-            let rec: FutureRecord<'_, (), [u8]> = FutureRecord::to(&self.topic).partition(*partition).payload(payload);
+            let rec: FutureRecord<'_, (), [u8]> = FutureRecord::to(&self.topic)
+                .partition(*partition)
+                .payload(payload);
             match self.producer.send_result(rec) {
                 Ok(f) => pending.push(f),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                    metrics::counter!("weir_gateway_records_total", "outcome" => "queue_full").increment(1);
+                    metrics::counter!("weir_gateway_records_total", "outcome" => "queue_full")
+                        .increment(1);
                     return Err(ApiError::retry(
                         StatusCode::TOO_MANY_REQUESTS,
                         "the Kafka producer queue is full; retry later",
@@ -232,7 +251,8 @@ impl Ingest {
                     ));
                 }
                 Err((e, _)) => {
-                    metrics::counter!("weir_gateway_records_total", "outcome" => "failed").increment(1);
+                    metrics::counter!("weir_gateway_records_total", "outcome" => "failed")
+                        .increment(1);
                     return Err(ApiError::retry(
                         StatusCode::SERVICE_UNAVAILABLE,
                         format!("cannot enqueue record for Kafka: {e}"),
@@ -241,14 +261,20 @@ impl Ingest {
                 }
             }
         }
-        let acks = tokio::time::timeout(self.delivery_timeout, join_all(pending)).await.map_err(|_| {
-            ApiError::retry(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("Kafka did not acknowledge within {:?}; retry later", self.delivery_timeout),
-                Duration::from_secs(5),
-            )
-        })?;
-        metrics::histogram!("weir_gateway_kafka_ack_duration_seconds").record(started.elapsed().as_secs_f64());
+        let acks = tokio::time::timeout(self.delivery_timeout, join_all(pending))
+            .await
+            .map_err(|_| {
+                ApiError::retry(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "Kafka did not acknowledge within {:?}; retry later",
+                        self.delivery_timeout
+                    ),
+                    Duration::from_secs(5),
+                )
+            })?;
+        metrics::histogram!("weir_gateway_kafka_ack_duration_seconds")
+            .record(started.elapsed().as_secs_f64());
         let mut failed = None;
         let mut ok = 0u64;
         for a in acks {
@@ -261,7 +287,8 @@ impl Ingest {
         metrics::counter!("weir_gateway_records_total", "outcome" => "acked").increment(ok);
         metrics::counter!("weir_gateway_record_bytes_total").increment(bytes);
         if let Some(e) = failed {
-            metrics::counter!("weir_gateway_records_total", "outcome" => "failed").increment(records.len() as u64 - ok);
+            metrics::counter!("weir_gateway_records_total", "outcome" => "failed")
+                .increment(records.len() as u64 - ok);
             tracing::warn!(error = %e, "Kafka did not acknowledge a record");
             return Err(ApiError::retry(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -315,7 +342,11 @@ mod tests {
 
     #[test]
     fn tenant_label_is_inserted_in_order_and_overrides() {
-        let mut s = Series::new("m", vec![Label::new("a", "1"), Label::new("z", "2")], vec![]);
+        let mut s = Series::new(
+            "m",
+            vec![Label::new("a", "1"), Label::new("z", "2")],
+            vec![],
+        );
         set_tenant(&mut s, "tenant", "acme");
         assert_eq!(s.key(), r#"m{a="1",tenant="acme",z="2"}"#);
         let mut s = Series::new("m", vec![Label::new("tenant", "evil")], vec![]);

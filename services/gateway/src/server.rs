@@ -10,9 +10,9 @@ use axum::routing::post;
 use axum::Router;
 use rdkafka::producer::{FutureProducer, Producer};
 use tokio::sync::oneshot;
-use weir_runtime::shutdown::Shutdown;
 use weir_runtime::kafka::{partition_count, producer_config};
 use weir_runtime::ops::{self, Health};
+use weir_runtime::shutdown::Shutdown;
 use weir_runtime::Topology;
 
 use crate::auth::Auth;
@@ -43,7 +43,11 @@ pub fn router(gw: Arc<Gateway>, health: Health) -> Router {
 
 /// Runs the gateway until `shutdown`; then stops accepting, lets in-flight requests
 /// finish and flushes the producer. `bound` receives the listening address.
-pub async fn run(topology: Topology, shutdown: Shutdown, bound: Option<oneshot::Sender<SocketAddr>>) -> anyhow::Result<()> {
+pub async fn run(
+    topology: Topology,
+    shutdown: Shutdown,
+    bound: Option<oneshot::Sender<SocketAddr>>,
+) -> anyhow::Result<()> {
     let cfg = topology.gateway.clone();
     let topic_spec = topology
         .topic(&cfg.topic)
@@ -121,7 +125,10 @@ async fn watch_metadata(gw: Arc<Gateway>, health: Health, shutdown: Shutdown) {
         first = false;
         let p = gw.ingest.producer().clone();
         let topic = gw.ingest.topic().to_string();
-        let r = tokio::task::spawn_blocking(move || partition_count(p.client(), &topic, Duration::from_secs(5))).await;
+        let r = tokio::task::spawn_blocking(move || {
+            partition_count(p.client(), &topic, Duration::from_secs(5))
+        })
+        .await;
         match r {
             Ok(Ok(n)) => {
                 gw.ingest.set_partitions(n);

@@ -49,14 +49,31 @@ impl Validator {
     /// Normalises and checks one series in place: sorts labels, drops empty-valued ones
     /// (Prometheus treats them as absent), removes bad samples. Returns false when nothing
     /// of the series is left to write.
-    pub fn check(&self, s: &mut Series, now_ms: i64, rej: &mut Rejections, dropped: &mut Dropped) -> bool {
+    pub fn check(
+        &self,
+        s: &mut Series,
+        now_ms: i64,
+        rej: &mut Rejections,
+        dropped: &mut Dropped,
+    ) -> bool {
         let n = s.samples.len();
         if !is_valid_metric_name(&s.name) {
-            rej.add(n, || format!("series {}: invalid metric name {:?}: must match [a-zA-Z_:][a-zA-Z0-9_:]*", s.key(), s.name));
+            rej.add(n, || {
+                format!(
+                    "series {}: invalid metric name {:?}: must match [a-zA-Z_:][a-zA-Z0-9_:]*",
+                    s.key(),
+                    s.name
+                )
+            });
             return false;
         }
         if s.name.len() > self.cfg.max_metric_name_length {
-            rej.add(n, || format!("series {}: metric name longer than {} bytes", s.name, self.cfg.max_metric_name_length));
+            rej.add(n, || {
+                format!(
+                    "series {}: metric name longer than {} bytes",
+                    s.name, self.cfg.max_metric_name_length
+                )
+            });
             return false;
         }
         if s.labels.iter().any(|l| l.value.is_empty()) {
@@ -64,18 +81,37 @@ impl Validator {
         }
         s.sort_labels();
         if s.labels.len() > self.cfg.max_labels {
-            rej.add(n, || format!("series {}: {} labels, over the limit of {}", s.key(), s.labels.len(), self.cfg.max_labels));
+            rej.add(n, || {
+                format!(
+                    "series {}: {} labels, over the limit of {}",
+                    s.key(),
+                    s.labels.len(),
+                    self.cfg.max_labels
+                )
+            });
             return false;
         }
         for (i, l) in s.labels.iter().enumerate() {
             let bad = if !is_valid_label_name(&l.name) {
-                Some(format!("invalid label name {:?}: must match [a-zA-Z_][a-zA-Z0-9_]*", l.name))
+                Some(format!(
+                    "invalid label name {:?}: must match [a-zA-Z_][a-zA-Z0-9_]*",
+                    l.name
+                ))
             } else if is_reserved_label_name(&l.name) {
-                Some(format!("label name {:?} is reserved (names starting with __)", l.name))
+                Some(format!(
+                    "label name {:?} is reserved (names starting with __)",
+                    l.name
+                ))
             } else if l.name.len() > self.cfg.max_label_name_length {
-                Some(format!("label name {:?} longer than {} bytes", l.name, self.cfg.max_label_name_length))
+                Some(format!(
+                    "label name {:?} longer than {} bytes",
+                    l.name, self.cfg.max_label_name_length
+                ))
             } else if l.value.len() > self.cfg.max_label_value_length {
-                Some(format!("value of label {:?} longer than {} bytes", l.name, self.cfg.max_label_value_length))
+                Some(format!(
+                    "value of label {:?} longer than {} bytes",
+                    l.name, self.cfg.max_label_value_length
+                ))
             } else if i > 0 && s.labels[i - 1].name == l.name {
                 Some(format!("duplicate label name {:?}", l.name))
             } else {
@@ -86,7 +122,10 @@ impl Validator {
                 return false;
             }
         }
-        let (lo, hi) = (now_ms.saturating_sub(self.max_age_ms), now_ms.saturating_add(self.max_future_ms));
+        let (lo, hi) = (
+            now_ms.saturating_sub(self.max_age_ms),
+            now_ms.saturating_add(self.max_future_ms),
+        );
         let policy = self.cfg.non_finite;
         let before = s.samples.len();
         let mut first_bad: Option<String> = None;
@@ -120,7 +159,9 @@ impl Validator {
         });
         if rejected > 0 {
             let key = s.key();
-            rej.add(rejected, || format!("series {key}: {}", first_bad.unwrap_or_default()));
+            rej.add(rejected, || {
+                format!("series {key}: {}", first_bad.unwrap_or_default())
+            });
         }
         debug_assert!(s.samples.len() <= before);
         !s.samples.is_empty()
@@ -164,10 +205,19 @@ mod tests {
     #[test]
     fn names_and_duplicates_are_rejected_with_reason() {
         for (s, want) in [
-            (series("cpu-usage", &[], &[(NOW, 1.0)]), "invalid metric name"),
-            (series("m", &[("a-b", "x")], &[(NOW, 1.0)]), "invalid label name"),
+            (
+                series("cpu-usage", &[], &[(NOW, 1.0)]),
+                "invalid metric name",
+            ),
+            (
+                series("m", &[("a-b", "x")], &[(NOW, 1.0)]),
+                "invalid label name",
+            ),
             (series("m", &[("__x", "x")], &[(NOW, 1.0)]), "reserved"),
-            (series("m", &[("a", "x"), ("a", "y")], &[(NOW, 1.0), (NOW, 2.0)]), "duplicate label name \"a\""),
+            (
+                series("m", &[("a", "x"), ("a", "y")], &[(NOW, 1.0), (NOW, 2.0)]),
+                "duplicate label name \"a\"",
+            ),
         ] {
             let mut s = s;
             let n = s.samples.len();
@@ -184,7 +234,14 @@ mod tests {
         let mut s = series(
             "m",
             &[],
-            &[(NOW, 1.0), (NOW, f64::NAN), (NOW, f64::INFINITY), (0, 1.0), (NOW + 86_400_000, 1.0), (NOW, stale)],
+            &[
+                (NOW, 1.0),
+                (NOW, f64::NAN),
+                (NOW, f64::INFINITY),
+                (0, 1.0),
+                (NOW + 86_400_000, 1.0),
+                (NOW, stale),
+            ],
         );
         let (keep, r, _) = check(&mut s);
         assert!(keep);
@@ -196,8 +253,13 @@ mod tests {
 
     #[test]
     fn too_many_labels() {
-        let labels: Vec<(String, String)> = (0..31).map(|i| (format!("l{i:02}"), "v".to_string())).collect();
-        let refs: Vec<(&str, &str)> = labels.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+        let labels: Vec<(String, String)> = (0..31)
+            .map(|i| (format!("l{i:02}"), "v".to_string()))
+            .collect();
+        let refs: Vec<(&str, &str)> = labels
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect();
         let mut s = series("m", &refs, &[(NOW, 1.0)]);
         let (keep, r, _) = check(&mut s);
         assert!(!keep);

@@ -52,12 +52,7 @@ pub fn router(health: Health) -> Router {
             "/metrics",
             get(move || {
                 let h = handle.clone();
-                async move {
-                    (
-                        [("content-type", "text/plain; version=0.0.4")],
-                        h.render(),
-                    )
-                }
+                async move { ([("content-type", "text/plain; version=0.0.4")], h.render()) }
             }),
         )
         .route("/healthz", get(|| async { "ok\n" }))
@@ -69,7 +64,10 @@ pub fn router(health: Health) -> Router {
                     if h.is_ready() {
                         (StatusCode::OK, "ready\n".to_string()).into_response()
                     } else {
-                        (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {}\n", h.reason()))
+                        (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            format!("not ready: {}\n", h.reason()),
+                        )
                             .into_response()
                     }
                 }
@@ -79,7 +77,11 @@ pub fn router(health: Health) -> Router {
 
 /// Serves `router` on `addr` until `shutdown` is cancelled, then lets in-flight requests
 /// finish.
-pub async fn serve(addr: SocketAddr, router: Router, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn serve(
+    addr: SocketAddr,
+    router: Router,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;

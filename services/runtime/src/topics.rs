@@ -56,7 +56,8 @@ pub async fn apply(topology: &Topology, dry_run: bool) -> anyhow::Result<ApplyRe
         .filter(|(name, _)| !existing.contains_key(*name))
         .collect();
     if !missing.is_empty() && !dry_run {
-        let configs: Vec<BTreeMap<String, String>> = missing.iter().map(|(_, s)| s.configs()).collect();
+        let configs: Vec<BTreeMap<String, String>> =
+            missing.iter().map(|(_, s)| s.configs()).collect();
         let new: Vec<NewTopic> = missing
             .iter()
             .zip(&configs)
@@ -72,19 +73,33 @@ pub async fn apply(topology: &Topology, dry_run: bool) -> anyhow::Result<ApplyRe
                 t
             })
             .collect();
-        for r in admin.create_topics(&new, &opts).await.context("creating topics")? {
+        for r in admin
+            .create_topics(&new, &opts)
+            .await
+            .context("creating topics")?
+        {
             match r {
                 Ok(name) => report.created.push(name),
                 // Another process created it meanwhile: fine, it is checked next run.
-                Err((name, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => report.unchanged.push(name),
+                Err((name, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {
+                    report.unchanged.push(name)
+                }
                 Err((name, code)) => anyhow::bail!("creating topic {name}: {code}"),
             }
         }
     } else if dry_run {
-        report.created.extend(missing.iter().map(|(n, _)| format!("{n} (dry run: would create)")));
+        report.created.extend(
+            missing
+                .iter()
+                .map(|(n, _)| format!("{n} (dry run: would create)")),
+        );
     }
 
-    let present: Vec<&String> = topology.topics.keys().filter(|n| existing.contains_key(*n)).collect();
+    let present: Vec<&String> = topology
+        .topics
+        .keys()
+        .filter(|n| existing.contains_key(*n))
+        .collect();
     for name in &present {
         let spec = &topology.topics[*name];
         let have = existing[*name];
@@ -98,7 +113,10 @@ pub async fn apply(topology: &Topology, dry_run: bool) -> anyhow::Result<ApplyRe
         }
     }
     if !present.is_empty() {
-        let specs: Vec<ResourceSpecifier> = present.iter().map(|n| ResourceSpecifier::Topic(n)).collect();
+        let specs: Vec<ResourceSpecifier> = present
+            .iter()
+            .map(|n| ResourceSpecifier::Topic(n))
+            .collect();
         match admin.describe_configs(&specs, &opts).await {
             Ok(results) => {
                 for (name, res) in present.iter().zip(results) {
@@ -114,11 +132,15 @@ pub async fn apply(topology: &Topology, dry_run: bool) -> anyhow::Result<ApplyRe
                                         want: v.clone(),
                                         have: have.to_string(),
                                     }),
-                                    None => report.notes.push(format!("{name}: the broker does not report {k}")),
+                                    None => report
+                                        .notes
+                                        .push(format!("{name}: the broker does not report {k}")),
                                 }
                             }
                         }
-                        Err(e) => report.notes.push(format!("{name}: configs not checked: {e}")),
+                        Err(e) => report
+                            .notes
+                            .push(format!("{name}: configs not checked: {e}")),
                     }
                 }
             }
@@ -133,7 +155,9 @@ pub async fn apply(topology: &Topology, dry_run: bool) -> anyhow::Result<ApplyRe
     Ok(report)
 }
 
-async fn existing_partitions(admin: &AdminClient<DefaultClientContext>) -> anyhow::Result<BTreeMap<String, u32>> {
+async fn existing_partitions(
+    admin: &AdminClient<DefaultClientContext>,
+) -> anyhow::Result<BTreeMap<String, u32>> {
     let md = admin
         .inner()
         .fetch_metadata(None, TIMEOUT)
@@ -144,4 +168,51 @@ async fn existing_partitions(admin: &AdminClient<DefaultClientContext>) -> anyho
         .filter(|t| t.error().is_none() && !t.partitions().is_empty())
         .map(|t| (t.name().to_string(), t.partitions().len() as u32))
         .collect())
+}
+
+/// Records held per partition of a topic: `(partition, low watermark, high watermark)`.
+#[derive(Debug)]
+pub struct TopicStats {
+    pub topic: String,
+    pub partitions: Vec<(i32, i64, i64)>,
+}
+
+impl TopicStats {
+    pub fn records(&self) -> i64 {
+        self.partitions.iter().map(|(_, lo, hi)| hi - lo).sum()
+    }
+}
+
+/// Watermarks of every topic of the topology that exists on the cluster. Blocking.
+pub fn describe(topology: &Topology) -> anyhow::Result<Vec<TopicStats>> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = client_config(&topology.kafka)
+        .create()
+        .context("creating the Kafka client")?;
+    let md = consumer
+        .fetch_metadata(None, TIMEOUT)
+        .context("reading cluster metadata")?;
+    let mut out = Vec::new();
+    for name in topology.topics.keys() {
+        let Some(t) = md
+            .topics()
+            .iter()
+            .find(|t| t.name() == name && !t.partitions().is_empty())
+        else {
+            continue;
+        };
+        let mut parts = Vec::new();
+        for p in t.partitions() {
+            let (lo, hi) = consumer
+                .fetch_watermarks(name, p.id(), TIMEOUT)
+                .with_context(|| format!("watermarks of {name}/{}", p.id()))?;
+            parts.push((p.id(), lo, hi));
+        }
+        parts.sort_unstable();
+        out.push(TopicStats {
+            topic: name.clone(),
+            partitions: parts,
+        });
+    }
+    Ok(out)
 }

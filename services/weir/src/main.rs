@@ -9,7 +9,12 @@ use weir_runtime::telemetry::{init_logging, LogFormat};
 use weir_runtime::Topology;
 
 #[derive(Debug, Parser)]
-#[command(name = "weir", version, about = "Kafka-native metrics pipeline", propagate_version = true)]
+#[command(
+    name = "weir",
+    version,
+    about = "Kafka-native metrics pipeline",
+    propagate_version = true
+)]
 struct Cli {
     /// Log format: text or json (one JSON object per line). Level from RUST_LOG.
     #[arg(long, global = true, default_value = "text", env = "WEIR_LOG_FORMAT")]
@@ -57,7 +62,10 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

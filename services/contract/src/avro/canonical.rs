@@ -4,11 +4,14 @@
 //! any schema with a logical type differs from Java's, Python's (fastavro) and the spec's.
 use serde_json::{Map, Value};
 
-const PRIMITIVES: [&str; 8] = ["null", "boolean", "int", "long", "float", "double", "bytes", "string"];
+const PRIMITIVES: [&str; 8] = [
+    "null", "boolean", "int", "long", "float", "double", "bytes", "string",
+];
 
 /// The Parsing Canonical Form of a schema given as JSON text.
 pub fn parsing_canonical_form(schema_json: &str) -> Result<String, String> {
-    let v: Value = serde_json::from_str(schema_json).map_err(|e| format!("schema is not JSON: {e}"))?;
+    let v: Value =
+        serde_json::from_str(schema_json).map_err(|e| format!("schema is not JSON: {e}"))?;
     let mut out = String::new();
     write(&v, "", &mut out)?;
     Ok(out)
@@ -60,29 +63,52 @@ fn write_object(o: &Map<String, Value>, ns: &str, out: &mut String) -> Result<()
     }
     match ty_str {
         "record" | "error" | "enum" | "fixed" => {
-            let name = o.get("name").and_then(Value::as_str).ok_or("named type without name")?;
+            let name = o
+                .get("name")
+                .and_then(Value::as_str)
+                .ok_or("named type without name")?;
             let own_ns = o.get("namespace").and_then(Value::as_str).unwrap_or(ns);
             let full = fullname(name, own_ns);
             // Nested names default to the namespace of the enclosing name.
-            let inner_ns = full.rsplit_once('.').map(|(n, _)| n).unwrap_or("").to_string();
-            out.push_str(&format!("{{\"name\":{},\"type\":{}", quote(&full), quote(ty_str)));
+            let inner_ns = full
+                .rsplit_once('.')
+                .map(|(n, _)| n)
+                .unwrap_or("")
+                .to_string();
+            out.push_str(&format!(
+                "{{\"name\":{},\"type\":{}",
+                quote(&full),
+                quote(ty_str)
+            ));
             match ty_str {
                 "enum" => {
                     let symbols = o.get("symbols").ok_or("enum without symbols")?;
-                    out.push_str(&format!(",\"symbols\":{}", serde_json::to_string(symbols).map_err(|e| e.to_string())?));
+                    out.push_str(&format!(
+                        ",\"symbols\":{}",
+                        serde_json::to_string(symbols).map_err(|e| e.to_string())?
+                    ));
                 }
                 "fixed" => {
-                    let size = o.get("size").and_then(Value::as_u64).ok_or("fixed without size")?;
+                    let size = o
+                        .get("size")
+                        .and_then(Value::as_u64)
+                        .ok_or("fixed without size")?;
                     out.push_str(&format!(",\"size\":{size}"));
                 }
                 _ => {
                     out.push_str(",\"fields\":[");
-                    let fields = o.get("fields").and_then(Value::as_array).ok_or("record without fields")?;
+                    let fields = o
+                        .get("fields")
+                        .and_then(Value::as_array)
+                        .ok_or("record without fields")?;
                     for (i, f) in fields.iter().enumerate() {
                         if i > 0 {
                             out.push(',');
                         }
-                        let fname = f.get("name").and_then(Value::as_str).ok_or("field without name")?;
+                        let fname = f
+                            .get("name")
+                            .and_then(Value::as_str)
+                            .ok_or("field without name")?;
                         out.push_str(&format!("{{\"name\":{},\"type\":", quote(fname)));
                         write(f.get("type").ok_or("field without type")?, &inner_ns, out)?;
                         out.push('}');
@@ -152,7 +178,9 @@ mod tests {
                 {"name":"m","type":{"type":"map","values":{"type":"fixed","name":"F","size":4}}}]}"#,
         ] {
             let ours = parsing_canonical_form(schema).unwrap();
-            let theirs = apache_avro::Schema::parse_str(schema).unwrap().canonical_form();
+            let theirs = apache_avro::Schema::parse_str(schema)
+                .unwrap()
+                .canonical_form();
             assert_eq!(ours, theirs);
             assert_eq!(rabin(ours.as_bytes()), apache_fp(schema));
         }
@@ -160,7 +188,8 @@ mod tests {
 
     #[test]
     fn logical_types_are_stripped_to_their_base() {
-        let pcf = parsing_canonical_form(r#"{"type":"long","logicalType":"timestamp-millis"}"#).unwrap();
+        let pcf =
+            parsing_canonical_form(r#"{"type":"long","logicalType":"timestamp-millis"}"#).unwrap();
         assert_eq!(pcf, r#""long""#);
     }
 

@@ -106,7 +106,9 @@ fn series_from_value(v: Value) -> Result<Series, DecodeError> {
                 s.metric_type = match value {
                     Value::Enum(_, sym) => MetricType::from_symbol(&sym)
                         .ok_or_else(|| bad(format!("Series.type: unknown symbol {sym}")))?,
-                    other => return Err(bad(format!("Series.type: expected an enum, got {other:?}"))),
+                    other => {
+                        return Err(bad(format!("Series.type: expected an enum, got {other:?}")))
+                    }
                 }
             }
             "unit" => s.unit = opt_string(value, "Series.unit")?,

@@ -61,7 +61,10 @@ fn to_value(batch: &MetricsBatch) -> Value {
                                     .iter()
                                     .map(|x| {
                                         Value::Record(vec![
-                                            ("timestamp".into(), Value::TimestampMillis(x.timestamp_ms)),
+                                            (
+                                                "timestamp".into(),
+                                                Value::TimestampMillis(x.timestamp_ms),
+                                            ),
                                             ("value".into(), Value::Double(x.value)),
                                         ])
                                     })
@@ -129,8 +132,12 @@ fn reads_single_object_records_from_apache_avros_writer() {
     let mut w = apache_avro::GenericSingleObjectWriter::new_with_capacity(&current().schema, 1024)
         .expect("writer");
     let mut out = Vec::new();
-    w.write_value(to_value(&sample_batch()), &mut out).expect("writes");
-    assert_same(&sample_batch(), &Decoder::new().decode(&out).expect("decodes"));
+    w.write_value(to_value(&sample_batch()), &mut out)
+        .expect("writes");
+    assert_same(
+        &sample_batch(),
+        &Decoder::new().decode(&out).expect("decodes"),
+    );
 }
 
 #[test]
@@ -179,7 +186,10 @@ fn reads_multi_block_and_sized_blocks() {
 fn every_truncation_is_an_error_not_a_panic() {
     let bytes = BatchEncoder::encode(&sample_batch());
     for n in 0..bytes.len() {
-        assert!(Decoder::new().decode(&bytes[..n]).is_err(), "prefix {n} decoded");
+        assert!(
+            Decoder::new().decode(&bytes[..n]).is_err(),
+            "prefix {n} decoded"
+        );
     }
 }
 
@@ -187,13 +197,22 @@ fn every_truncation_is_an_error_not_a_panic() {
 fn corrupt_records_are_named() {
     let d = Decoder::new();
     assert_eq!(d.decode(b""), Err(DecodeError::Empty));
-    assert_eq!(d.decode(b"{\"json\":1}"), Err(DecodeError::UnknownMagic(b'{')));
+    assert_eq!(
+        d.decode(b"{\"json\":1}"),
+        Err(DecodeError::UnknownMagic(b'{'))
+    );
     let mut bad_fp = BatchEncoder::encode(&sample_batch());
     bad_fp[2] ^= 0xff;
-    assert!(matches!(d.decode(&bad_fp), Err(DecodeError::UnknownFingerprint(_))));
+    assert!(matches!(
+        d.decode(&bad_fp),
+        Err(DecodeError::UnknownFingerprint(_))
+    ));
     let mut trailing = BatchEncoder::encode(&sample_batch());
     trailing.push(7);
-    assert!(matches!(d.decode(&trailing), Err(DecodeError::Corrupt { .. })));
+    assert!(matches!(
+        d.decode(&trailing),
+        Err(DecodeError::Corrupt { .. })
+    ));
     // A huge array count must not allocate: it is checked against the bytes left.
     let mut huge = single_object_header(current().fingerprint).to_vec();
     huge.extend_from_slice(&[0xfe, 0xff, 0xff, 0xff, 0x0f]);
@@ -202,7 +221,10 @@ fn corrupt_records_are_named() {
 
 #[test]
 fn versions_are_found_by_name() {
-    assert_eq!(version_by_name("metrics_batch.v1").map(|v| v.version), Some(1));
+    assert_eq!(
+        version_by_name("metrics_batch.v1").map(|v| v.version),
+        Some(1)
+    );
     assert_eq!(version_by_name("v1").map(|v| v.version), Some(1));
     assert!(version_by_name("v9").is_none());
 }

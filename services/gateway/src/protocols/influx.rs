@@ -128,7 +128,10 @@ pub fn parse(body: &[u8], precision: Precision, now_ms: i64) -> Result<Parsed, A
                 continue;
             }
         };
-        let ts = line.timestamp.map(|t| precision.to_millis(t)).unwrap_or(now_ms);
+        let ts = line
+            .timestamp
+            .map(|t| precision.to_millis(t))
+            .unwrap_or(now_ms);
         let measurement = line.series.measurement.as_str();
         let mut labels: Vec<Label> = line
             .series
@@ -189,28 +192,55 @@ mod tests {
                 "mem"
             ]
         );
-        assert_eq!(p.series[0].samples, vec![Sample::new(1_700_000_000_000, 0.5)]);
-        assert_eq!(p.series[2].samples, vec![Sample::new(1_700_000_001_000, 3.0)]);
+        assert_eq!(
+            p.series[0].samples,
+            vec![Sample::new(1_700_000_000_000, 0.5)]
+        );
+        assert_eq!(
+            p.series[2].samples,
+            vec![Sample::new(1_700_000_001_000, 3.0)]
+        );
     }
 
     #[test]
     fn default_precision_is_nanoseconds_and_missing_timestamp_is_now() {
-        let p = parse(b"m v=1 1700000000123456789\nm v=2", Precision::parse(None).unwrap(), 42).unwrap();
+        let p = parse(
+            b"m v=1 1700000000123456789\nm v=2",
+            Precision::parse(None).unwrap(),
+            42,
+        )
+        .unwrap();
         assert_eq!(p.series[0].samples[0].timestamp_ms, 1_700_000_000_123);
         assert_eq!(p.series[1].samples[0].timestamp_ms, 42);
     }
 
     #[test]
     fn names_are_sanitised_and_strings_skipped() {
-        let p = parse(b"disk.io,dev-name=sda read-bytes=5,state=\"ok\",up=true 1", Precision::Millis, 0).unwrap();
+        let p = parse(
+            b"disk.io,dev-name=sda read-bytes=5,state=\"ok\",up=true 1",
+            Precision::Millis,
+            0,
+        )
+        .unwrap();
         let keys: Vec<String> = p.series.iter().map(|s| s.key()).collect();
-        assert_eq!(keys, vec![r#"disk_io_read_bytes{dev_name="sda"}"#, r#"disk_io_up{dev_name="sda"}"#]);
+        assert_eq!(
+            keys,
+            vec![
+                r#"disk_io_read_bytes{dev_name="sda"}"#,
+                r#"disk_io_up{dev_name="sda"}"#
+            ]
+        );
         assert_eq!(p.series[1].samples[0].value, 1.0);
     }
 
     #[test]
     fn bad_lines_are_rejected_and_named_but_good_lines_kept() {
-        let p = parse(b"good v=1 1\nbad line here\ngood v=2 2", Precision::Millis, 0).unwrap();
+        let p = parse(
+            b"good v=1 1\nbad line here\ngood v=2 2",
+            Precision::Millis,
+            0,
+        )
+        .unwrap();
         assert_eq!(p.series.len(), 2);
         assert_eq!(p.rejected.samples, 1);
         assert!(p.rejected.first.unwrap().contains("entry 2"));

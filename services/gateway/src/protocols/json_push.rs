@@ -62,7 +62,16 @@ struct Metric {
 }
 
 pub async fn handler(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Body) -> Response {
-    serve(gw, &PROTOCOL, headers, body, decode, |b| parse(b, now_ms()), accepted).await
+    serve(
+        gw,
+        &PROTOCOL,
+        headers,
+        body,
+        decode,
+        |b| parse(b, now_ms()),
+        accepted,
+    )
+    .await
 }
 
 fn accepted(w: &Written) -> Response {
@@ -98,7 +107,11 @@ pub fn parse(body: &[u8], now_ms: i64) -> Result<Parsed, ApiError> {
     };
     let mut series = Vec::new();
     for p in pushes {
-        let labels: Vec<Label> = p.labels.into_iter().map(|(k, v)| Label::new(k, v)).collect();
+        let labels: Vec<Label> = p
+            .labels
+            .into_iter()
+            .map(|(k, v)| Label::new(k, v))
+            .collect();
         for m in p.metrics {
             series.push(Series {
                 name: m.name,
@@ -120,8 +133,8 @@ pub fn parse(body: &[u8], now_ms: i64) -> Result<Parsed, ApiError> {
 /// Parses strictly first, for a precise message; the untagged enum alone would only say
 /// "did not match any variant".
 fn parse_json(body: &[u8]) -> Result<Body_, ApiError> {
-    let value: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("body is not valid JSON: {e}")))?;
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("body is not valid JSON: {e}")))?;
     let result = if value.is_array() {
         serde_json::from_value::<Vec<Push>>(value).map(Body_::Many)
     } else {
@@ -145,7 +158,10 @@ mod tests {
             {"name":"uptime_seconds","value":12}]}"#;
         let p = parse(body, 7).unwrap();
         assert_eq!(p.series.len(), 2);
-        assert_eq!(p.series[0].key(), r#"temperature_celsius{device="d1",site="ams"}"#);
+        assert_eq!(
+            p.series[0].key(),
+            r#"temperature_celsius{device="d1",site="ams"}"#
+        );
         assert_eq!(p.series[0].metric_type, MetricType::Gauge);
         assert_eq!(p.series[1].samples, vec![Sample::new(7, 12.0)]);
     }

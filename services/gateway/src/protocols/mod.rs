@@ -29,7 +29,13 @@ pub(crate) fn content_type(headers: &HeaderMap) -> Option<String> {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
 }
 
 /// The common request flow: auth → read body (limits) → decode → admit → parse → write.
@@ -48,7 +54,8 @@ pub(crate) async fn serve(
     let result = async {
         let tenant = gw.auth.tenant(&headers)?;
         let raw = crate::body::read(body, &headers, gw.body_limits).await?;
-        metrics::counter!("weir_gateway_received_bytes_total", "protocol" => proto.name).increment(raw.len() as u64);
+        metrics::counter!("weir_gateway_received_bytes_total", "protocol" => proto.name)
+            .increment(raw.len() as u64);
         let plain = decode(raw, &headers, gw.body_limits.max_decompressed)?;
         let _permit = gw.ingest.admit(plain.len())?;
         let parsed = parse(&plain)?;
@@ -68,7 +75,8 @@ pub(crate) async fn serve(
         }
     };
     let code = resp.status().as_u16().to_string();
-    metrics::counter!("weir_gateway_requests_total", "protocol" => proto.name, "code" => code).increment(1);
+    metrics::counter!("weir_gateway_requests_total", "protocol" => proto.name, "code" => code)
+        .increment(1);
     metrics::histogram!("weir_gateway_request_duration_seconds", "protocol" => proto.name)
         .record(started.elapsed().as_secs_f64());
     resp

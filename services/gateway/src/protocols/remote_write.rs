@@ -62,19 +62,32 @@ fn decode(raw: Bytes, headers: &HeaderMap, max: usize) -> Result<Bytes, ApiError
 
 /// Turns a decoded `WriteRequest` body into series. Public for the benchmark.
 pub fn parse(plain: &[u8]) -> Result<Parsed, ApiError> {
-    let req = WriteRequest::decode(plain)
-        .map_err(|e| ApiError::bad_request(format!("body is not a valid remote-write WriteRequest protobuf: {e}")))?;
+    let req = WriteRequest::decode(plain).map_err(|e| {
+        ApiError::bad_request(format!(
+            "body is not a valid remote-write WriteRequest protobuf: {e}"
+        ))
+    })?;
     let types: HashMap<&str, (MetricType, &str)> = req
         .metadata
         .iter()
-        .map(|m| (m.metric_family_name.as_str(), (map_type(m.r#type()), m.unit.as_str())))
+        .map(|m| {
+            (
+                m.metric_family_name.as_str(),
+                (map_type(m.r#type()), m.unit.as_str()),
+            )
+        })
         .collect();
     let mut rejected = Rejections::default();
     let mut series = Vec::with_capacity(req.timeseries.len());
     for ts in req.timeseries {
         if !ts.histograms.is_empty() {
             let n = ts.histograms.len();
-            rejected.add(n, || format!("series {}: native histograms are not supported", describe(&ts.labels)));
+            rejected.add(n, || {
+                format!(
+                    "series {}: native histograms are not supported",
+                    describe(&ts.labels)
+                )
+            });
         }
         if ts.samples.is_empty() {
             continue;
@@ -102,7 +115,9 @@ pub fn parse(plain: &[u8]) -> Result<Parsed, ApiError> {
                 continue;
             }
             let desc = describe_labels(&labels);
-            rejected.add(ts.samples.len(), || format!("series {desc}: no __name__ label"));
+            rejected.add(ts.samples.len(), || {
+                format!("series {desc}: no __name__ label")
+            });
             continue;
         };
         let mut s = Series {
@@ -131,7 +146,10 @@ pub fn parse(plain: &[u8]) -> Result<Parsed, ApiError> {
 }
 
 /// Metadata names families; samples carry `_total`, `_bucket`, `_sum`, `_count` suffixes.
-fn family<'a>(types: &HashMap<&str, (MetricType, &'a str)>, name: &str) -> Option<(MetricType, &'a str)> {
+fn family<'a>(
+    types: &HashMap<&str, (MetricType, &'a str)>,
+    name: &str,
+) -> Option<(MetricType, &'a str)> {
     if types.is_empty() {
         return None;
     }
@@ -154,12 +172,18 @@ fn map_type(t: PromType) -> MetricType {
 }
 
 fn describe(labels: &[weir_contract::remote_write::Label]) -> String {
-    let parts: Vec<String> = labels.iter().map(|l| format!("{}={:?}", l.name, l.value)).collect();
+    let parts: Vec<String> = labels
+        .iter()
+        .map(|l| format!("{}={:?}", l.name, l.value))
+        .collect();
     format!("{{{}}}", parts.join(","))
 }
 
 fn describe_labels(labels: &[Label]) -> String {
-    let parts: Vec<String> = labels.iter().map(|l| format!("{}={:?}", l.name, l.value)).collect();
+    let parts: Vec<String> = labels
+        .iter()
+        .map(|l| format!("{}={:?}", l.name, l.value))
+        .collect();
     format!("{{{}}}", parts.join(","))
 }
 
@@ -187,7 +211,10 @@ mod tests {
     fn parses_series_and_moves_name_out_of_labels() {
         let body = req(vec![TimeSeries {
             labels: vec![lbl("__name__", "up"), lbl("job", "x")],
-            samples: vec![PSample { value: 1.0, timestamp: 5 }],
+            samples: vec![PSample {
+                value: 1.0,
+                timestamp: 5,
+            }],
             histograms: vec![],
         }]);
         let p = parse(&body).unwrap();
@@ -201,7 +228,10 @@ mod tests {
         let body = req(vec![
             TimeSeries {
                 labels: vec![lbl("job", "x")],
-                samples: vec![PSample { value: 1.0, timestamp: 5 }],
+                samples: vec![PSample {
+                    value: 1.0,
+                    timestamp: 5,
+                }],
                 histograms: vec![],
             },
             TimeSeries {

@@ -138,7 +138,9 @@ impl ApiKey {
     /// The key's value, resolving `env:VAR`.
     pub fn resolve(&self) -> Result<String, String> {
         match self.key.strip_prefix("env:") {
-            Some(var) => std::env::var(var).map_err(|_| format!("environment variable {var} is not set")),
+            Some(var) => {
+                std::env::var(var).map_err(|_| format!("environment variable {var} is not set"))
+            }
             None => Ok(self.key.clone()),
         }
     }
@@ -163,10 +165,16 @@ impl GatewayConfig {
             ));
         }
         if l.max_series_per_request == 0 {
-            return Err(("limits.max_series_per_request".into(), "must be above zero".into()));
+            return Err((
+                "limits.max_series_per_request".into(),
+                "must be above zero".into(),
+            ));
         }
         if l.max_record_bytes.as_u64() < 1024 {
-            return Err(("limits.max_record_bytes".into(), "must be at least 1KiB".into()));
+            return Err((
+                "limits.max_record_bytes".into(),
+                "must be at least 1KiB".into(),
+            ));
         }
         let v = &self.validation;
         if v.max_labels == 0 {
@@ -174,12 +182,20 @@ impl GatewayConfig {
         }
         if self.auth.enabled {
             if self.auth.keys.is_empty() {
-                return Err(("auth.keys".into(), "auth is enabled but no key is configured".into()));
+                return Err((
+                    "auth.keys".into(),
+                    "auth is enabled but no key is configured".into(),
+                ));
             }
             for (i, k) in self.auth.keys.iter().enumerate() {
-                let key = k.resolve().map_err(|m| (format!("auth.keys[{i}].key"), m))?;
+                let key = k
+                    .resolve()
+                    .map_err(|m| (format!("auth.keys[{i}].key"), m))?;
                 if key.len() < 16 {
-                    return Err((format!("auth.keys[{i}].key"), "must be at least 16 characters".into()));
+                    return Err((
+                        format!("auth.keys[{i}].key"),
+                        "must be at least 16 characters".into(),
+                    ));
                 }
                 if k.tenant.is_empty() {
                     return Err((format!("auth.keys[{i}].tenant"), "must not be empty".into()));

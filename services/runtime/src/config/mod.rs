@@ -13,7 +13,9 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-pub use gateway::{ApiKey, AuthConfig, GatewayConfig, GatewayLimits, NonFinitePolicy, ValidationConfig};
+pub use gateway::{
+    ApiKey, AuthConfig, GatewayConfig, GatewayLimits, NonFinitePolicy, ValidationConfig,
+};
 pub use kafka::{KafkaConfig, SchemasConfig};
 pub use sinks::SinkSpec;
 pub use topics::{CleanupPolicy, Compression, TopicSpec};
@@ -123,10 +125,17 @@ impl Topology {
         let de = serde_yaml::Deserializer::from_str(text);
         let topo: Topology = serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
-            let field = if path == "." { "(top level)".to_string() } else { path };
+            let field = if path == "." {
+                "(top level)".to_string()
+            } else {
+                path
+            };
             let msg = e.into_inner().to_string();
             // serde_yaml already prefixes nested errors with the path; say it once.
-            let msg = msg.strip_prefix(&format!("{field}: ")).unwrap_or(&msg).to_string();
+            let msg = msg
+                .strip_prefix(&format!("{field}: "))
+                .unwrap_or(&msg)
+                .to_string();
             ConfigError::invalid(origin, field, msg)
         })?;
         topo.validate(origin)?;
@@ -137,25 +146,38 @@ impl Topology {
     fn validate(&self, origin: &str) -> Result<(), ConfigError> {
         let err = |field: String, msg: String| ConfigError::invalid(origin, field, msg);
         if self.version != 1 {
-            return Err(err("version".into(), format!("unsupported version {} (this weir reads 1)", self.version)));
+            return Err(err(
+                "version".into(),
+                format!("unsupported version {} (this weir reads 1)", self.version),
+            ));
         }
         if self.kafka.bootstrap_servers.trim().is_empty() {
-            return Err(err("kafka.bootstrap_servers".into(), "must not be empty".into()));
+            return Err(err(
+                "kafka.bootstrap_servers".into(),
+                "must not be empty".into(),
+            ));
         }
         for (id, name) in &self.schemas.confluent_ids {
             if weir_contract::avro::version_by_name(name).is_none() {
                 return Err(err(
                     format!("schemas.confluent_ids.{id}"),
-                    format!("unknown schema version {name:?} (known: {})", known_versions()),
+                    format!(
+                        "unknown schema version {name:?} (known: {})",
+                        known_versions()
+                    ),
                 ));
             }
         }
         for (name, t) in &self.topics {
-            t.validate().map_err(|(f, m)| err(format!("topics.{name}.{f}"), m))?;
+            t.validate()
+                .map_err(|(f, m)| err(format!("topics.{name}.{f}"), m))?;
         }
         for (name, g) in &self.consumer_groups {
             if g.topics.is_empty() {
-                return Err(err(format!("consumer_groups.{name}.topics"), "names no topic".into()));
+                return Err(err(
+                    format!("consumer_groups.{name}.topics"),
+                    "names no topic".into(),
+                ));
             }
             for (i, t) in g.topics.iter().enumerate() {
                 if !self.topics.contains_key(t) {
@@ -175,12 +197,16 @@ impl Topology {
             }
         }
         for (name, s) in &self.sinks {
-            s.validate().map_err(|(f, m)| err(format!("sinks.{name}.{f}"), m))?;
+            s.validate()
+                .map_err(|(f, m)| err(format!("sinks.{name}.{f}"), m))?;
         }
         if !self.topics.contains_key(&self.gateway.topic) {
             return Err(err(
                 "gateway.topic".into(),
-                format!("topic {:?} is not declared under topics", self.gateway.topic),
+                format!(
+                    "topic {:?} is not declared under topics",
+                    self.gateway.topic
+                ),
             ));
         }
         self.gateway

@@ -25,7 +25,9 @@ pub enum SinkSpec {
 impl SinkSpec {
     pub fn url(&self) -> &str {
         match self {
-            Self::PrometheusRemoteWrite { url, .. } | Self::ClickHouse { url, .. } | Self::Alertmanager { url } => url,
+            Self::PrometheusRemoteWrite { url, .. }
+            | Self::ClickHouse { url, .. }
+            | Self::Alertmanager { url } => url,
         }
     }
 

@@ -99,7 +99,10 @@ impl TopicSpec {
 
     pub(super) fn validate(&self) -> Result<(), (String, String)> {
         if self.partitions == 0 || self.partitions > 100_000 {
-            return Err(("partitions".into(), format!("{} is out of range 1..=100000", self.partitions)));
+            return Err((
+                "partitions".into(),
+                format!("{} is out of range 1..=100000", self.partitions),
+            ));
         }
         if self.replication_factor < 1 {
             return Err(("replication_factor".into(), "must be at least 1".into()));
@@ -109,7 +112,10 @@ impl TopicSpec {
         }
         for k in ["cleanup.policy", "compression.type", "retention.ms"] {
             if self.config.contains_key(k) {
-                return Err((format!("config.{k}"), "set it with the typed field instead".into()));
+                return Err((
+                    format!("config.{k}"),
+                    "set it with the typed field instead".into(),
+                ));
             }
         }
         Ok(())

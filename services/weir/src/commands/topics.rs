@@ -8,6 +8,14 @@ use crate::TopologyArgs;
 pub enum TopicsCommand {
     /// Create the topology's missing topics; report drift; never delete or shrink
     Apply(ApplyArgs),
+    /// Show each topic's partitions and how many records they hold
+    Describe(DescribeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DescribeArgs {
+    #[command(flatten)]
+    topology: TopologyArgs,
 }
 
 #[derive(Debug, Args)]
@@ -23,7 +31,33 @@ pub struct ApplyArgs {
 }
 
 pub async fn run(c: TopicsCommand) -> anyhow::Result<ExitCode> {
-    let TopicsCommand::Apply(a) = c;
+    match c {
+        TopicsCommand::Apply(a) => apply(a).await,
+        TopicsCommand::Describe(d) => describe(d).await,
+    }
+}
+
+async fn describe(d: DescribeArgs) -> anyhow::Result<ExitCode> {
+    let topology = d.topology.load()?;
+    let stats =
+        tokio::task::spawn_blocking(move || weir_runtime::topics::describe(&topology)).await??;
+    for t in stats {
+        let per: Vec<String> = t
+            .partitions
+            .iter()
+            .map(|(p, lo, hi)| format!("{p}:{}", hi - lo))
+            .collect();
+        println!(
+            "{:<22} {:>9} records  [partition:records {}]",
+            t.topic,
+            t.records(),
+            per.join(" ")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn apply(a: ApplyArgs) -> anyhow::Result<ExitCode> {
     let topology = a.topology.load()?;
     let report = weir_runtime::topics::apply(&topology, a.dry_run).await?;
     for t in &report.created {
