@@ -29,21 +29,32 @@ impl std::fmt::Display for SeriesKey {
 
 /// Appends the key to `out` (reusable buffer on hot paths). `labels` sorted by name.
 pub fn write_key(out: &mut String, name: &str, labels: &[Label]) {
+    write_key_parts(
+        out,
+        name,
+        labels.iter().map(|l| (l.name.as_str(), l.value.as_str())),
+    );
+}
+
+/// [`write_key`] over borrowed `(name, value)` pairs, sorted by name.
+pub fn write_key_parts<'a>(
+    out: &mut String,
+    name: &str,
+    labels: impl IntoIterator<Item = (&'a str, &'a str)>,
+) {
     out.push_str(name);
-    if labels.is_empty() {
-        return;
-    }
-    out.push('{');
-    for (i, l) in labels.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str(&l.name);
+    let mut first = true;
+    for (n, v) in labels {
+        out.push(if first { '{' } else { ',' });
+        first = false;
+        out.push_str(n);
         out.push_str("=\"");
-        escape_value(out, &l.value);
+        escape_value(out, v);
         out.push('"');
     }
-    out.push('}');
+    if !first {
+        out.push('}');
+    }
 }
 
 fn escape_value(out: &mut String, v: &str) {

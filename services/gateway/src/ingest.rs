@@ -11,23 +11,12 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio::sync::Semaphore;
 use weir_contract::avro::BatchEncoder;
-use weir_contract::series_key::write_key;
-use weir_contract::{partition_for_key, Label, Series};
+use weir_contract::series_key::write_key_parts;
+use weir_contract::{partition_for_key, MetricType, Sample, Series};
 use weir_runtime::ops::Health;
 
 use crate::error::ApiError;
-use crate::validate::{Dropped, Rejections, Validator};
-
-/// A protocol's parse of one request.
-#[derive(Debug, Default)]
-pub struct Parsed {
-    pub series: Vec<Series>,
-    /// Samples the protocol layer already refused (unparseable lines, native histograms).
-    pub rejected: Rejections,
-    /// Merge series that occur more than once (line protocol and JSON repeat a series per
-    /// timestamp; remote write does not, so it skips the cost).
-    pub merge_duplicates: bool,
-}
+use crate::validate::{LabelRef, Rejections, Validator};
 
 /// What a request wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,91 +129,59 @@ impl Ingest {
         Ok(InflightPermit(permit))
     }
 
-    /// Writes a parsed request. `Ok` when everything valid was acknowledged and nothing
-    /// was rejected; a 400 naming the first rejection when some samples were refused
-    /// (the valid ones are still written and acknowledged first).
-    pub async fn write(
-        &self,
-        protocol: &'static str,
-        tenant: Option<&str>,
-        parsed: Parsed,
-    ) -> Result<Written, ApiError> {
-        let Parsed {
-            mut series,
-            mut rejected,
-            merge_duplicates,
-        } = parsed;
-        if series.len() > self.max_series {
-            return Err(ApiError::too_large(format!(
-                "{} series in one request, over the limit of {} (gateway.limits.max_series_per_request)",
-                series.len(),
-                self.max_series
-            )));
+    /// Starts encoding one request's series. `size_hint` is the decoded body's length,
+    /// to size the per-partition buffers once.
+    pub fn batch<'a>(&'a self, tenant: Option<&'a str>, size_hint: usize) -> BatchBuilder<'a> {
+        let n = self.partitions().max(1);
+        // Avro of a request is about 1.5x its protobuf; spread over the partitions.
+        let per_partition = (size_hint * 3 / 2 / n as usize).min(self.max_record_bytes) + 64;
+        BatchBuilder {
+            ingest: self,
+            tenant,
+            partitions: n,
+            now: now_ms(),
+            encoders: (0..n)
+                .map(|_| BatchEncoder::with_capacity(per_partition))
+                .collect(),
+            records: Vec::new(),
+            key: String::with_capacity(256),
+            kept: Vec::new(),
+            rejected: Rejections::default(),
+            dropped: 0,
+            series: 0,
+            samples: 0,
+            offered: 0,
         }
-        let now = now_ms();
-        let mut dropped = Dropped::default();
-        series.retain_mut(|s| {
-            let keep = self.validator.check(s, now, &mut rejected, &mut dropped);
-            if keep {
-                if let Some(t) = tenant {
-                    set_tenant(s, &self.tenant_label, t);
-                }
-            }
-            keep
-        });
-        if merge_duplicates {
-            merge(&mut series);
-        }
-        let records = self.encode(&series);
-        let samples: usize = series.iter().map(|s| s.samples.len()).sum();
-        let written = Written {
-            series: series.len(),
-            samples,
-            records: records.len(),
-            rejected: rejected.samples,
-            dropped: dropped.0,
-        };
+    }
+
+    /// Produces an encoded request and waits for Kafka. `Ok` when everything valid was
+    /// acknowledged and nothing was rejected; a 400 naming the first rejection when some
+    /// samples were refused (the valid ones are written and acknowledged first).
+    pub async fn write(&self, protocol: &'static str, e: Encoded) -> Result<Written, ApiError> {
         metrics::counter!("weir_gateway_samples_total", "protocol" => protocol, "outcome" => "rejected")
-            .increment(rejected.samples as u64);
+            .increment(e.rejected.samples as u64);
         metrics::counter!("weir_gateway_samples_total", "protocol" => protocol, "outcome" => "dropped")
-            .increment(dropped.0 as u64);
-        self.produce(records).await?;
+            .increment(e.dropped as u64);
+        let written = Written {
+            series: e.series,
+            samples: e.samples,
+            records: e.records.len(),
+            rejected: e.rejected.samples,
+            dropped: e.dropped,
+        };
+        self.produce(e.records).await?;
         metrics::counter!("weir_gateway_samples_total", "protocol" => protocol, "outcome" => "accepted")
-            .increment(samples as u64);
+            .increment(e.samples as u64);
         metrics::counter!("weir_gateway_series_total", "protocol" => protocol)
-            .increment(series.len() as u64);
-        if let Some(first) = rejected.first {
-            let total = samples + rejected.samples + dropped.0;
+            .increment(e.series as u64);
+        if let Some(first) = e.rejected.first {
+            let total = e.samples + e.rejected.samples + e.dropped;
             return Err(ApiError::bad_request(format!(
-                "rejected {} of {total} samples ({samples} written); first: {first}",
-                rejected.samples
+                "rejected {} of {total} samples ({} written); first: {first}",
+                e.rejected.samples, e.samples
             )));
         }
         Ok(written)
-    }
-
-    /// One record per partition (split further above `max_record_bytes`).
-    fn encode(&self, series: &[Series]) -> Vec<(i32, Vec<u8>)> {
-        let n = self.partitions.load(Ordering::Relaxed).max(1);
-        let mut encoders: Vec<BatchEncoder> = (0..n).map(|_| BatchEncoder::new()).collect();
-        let mut records = Vec::new();
-        let mut key = String::with_capacity(256);
-        for s in series {
-            key.clear();
-            write_key(&mut key, &s.name, &s.labels);
-            let p = partition_for_key(key.as_bytes(), n);
-            let enc = &mut encoders[p as usize];
-            enc.push(s);
-            if enc.approx_len() >= self.max_record_bytes {
-                records.push((p as i32, enc.finish()));
-            }
-        }
-        for (p, enc) in encoders.iter_mut().enumerate() {
-            if !enc.is_empty() {
-                records.push((p as i32, enc.finish()));
-            }
-        }
-        records
     }
 
     async fn produce(&self, records: Vec<(i32, Vec<u8>)>) -> Result<(), ApiError> {
@@ -307,13 +264,136 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// Sets the tenant label (replacing a client-sent one) and the tenant field.
-fn set_tenant(s: &mut Series, label: &str, tenant: &str) {
-    match s.labels.binary_search_by(|l| l.name.as_str().cmp(label)) {
-        Ok(i) => s.labels[i].value = tenant.to_string(),
-        Err(i) => s.labels.insert(i, Label::new(label, tenant)),
+/// One request's records, ready to produce.
+#[derive(Debug, Default)]
+pub struct Encoded {
+    pub records: Vec<(i32, Vec<u8>)>,
+    pub series: usize,
+    pub samples: usize,
+    pub rejected: Rejections,
+    pub dropped: usize,
+}
+
+/// Validates, keys, partitions and encodes a request's series one at a time, straight
+/// from borrowed parts, into one Avro record per partition (split above
+/// `max_record_bytes`).
+pub struct BatchBuilder<'i> {
+    ingest: &'i Ingest,
+    tenant: Option<&'i str>,
+    partitions: u32,
+    now: i64,
+    encoders: Vec<BatchEncoder>,
+    records: Vec<(i32, Vec<u8>)>,
+    key: String,
+    kept: Vec<Sample>,
+    rejected: Rejections,
+    dropped: usize,
+    series: usize,
+    samples: usize,
+    offered: usize,
+}
+
+impl<'i> BatchBuilder<'i> {
+    /// Adds one series. Labels are normalised in place; the tenant label is set (replacing
+    /// any value the client sent). Bad series and samples are counted as rejections, not
+    /// errors; the only error is a request with too many series (413).
+    pub fn add<'s>(
+        &mut self,
+        name: &'s str,
+        labels: &mut Vec<LabelRef<'s>>,
+        samples: &[Sample],
+        metric_type: MetricType,
+        unit: Option<&'s str>,
+    ) -> Result<(), ApiError>
+    where
+        'i: 's,
+    {
+        self.offered += 1;
+        if self.offered > self.ingest.max_series {
+            return Err(ApiError::too_large(format!(
+                "more than {} series in one request (gateway.limits.max_series_per_request)",
+                self.ingest.max_series
+            )));
+        }
+        let v = &self.ingest.validator;
+        if let Err(why) = v.check_series(name, labels) {
+            self.rejected.add(samples.len(), || why);
+            return Ok(());
+        }
+        if let Some(t) = self.tenant {
+            let label = self.ingest.tenant_label.as_str();
+            match labels.binary_search_by(|(n, _)| (*n).cmp(label)) {
+                Ok(i) => labels[i].1 = t,
+                Err(i) => labels.insert(i, (label, t)),
+            }
+        }
+        let (bad, first) = v.filter_samples(samples, self.now, &mut self.kept, &mut self.dropped);
+        if bad > 0 {
+            let key = crate::validate::describe(name, labels);
+            self.rejected.add(bad, || {
+                format!("series {key}: {}", first.unwrap_or_default())
+            });
+        }
+        if self.kept.is_empty() {
+            return Ok(());
+        }
+        self.key.clear();
+        write_key_parts(&mut self.key, name, labels.iter().copied());
+        let p = partition_for_key(self.key.as_bytes(), self.partitions);
+        let enc = &mut self.encoders[p as usize];
+        enc.push_parts(
+            name,
+            labels.iter().copied(),
+            &self.kept,
+            metric_type,
+            unit,
+            self.tenant,
+        );
+        if enc.approx_len() >= self.ingest.max_record_bytes {
+            self.records.push((p as i32, enc.finish()));
+        }
+        self.series += 1;
+        self.samples += self.kept.len();
+        Ok(())
     }
-    s.tenant = Some(tenant.to_string());
+
+    /// Adds owned series (line protocol, JSON), folding repeats of one series together.
+    pub fn add_owned(&mut self, mut series: Vec<Series>) -> Result<(), ApiError> {
+        merge(&mut series);
+        let mut labels: Vec<LabelRef<'_>> = Vec::new();
+        for s in &series {
+            labels.clear();
+            labels.extend(s.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())));
+            self.add(
+                &s.name,
+                &mut labels,
+                &s.samples,
+                s.metric_type,
+                s.unit.as_deref(),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Counts samples the protocol layer refused (unparseable lines, native histograms).
+    pub fn reject(&mut self, samples: usize, why: impl FnOnce() -> String) {
+        self.rejected.add(samples, why);
+    }
+
+    pub fn finish(mut self) -> Encoded {
+        for (p, enc) in self.encoders.iter_mut().enumerate() {
+            if !enc.is_empty() {
+                self.records.push((p as i32, enc.finish()));
+            }
+        }
+        Encoded {
+            records: self.records,
+            series: self.series,
+            samples: self.samples,
+            rejected: self.rejected,
+            dropped: self.dropped,
+        }
+    }
 }
 
 /// Folds series with the same name and labels into one, keeping sample order.
@@ -324,10 +404,11 @@ fn merge(series: &mut Vec<Series>) {
     let mut index: HashMap<String, usize> = HashMap::with_capacity(series.len());
     let mut out: Vec<Series> = Vec::with_capacity(series.len());
     for s in series.drain(..) {
-        match index.get(&s.key()) {
+        let key = s.key();
+        match index.get(&key) {
             Some(&i) => out[i].samples.extend(s.samples),
             None => {
-                index.insert(s.key(), out.len());
+                index.insert(key, out.len());
                 out.push(s);
             }
         }
@@ -338,22 +419,6 @@ fn merge(series: &mut Vec<Series>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use weir_contract::Sample;
-
-    #[test]
-    fn tenant_label_is_inserted_in_order_and_overrides() {
-        let mut s = Series::new(
-            "m",
-            vec![Label::new("a", "1"), Label::new("z", "2")],
-            vec![],
-        );
-        set_tenant(&mut s, "tenant", "acme");
-        assert_eq!(s.key(), r#"m{a="1",tenant="acme",z="2"}"#);
-        let mut s = Series::new("m", vec![Label::new("tenant", "evil")], vec![]);
-        set_tenant(&mut s, "tenant", "acme");
-        assert_eq!(s.key(), r#"m{tenant="acme"}"#);
-        assert_eq!(s.tenant.as_deref(), Some("acme"));
-    }
 
     #[test]
     fn merge_folds_repeated_series() {

@@ -1,9 +1,16 @@
 //! Validation of series before they reach `metrics.raw`. A bad series or sample is
 //! rejected on its own: the rest of the request is still written, and the answer names
 //! the first problem and how many samples were rejected.
+//!
+//! Works on borrowed parts (`name`, `(label, value)` pairs, samples) so the remote-write
+//! path can validate straight from the request buffer.
 use weir_contract::names::{is_reserved_label_name, is_valid_label_name, is_valid_metric_name};
-use weir_contract::Series;
+use weir_contract::series_key::write_key_parts;
+use weir_contract::Sample;
 use weir_runtime::config::{NonFinitePolicy, ValidationConfig};
+
+/// A label as borrowed `(name, value)`.
+pub type LabelRef<'a> = (&'a str, &'a str);
 
 /// Samples rejected so far in one request, and the first reason.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -26,16 +33,19 @@ impl Rejections {
     }
 }
 
+/// The series key for messages (only built when something is wrong).
+pub fn describe(name: &str, labels: &[LabelRef<'_>]) -> String {
+    let mut s = String::new();
+    write_key_parts(&mut s, name, labels.iter().copied());
+    s
+}
+
 #[derive(Debug, Clone)]
 pub struct Validator {
     cfg: ValidationConfig,
     max_age_ms: i64,
     max_future_ms: i64,
 }
-
-/// Samples dropped (not rejected) by policy, e.g. `non_finite: drop`.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Dropped(pub usize);
 
 impl Validator {
     pub fn new(cfg: ValidationConfig) -> Self {
@@ -46,223 +56,207 @@ impl Validator {
         }
     }
 
-    /// Normalises and checks one series in place: sorts labels, drops empty-valued ones
-    /// (Prometheus treats them as absent), removes bad samples. Returns false when nothing
-    /// of the series is left to write.
-    pub fn check(
-        &self,
-        s: &mut Series,
-        now_ms: i64,
-        rej: &mut Rejections,
-        dropped: &mut Dropped,
-    ) -> bool {
-        let n = s.samples.len();
-        if !is_valid_metric_name(&s.name) {
-            rej.add(n, || {
-                format!(
-                    "series {}: invalid metric name {:?}: must match [a-zA-Z_:][a-zA-Z0-9_:]*",
-                    s.key(),
-                    s.name
-                )
-            });
-            return false;
+    /// Normalises the labels in place (drops empty values, which Prometheus treats as
+    /// absent; sorts by name) and checks name and labels. `Err` is the reason the whole
+    /// series is refused.
+    pub fn check_series(&self, name: &str, labels: &mut Vec<LabelRef<'_>>) -> Result<(), String> {
+        if !is_valid_metric_name(name) {
+            return Err(format!(
+                "series {}: invalid metric name {name:?}: must match [a-zA-Z_:][a-zA-Z0-9_:]*",
+                describe(name, labels)
+            ));
         }
-        if s.name.len() > self.cfg.max_metric_name_length {
-            rej.add(n, || {
-                format!(
-                    "series {}: metric name longer than {} bytes",
-                    s.name, self.cfg.max_metric_name_length
-                )
-            });
-            return false;
+        if name.len() > self.cfg.max_metric_name_length {
+            return Err(format!(
+                "series {name}: metric name longer than {} bytes",
+                self.cfg.max_metric_name_length
+            ));
         }
-        if s.labels.iter().any(|l| l.value.is_empty()) {
-            s.labels.retain(|l| !l.value.is_empty());
+        if labels.iter().any(|(_, v)| v.is_empty()) {
+            labels.retain(|(_, v)| !v.is_empty());
         }
-        s.sort_labels();
-        if s.labels.len() > self.cfg.max_labels {
-            rej.add(n, || {
-                format!(
-                    "series {}: {} labels, over the limit of {}",
-                    s.key(),
-                    s.labels.len(),
-                    self.cfg.max_labels
-                )
-            });
-            return false;
+        if !labels.windows(2).all(|w| w[0].0 <= w[1].0) {
+            labels.sort_unstable_by(|a, b| a.0.cmp(b.0));
         }
-        for (i, l) in s.labels.iter().enumerate() {
-            let bad = if !is_valid_label_name(&l.name) {
+        if labels.len() > self.cfg.max_labels {
+            return Err(format!(
+                "series {}: {} labels, over the limit of {}",
+                describe(name, labels),
+                labels.len(),
+                self.cfg.max_labels
+            ));
+        }
+        for (i, (n, v)) in labels.iter().enumerate() {
+            let bad = if !is_valid_label_name(n) {
                 Some(format!(
-                    "invalid label name {:?}: must match [a-zA-Z_][a-zA-Z0-9_]*",
-                    l.name
+                    "invalid label name {n:?}: must match [a-zA-Z_][a-zA-Z0-9_]*"
                 ))
-            } else if is_reserved_label_name(&l.name) {
+            } else if is_reserved_label_name(n) {
                 Some(format!(
-                    "label name {:?} is reserved (names starting with __)",
-                    l.name
+                    "label name {n:?} is reserved (names starting with __)"
                 ))
-            } else if l.name.len() > self.cfg.max_label_name_length {
+            } else if n.len() > self.cfg.max_label_name_length {
                 Some(format!(
-                    "label name {:?} longer than {} bytes",
-                    l.name, self.cfg.max_label_name_length
+                    "label name {n:?} longer than {} bytes",
+                    self.cfg.max_label_name_length
                 ))
-            } else if l.value.len() > self.cfg.max_label_value_length {
+            } else if v.len() > self.cfg.max_label_value_length {
                 Some(format!(
-                    "value of label {:?} longer than {} bytes",
-                    l.name, self.cfg.max_label_value_length
+                    "value of label {n:?} longer than {} bytes",
+                    self.cfg.max_label_value_length
                 ))
-            } else if i > 0 && s.labels[i - 1].name == l.name {
-                Some(format!("duplicate label name {:?}", l.name))
+            } else if i > 0 && labels[i - 1].0 == *n {
+                Some(format!("duplicate label name {n:?}"))
             } else {
                 None
             };
             if let Some(why) = bad {
-                rej.add(n, || format!("series {}: {why}", s.key()));
-                return false;
+                return Err(format!("series {}: {why}", describe(name, labels)));
             }
         }
+        Ok(())
+    }
+
+    /// Copies the acceptable samples of `samples` into `kept` (cleared first). Returns how
+    /// many were rejected and the first reason; samples dropped by policy are counted in
+    /// `dropped`.
+    pub fn filter_samples(
+        &self,
+        samples: &[Sample],
+        now_ms: i64,
+        kept: &mut Vec<Sample>,
+        dropped: &mut usize,
+    ) -> (usize, Option<String>) {
+        kept.clear();
         let (lo, hi) = (
             now_ms.saturating_sub(self.max_age_ms),
             now_ms.saturating_add(self.max_future_ms),
         );
-        let policy = self.cfg.non_finite;
-        let before = s.samples.len();
-        let mut first_bad: Option<String> = None;
         let mut rejected = 0;
-        s.samples.retain(|x| {
+        let mut first = None;
+        for x in samples {
             if x.timestamp_ms < lo || x.timestamp_ms > hi {
                 rejected += 1;
-                first_bad.get_or_insert_with(|| {
-                    let which = if x.timestamp_ms < lo { "older than max_sample_age" } else { "newer than max_sample_future" };
-                    format!("sample at {} ms is {which} (accepted: {lo}..={hi})", x.timestamp_ms)
+                first.get_or_insert_with(|| {
+                    let which = if x.timestamp_ms < lo {
+                        "older than max_sample_age"
+                    } else {
+                        "newer than max_sample_future"
+                    };
+                    format!(
+                        "sample at {} ms is {which} (accepted: {lo}..={hi})",
+                        x.timestamp_ms
+                    )
                 });
-                return false;
+                continue;
             }
             if !x.value.is_finite() && !x.is_stale_marker() {
-                match policy {
+                match self.cfg.non_finite {
                     NonFinitePolicy::Accept => {}
                     NonFinitePolicy::Drop => {
-                        dropped.0 += 1;
-                        return false;
+                        *dropped += 1;
+                        continue;
                     }
                     NonFinitePolicy::Reject => {
                         rejected += 1;
-                        first_bad.get_or_insert_with(|| {
-                            format!("sample at {} ms has value {}: NaN and Inf are not accepted (validation.non_finite)", x.timestamp_ms, x.value)
+                        first.get_or_insert_with(|| {
+                            format!(
+                                "sample at {} ms has value {}: NaN and Inf are not accepted (validation.non_finite)",
+                                x.timestamp_ms, x.value
+                            )
                         });
-                        return false;
+                        continue;
                     }
                 }
             }
-            true
-        });
-        if rejected > 0 {
-            let key = s.key();
-            rej.add(rejected, || {
-                format!("series {key}: {}", first_bad.unwrap_or_default())
-            });
+            kept.push(*x);
         }
-        debug_assert!(s.samples.len() <= before);
-        !s.samples.is_empty()
+        (rejected, first)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use weir_contract::{Label, Sample};
 
     const NOW: i64 = 1_700_000_000_000;
 
-    fn check(s: &mut Series) -> (bool, Rejections, Dropped) {
-        let v = Validator::new(ValidationConfig {
+    fn validator() -> Validator {
+        Validator::new(ValidationConfig {
             non_finite: NonFinitePolicy::Reject,
             ..ValidationConfig::default()
-        });
-        let (mut r, mut d) = (Rejections::default(), Dropped::default());
-        let keep = v.check(s, NOW, &mut r, &mut d);
-        (keep, r, d)
-    }
-
-    fn series(name: &str, labels: &[(&str, &str)], samples: &[(i64, f64)]) -> Series {
-        Series {
-            name: name.into(),
-            labels: labels.iter().map(|(a, b)| Label::new(*a, *b)).collect(),
-            samples: samples.iter().map(|(t, v)| Sample::new(*t, *v)).collect(),
-            ..Default::default()
-        }
+        })
     }
 
     #[test]
     fn good_series_pass_and_get_sorted() {
-        let mut s = series("m", &[("b", "1"), ("a", "2"), ("empty", "")], &[(NOW, 1.0)]);
-        let (keep, r, _) = check(&mut s);
-        assert!(keep && r.is_empty());
-        assert_eq!(s.key(), r#"m{a="2",b="1"}"#);
+        let mut labels = vec![("b", "1"), ("a", "2"), ("empty", "")];
+        validator().check_series("m", &mut labels).unwrap();
+        assert_eq!(describe("m", &labels), r#"m{a="2",b="1"}"#);
     }
 
     #[test]
     fn names_and_duplicates_are_rejected_with_reason() {
-        for (s, want) in [
+        for (name, labels, want) in [
+            ("cpu-usage", vec![], "invalid metric name"),
+            ("m", vec![("a-b", "x")], "invalid label name"),
+            ("m", vec![("__x", "x")], "reserved"),
             (
-                series("cpu-usage", &[], &[(NOW, 1.0)]),
-                "invalid metric name",
-            ),
-            (
-                series("m", &[("a-b", "x")], &[(NOW, 1.0)]),
-                "invalid label name",
-            ),
-            (series("m", &[("__x", "x")], &[(NOW, 1.0)]), "reserved"),
-            (
-                series("m", &[("a", "x"), ("a", "y")], &[(NOW, 1.0), (NOW, 2.0)]),
+                "m",
+                vec![("a", "x"), ("a", "y")],
                 "duplicate label name \"a\"",
             ),
         ] {
-            let mut s = s;
-            let n = s.samples.len();
-            let (keep, r, _) = check(&mut s);
-            assert!(!keep);
-            assert_eq!(r.samples, n);
-            assert!(r.first.as_deref().unwrap().contains(want), "{:?}", r.first);
+            let mut labels = labels;
+            let e = validator().check_series(name, &mut labels).unwrap_err();
+            assert!(e.contains(want), "{e}");
         }
     }
 
     #[test]
     fn bad_samples_are_rejected_alone() {
         let stale = f64::from_bits(weir_contract::model::STALE_NAN_BITS);
-        let mut s = series(
-            "m",
-            &[],
-            &[
-                (NOW, 1.0),
-                (NOW, f64::NAN),
-                (NOW, f64::INFINITY),
-                (0, 1.0),
-                (NOW + 86_400_000, 1.0),
-                (NOW, stale),
-            ],
-        );
-        let (keep, r, _) = check(&mut s);
-        assert!(keep);
-        assert_eq!(r.samples, 4);
-        assert!(r.first.as_deref().unwrap().contains("NaN"), "{:?}", r.first);
-        assert_eq!(s.samples.len(), 2);
-        assert!(s.samples[1].is_stale_marker());
+        let samples: Vec<Sample> = [
+            (NOW, 1.0),
+            (NOW, f64::NAN),
+            (NOW, f64::INFINITY),
+            (0, 1.0),
+            (NOW + 86_400_000, 1.0),
+            (NOW, stale),
+        ]
+        .iter()
+        .map(|(t, v)| Sample::new(*t, *v))
+        .collect();
+        let (mut kept, mut dropped) = (Vec::new(), 0);
+        let (rejected, first) = validator().filter_samples(&samples, NOW, &mut kept, &mut dropped);
+        assert_eq!(rejected, 4);
+        assert!(first.unwrap().contains("NaN"));
+        assert_eq!(kept.len(), 2);
+        assert!(kept[1].is_stale_marker());
+    }
+
+    #[test]
+    fn non_finite_policy_drop_and_accept() {
+        let samples = [Sample::new(NOW, f64::NAN)];
+        for (policy, kept_n, dropped_n) in [
+            (NonFinitePolicy::Drop, 0, 1),
+            (NonFinitePolicy::Accept, 1, 0),
+        ] {
+            let v = Validator::new(ValidationConfig {
+                non_finite: policy,
+                ..ValidationConfig::default()
+            });
+            let (mut kept, mut dropped) = (Vec::new(), 0);
+            let (rejected, _) = v.filter_samples(&samples, NOW, &mut kept, &mut dropped);
+            assert_eq!((rejected, kept.len(), dropped), (0, kept_n, dropped_n));
+        }
     }
 
     #[test]
     fn too_many_labels() {
-        let labels: Vec<(String, String)> = (0..31)
-            .map(|i| (format!("l{i:02}"), "v".to_string()))
-            .collect();
-        let refs: Vec<(&str, &str)> = labels
-            .iter()
-            .map(|(a, b)| (a.as_str(), b.as_str()))
-            .collect();
-        let mut s = series("m", &refs, &[(NOW, 1.0)]);
-        let (keep, r, _) = check(&mut s);
-        assert!(!keep);
-        assert!(r.first.unwrap().contains("over the limit of 30"));
+        let names: Vec<String> = (0..31).map(|i| format!("l{i:02}")).collect();
+        let mut labels: Vec<LabelRef<'_>> = names.iter().map(|n| (n.as_str(), "v")).collect();
+        let e = validator().check_series("m", &mut labels).unwrap_err();
+        assert!(e.contains("over the limit of 30"), "{e}");
     }
 }

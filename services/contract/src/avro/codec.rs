@@ -20,30 +20,59 @@ impl BatchEncoder {
         Self::default()
     }
 
+    /// An encoder whose buffer starts with room for about `bytes` bytes.
+    pub fn with_capacity(bytes: usize) -> Self {
+        Self {
+            body: Vec::with_capacity(bytes),
+            ..Self::default()
+        }
+    }
+
     pub fn push(&mut self, s: &Series) {
+        self.push_parts(
+            &s.name,
+            s.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())),
+            &s.samples,
+            s.metric_type,
+            s.unit.as_deref(),
+            s.tenant.as_deref(),
+        );
+    }
+
+    /// Pushes a series given as borrowed parts (labels sorted by name), so hot paths can
+    /// encode straight from a request buffer without building a [`Series`].
+    pub fn push_parts<'a>(
+        &mut self,
+        name: &str,
+        labels: impl ExactSizeIterator<Item = (&'a str, &'a str)>,
+        samples: &[Sample],
+        metric_type: MetricType,
+        unit: Option<&str>,
+        tenant: Option<&str>,
+    ) {
         let b = &mut self.body;
-        put_str(b, &s.name);
-        if !s.labels.is_empty() {
-            put_long(b, s.labels.len() as i64);
-            for l in &s.labels {
-                put_str(b, &l.name);
-                put_str(b, &l.value);
+        put_str(b, name);
+        if labels.len() > 0 {
+            put_long(b, labels.len() as i64);
+            for (n, v) in labels {
+                put_str(b, n);
+                put_str(b, v);
             }
         }
         put_long(b, 0);
-        if !s.samples.is_empty() {
-            put_long(b, s.samples.len() as i64);
-            for x in &s.samples {
+        if !samples.is_empty() {
+            put_long(b, samples.len() as i64);
+            for x in samples {
                 put_long(b, x.timestamp_ms);
                 b.extend_from_slice(&x.value.to_le_bytes());
             }
         }
         put_long(b, 0);
-        put_long(b, s.metric_type.index() as i64);
-        put_opt_str(b, s.unit.as_deref());
-        put_opt_str(b, s.tenant.as_deref());
+        put_long(b, metric_type.index() as i64);
+        put_opt_str(b, unit);
+        put_opt_str(b, tenant);
         self.series += 1;
-        self.samples += s.samples.len();
+        self.samples += samples.len();
     }
 
     pub fn series(&self) -> usize {
@@ -72,6 +101,7 @@ impl BatchEncoder {
             out.extend_from_slice(&self.body);
         }
         put_long(&mut out, 0);
+        // Keep the buffer's capacity: the next record of this partition reuses it.
         self.body.clear();
         self.series = 0;
         self.samples = 0;

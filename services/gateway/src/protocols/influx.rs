@@ -19,9 +19,8 @@ use influxdb_line_protocol::{parse_lines, FieldValue};
 use weir_contract::names::{sanitize_label_name, sanitize_metric_name};
 use weir_contract::{Label, Sample, Series};
 
-use super::{content_type, no_content, serve, Protocol};
+use super::{content_type, no_content, serve, Parsed, Protocol};
 use crate::error::{ApiError, ErrorStyle};
-use crate::ingest::Parsed;
 use crate::server::Gateway;
 use crate::validate::Rejections;
 
@@ -86,7 +85,7 @@ pub async fn handler(
         headers,
         body,
         decode,
-        |b| parse(b, precision, now_ms()),
+        |b, batch| parse(b, precision, now_ms())?.into_batch(batch),
         no_content,
     )
     .await
@@ -168,11 +167,7 @@ pub fn parse(body: &[u8], precision: Precision, now_ms: i64) -> Result<Parsed, A
     if string_fields > 0 {
         metrics::counter!("weir_gateway_influx_string_fields_total").increment(string_fields);
     }
-    Ok(Parsed {
-        series,
-        rejected,
-        merge_duplicates: true,
-    })
+    Ok(Parsed { series, rejected })
 }
 
 #[cfg(test)]

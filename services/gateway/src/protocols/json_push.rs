@@ -22,9 +22,9 @@ use bytes::Bytes;
 use serde::Deserialize;
 use weir_contract::{Label, MetricType, Sample, Series};
 
-use super::{content_type, serve, Protocol};
+use super::{content_type, serve, Parsed, Protocol};
 use crate::error::{ApiError, ErrorStyle};
-use crate::ingest::{Parsed, Written};
+use crate::ingest::Written;
 use crate::server::Gateway;
 use crate::validate::Rejections;
 
@@ -68,7 +68,7 @@ pub async fn handler(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: B
         headers,
         body,
         decode,
-        |b| parse(b, now_ms()),
+        |b, batch| parse(b, now_ms())?.into_batch(batch),
         accepted,
     )
     .await
@@ -126,7 +126,6 @@ pub fn parse(body: &[u8], now_ms: i64) -> Result<Parsed, ApiError> {
     Ok(Parsed {
         series,
         rejected: Rejections::default(),
-        merge_duplicates: true,
     })
 }
 

@@ -13,9 +13,29 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 
+use weir_contract::Series;
+
 use crate::error::{ApiError, ErrorStyle};
-use crate::ingest::{Parsed, Written};
+use crate::ingest::{BatchBuilder, Written};
 use crate::server::Gateway;
+use crate::validate::Rejections;
+
+/// What a protocol that builds owned series (line protocol, JSON) parsed.
+#[derive(Debug, Default)]
+pub struct Parsed {
+    pub series: Vec<Series>,
+    /// Samples the protocol refused before validation (e.g. unparseable lines).
+    pub rejected: Rejections,
+}
+
+impl Parsed {
+    pub fn into_batch(self, b: &mut BatchBuilder<'_>) -> Result<(), ApiError> {
+        if let Some(first) = self.rejected.first {
+            b.reject(self.rejected.samples, || first);
+        }
+        b.add_owned(self.series)
+    }
+}
 
 /// How one protocol is served.
 pub struct Protocol {
@@ -40,14 +60,14 @@ pub(crate) fn content_type(headers: &HeaderMap) -> Option<String> {
 
 /// The common request flow: auth → read body (limits) → decode → admit → parse → write.
 /// `decode` turns the raw body into the protocol's plain bytes (decompression);
-/// `parse` turns those into series.
+/// `parse` feeds the series it finds to the batch builder.
 pub(crate) async fn serve(
     gw: Arc<Gateway>,
     proto: &Protocol,
     headers: HeaderMap,
     body: Body,
     decode: impl FnOnce(Bytes, &HeaderMap, usize) -> Result<Bytes, ApiError>,
-    parse: impl FnOnce(&[u8]) -> Result<Parsed, ApiError>,
+    parse: impl FnOnce(&[u8], &mut BatchBuilder<'_>) -> Result<(), ApiError>,
     ok: impl FnOnce(&Written) -> Response,
 ) -> Response {
     let started = Instant::now();
@@ -58,9 +78,13 @@ pub(crate) async fn serve(
             .increment(raw.len() as u64);
         let plain = decode(raw, &headers, gw.body_limits.max_decompressed)?;
         let _permit = gw.ingest.admit(plain.len())?;
-        let parsed = parse(&plain)?;
+        let encoded = {
+            let mut batch = gw.ingest.batch(tenant.as_deref(), plain.len());
+            parse(&plain, &mut batch)?;
+            batch.finish()
+        };
         drop(plain);
-        gw.ingest.write(proto.name, tenant.as_deref(), parsed).await
+        gw.ingest.write(proto.name, encoded).await
     }
     .await;
     let resp = match result {
