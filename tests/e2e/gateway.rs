@@ -408,7 +408,7 @@ fn bad_requests_are_refused_with_a_reason_and_the_gateway_keeps_serving() {
                 "snappy",
             ),
             413,
-            "over the limit of 100",
+            "more than 100 series in one request",
         ),
         (
             "wrong content type (remote write)",
