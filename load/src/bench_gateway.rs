@@ -30,7 +30,13 @@ pub enum Mode {
     Mock,
     /// The local tansu broker (scripts/stack.sh start).
     Tansu,
+    /// Mock and tansu.
     Both,
+    /// The peer: vmagent (Debian's victoria-metrics package) receiving the same remote
+    /// write and forwarding it to the local VictoriaMetrics.
+    Vmagent,
+    /// Mock, tansu and vmagent in one session, for ratios.
+    All,
 }
 
 #[derive(Debug, Args)]
@@ -68,6 +74,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     }
     let modes = match a.mode {
         Mode::Both => vec![Mode::Mock, Mode::Tansu],
+        Mode::All => vec![Mode::Mock, Mode::Tansu, Mode::Vmagent],
         m => vec![m],
     };
     for m in modes {
@@ -79,6 +86,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
 struct GatewayProc {
     child: Child,
     addr: SocketAddr,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Drop for GatewayProc {
@@ -133,13 +141,39 @@ fn start_gateway(
     let addr = rx
         .recv_timeout(Duration::from_secs(30))
         .context("gateway did not start")?;
-    Ok(GatewayProc { child, addr })
+    Ok(GatewayProc {
+        child,
+        addr,
+        _dir: None,
+    })
 }
 
-async fn wait_ready(http: &reqwest::Client, addr: SocketAddr) -> anyhow::Result<()> {
+/// vmagent on a free loopback port, forwarding to the stack's VictoriaMetrics.
+fn start_vmagent() -> anyhow::Result<GatewayProc> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let dir = tempfile::tempdir()?;
+    let child = Command::new("vmagent")
+        .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
+        .arg("-remoteWrite.url=http://127.0.0.1:8428/api/v1/write")
+        .arg(format!("-remoteWrite.tmpDataPath={}", dir.path().display()))
+        .arg("-loggerLevel=ERROR")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting vmagent (Debian package victoria-metrics)")?;
+    Ok(GatewayProc {
+        child,
+        addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        _dir: Some(dir),
+    })
+}
+
+async fn wait_ready(http: &reqwest::Client, addr: SocketAddr, path: &str) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
-        if let Ok(r) = http.get(format!("http://{addr}/readyz")).send().await {
+        if let Ok(r) = http.get(format!("http://{addr}{path}")).send().await {
             if r.status().is_success() {
                 return Ok(());
             }
@@ -164,7 +198,7 @@ async fn bench(a: &BenchArgs, mode: Mode) -> anyhow::Result<()> {
                 .context("mock topic")?;
             mock.bootstrap_servers()
         }
-        _ => {
+        Mode::Tansu => {
             let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
                 .set("bootstrap.servers", &a.tansu)
                 .create()?;
@@ -172,13 +206,21 @@ async fn bench(a: &BenchArgs, mode: Mode) -> anyhow::Result<()> {
             admin.create_topics(&[t], &AdminOptions::new()).await?;
             a.tansu.clone()
         }
+        _ => String::new(),
     };
     let dir = tempfile::tempdir()?;
-    let gw = start_gateway(&a.weir, &bootstrap, &topic, a.partitions, dir.path())?;
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(a.concurrency)
         .build()?;
-    wait_ready(&http, gw.addr).await?;
+    let gw = if mode == Mode::Vmagent {
+        let p = start_vmagent()?;
+        wait_ready(&http, p.addr, "/health").await?;
+        p
+    } else {
+        let p = start_gateway(&a.weir, &bootstrap, &topic, a.partitions, dir.path())?;
+        wait_ready(&http, p.addr, "/readyz").await?;
+        p
+    };
 
     let warmup = (a.requests / 10).max(1);
     let bodies = remote_write_bodies(
@@ -200,24 +242,21 @@ async fn bench(a: &BenchArgs, mode: Mode) -> anyhow::Result<()> {
     lat.sort_by(f64::total_cmp);
     let pct = |p: f64| lat[((lat.len() as f64 - 1.0) * p) as usize] * 1e3;
 
-    let total_samples: usize = bodies.iter().map(|(_, n)| n).sum();
-    let (avro, lz4, kafka_samples, records) =
-        topic_bytes(&bootstrap, &topic, a.partitions, total_samples)?;
-    drop(gw);
-
-    let label = if mode == Mode::Mock {
-        "librdkafka mock cluster (broker isolated)"
-    } else {
-        "tansu on loopback (end to end)"
+    let label = match mode {
+        Mode::Mock => "weir gateway -> Kafka, librdkafka mock cluster (broker isolated)",
+        Mode::Tansu => "weir gateway -> Kafka, tansu on loopback (end to end)",
+        _ => "peer: vmagent -> VictoriaMetrics remote write (same requests)",
     };
-    println!("== gateway remote write -> Kafka, {label}");
+    println!("== remote write: {label}");
     println!(
         "   workload: {} requests x {} series x {} sample(s), 7 labels + name, {} distinct series, {} partitions, {} in flight (+{} warm-up requests)",
         a.requests, a.series_per_request, a.samples_per_series, a.fleet, a.partitions, a.concurrency, warmup
     );
-    println!("   accepted: {ok_samples} samples in {wall:.2} s wall; gateway CPU {cpu:.2} s (user+sys of its process, /proc/PID/stat)");
     println!(
-        "   => {:.0} samples per gateway CPU-second; {:.0} samples/s wall",
+        "   accepted: {ok_samples} samples in {wall:.2} s wall; receiver CPU {cpu:.2} s (user+sys of its process, /proc/PID/stat)"
+    );
+    println!(
+        "   => {:.0} samples per receiver CPU-second; {:.0} samples/s wall",
         ok_samples as f64 / cpu,
         ok_samples as f64 / wall
     );
@@ -226,6 +265,13 @@ async fn bench(a: &BenchArgs, mode: Mode) -> anyhow::Result<()> {
         pct(0.5),
         pct(0.99)
     );
+    if mode == Mode::Vmagent {
+        return Ok(());
+    }
+    let total_samples: usize = bodies.iter().map(|(_, n)| n).sum();
+    let (avro, lz4, kafka_samples, records) =
+        topic_bytes(&bootstrap, &topic, a.partitions, total_samples)?;
+    drop(gw);
     println!(
         "   bytes/sample: remote write (snappy protobuf) {:.2}; metrics.raw Avro {:.2} uncompressed, {:.2} after lz4 over 1 MiB per-partition batches ({records} records, {kafka_samples} samples read back)",
         rw_bytes as f64 / (a.requests * a.series_per_request * a.samples_per_series) as f64,

@@ -83,7 +83,6 @@ pub fn partition_count<C: ClientContext>(
         .find(|t| t.name() == topic)
         .ok_or_else(|| MetadataError::NoSuchTopic(topic.to_string()))?;
     if let Some(e) = t.error() {
-        let e = rdkafka::types::RDKafkaRespErr::from(e);
         if e == rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART {
             return Err(MetadataError::NoSuchTopic(topic.to_string()));
         }

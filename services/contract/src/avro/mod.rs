@@ -2,9 +2,10 @@
 //! framing, a fast encoder/decoder for the current schema, and a generic decoder built on
 //! `apache-avro` for other known writer versions.
 //!
-//! Written: single-object encoding (`C3 01` + 8-byte little-endian CRC-64-AVRO fingerprint
-//! + datum). Read: single-object encoding and the Confluent wire format (`00` + 4-byte
-//! big-endian schema id + datum), the id mapped to a known schema version by config.
+//! Written: single-object encoding (`C3 01`, the 8-byte little-endian CRC-64-AVRO
+//! fingerprint, the datum). Read: single-object encoding and the Confluent wire format
+//! (`00`, the 4-byte big-endian schema id, the datum), the id mapped to a known schema
+//! version by config.
 mod canonical;
 mod codec;
 mod decoder;
