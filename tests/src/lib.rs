@@ -117,12 +117,29 @@ pub struct TestTopology {
 }
 
 impl TestTopology {
-    /// `gateway_extra` is YAML indented by four spaces, placed under `gateway:`.
+    /// `gateway_extra` is YAML indented by two spaces, placed under `gateway:`.
     pub fn new(partitions: u32, gateway_extra: &str) -> Self {
+        Self::with_kafka(
+            &bootstrap(),
+            "",
+            partitions,
+            "  delivery_timeout: 20s\n",
+            gateway_extra,
+        )
+    }
+
+    /// A topology on another broker (e.g. librdkafka's mock cluster). `kafka_extra` goes
+    /// under `kafka:`, the two gateway parts under `gateway:`, all indented two spaces.
+    pub fn with_kafka(
+        bootstrap: &str,
+        kafka_extra: &str,
+        partitions: u32,
+        gateway_base: &str,
+        gateway_extra: &str,
+    ) -> Self {
         let topic = unique("test.raw");
         let yaml = format!(
-            "version: 1\nkafka:\n  bootstrap_servers: {}\ntopics:\n  {topic}:\n    partitions: {partitions}\n    compression: lz4\ngateway:\n  listen: 127.0.0.1:0\n  topic: {topic}\n  delivery_timeout: 20s\n{gateway_extra}",
-            bootstrap()
+            "version: 1\nkafka:\n  bootstrap_servers: '{bootstrap}'\n{kafka_extra}topics:\n  {topic}:\n    partitions: {partitions}\n    compression: lz4\ngateway:\n  listen: 127.0.0.1:0\n  topic: {topic}\n{gateway_base}{gateway_extra}"
         );
         Self::from_yaml(&yaml, topic, partitions)
     }
