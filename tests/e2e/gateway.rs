@@ -555,7 +555,7 @@ fn without_kafka_the_gateway_is_alive_but_not_ready_and_answers_503() {
         "version: 1\nkafka:\n  bootstrap_servers: 127.0.0.1:{port}\ntopics:\n  {topic}: {{partitions: 1}}\ngateway:\n  listen: 127.0.0.1:0\n  topic: {topic}\n"
     );
     let topo = TestTopology::from_yaml(&yaml, topic, 1);
-    let gw = Gateway::spawn(&topo);
+    let gw = Gateway::spawn_gateway(&topo);
     let addr = gw.addr;
     let http = client();
     assert_eq!(

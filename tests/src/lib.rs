@@ -195,43 +195,41 @@ pub fn weir(args: &[&str]) -> Output {
     }
 }
 
-/// A running `weir gateway`, stopped (SIGTERM, then SIGKILL) when dropped.
-pub struct Gateway {
+/// A running `weir` service (gateway, tsdb-writer, ...), killed when dropped.
+pub struct Service {
     child: Option<Child>,
     pub addr: SocketAddr,
+    name: String,
 }
 
-impl Gateway {
-    /// Starts the gateway and waits until it is ready (Kafka reached).
-    pub fn start(topology: &TestTopology) -> Self {
-        let gw = Self::spawn(topology);
-        gw.wait_ready(Duration::from_secs(60));
-        gw
-    }
+/// The gateway is a service like any other; the name keeps the tests readable.
+pub type Gateway = Service;
 
-    /// Starts the gateway and waits only until it listens.
-    pub fn spawn(topology: &TestTopology) -> Self {
+impl Service {
+    /// Starts `weir --log-format json ARGS...` and waits until it logs `listening_message`
+    /// with its bound address.
+    pub fn spawn(args: &[&str], listening_message: &str) -> Self {
+        let name = args.first().copied().unwrap_or("weir").to_string();
         let mut child = Command::new(weir_bin())
-            .args([
-                "--log-format",
-                "json",
-                "gateway",
-                "-f",
-                topology.path.to_str().unwrap(),
-            ])
-            .env("RUST_LOG", "info")
+            .args(["--log-format", "json"])
+            .args(args)
+            .env(
+                "RUST_LOG",
+                std::env::var("WEIR_TEST_RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("spawn weir gateway");
+            .expect("spawn weir");
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = mpsc::channel();
+        let (tag, wanted) = (name.clone(), listening_message.to_string());
         std::thread::spawn(move || {
             let mut tx = Some(tx);
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                eprintln!("[gateway] {line}");
+                eprintln!("[{tag}] {line}");
                 if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
-                    if v["message"] == "gateway listening" {
+                    if v["message"] == wanted.as_str() {
                         if let Some(addr) = v["addr"]
                             .as_str()
                             .and_then(|a| a.parse::<SocketAddr>().ok())
@@ -246,11 +244,31 @@ impl Gateway {
         });
         let addr = rx
             .recv_timeout(Duration::from_secs(60))
-            .expect("gateway did not start listening");
+            .unwrap_or_else(|_| panic!("weir {name} did not log {listening_message:?}"));
         Self {
             child: Some(child),
             addr,
+            name,
         }
+    }
+
+    /// Starts the gateway and waits until it is ready (Kafka reached).
+    pub fn start(topology: &TestTopology) -> Self {
+        let gw = Self::spawn_gateway(topology);
+        gw.wait_ready(Duration::from_secs(60));
+        gw
+    }
+
+    /// Starts the gateway and waits only until it listens.
+    pub fn spawn_gateway(topology: &TestTopology) -> Self {
+        Self::spawn(
+            &["gateway", "-f", topology.path.to_str().unwrap()],
+            "gateway listening",
+        )
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).unwrap_or(0)
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -268,9 +286,18 @@ impl Gateway {
             }
             assert!(
                 Instant::now() < deadline,
-                "gateway not ready in {timeout:?}"
+                "{} not ready in {timeout:?}",
+                self.name
             );
             std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// SIGKILL: the process gets no chance to drain or commit.
+    pub fn kill9(mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
         }
     }
 
@@ -280,21 +307,21 @@ impl Gateway {
         let _ = Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
             .status();
-        let deadline = Instant::now() + Duration::from_secs(40);
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(s) = child.try_wait().unwrap() {
                 return s;
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
-                panic!("gateway did not stop within 40s of SIGTERM");
+                panic!("{} did not stop within 60s of SIGTERM", self.name);
             }
             std::thread::sleep(Duration::from_millis(50));
         }
     }
 }
 
-impl Drop for Gateway {
+impl Drop for Service {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
@@ -416,4 +443,126 @@ pub fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, bytes).unwrap();
     p
+}
+
+/// A VictoriaMetrics of the test's own (Debian's binary) on a free loopback port, so a
+/// test can stop and restart it without touching the shared stack.
+pub struct Vm {
+    child: Option<Child>,
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Vm {
+    pub fn start() -> Self {
+        let mut vm = Self {
+            child: None,
+            port: free_port(),
+            dir: tempfile::tempdir().unwrap(),
+        };
+        vm.restart();
+        vm
+    }
+
+    /// Starts it (again) on the same port and data directory.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let child = Command::new("victoria-metrics")
+            .arg(format!("-httpListenAddr=127.0.0.1:{}", self.port))
+            .arg(format!("-storageDataPath={}", self.dir.path().display()))
+            .args([
+                "-retentionPeriod=100y",
+                "-dedup.minScrapeInterval=1ms",
+                "-search.latencyOffset=0s",
+                "-loggerLevel=ERROR",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start victoria-metrics (Debian package)");
+        self.child = Some(child);
+        let client = reqwest::blocking::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while client
+            .get(self.url("/health"))
+            .send()
+            .map(|r| !r.status().is_success())
+            .unwrap_or(true)
+        {
+            assert!(Instant::now() < deadline, "victoria-metrics did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Series key → (timestamp, value) pairs for every series matching `selector`,
+    /// after a flush so that everything written is visible.
+    pub fn export(&self, selector: &str) -> BTreeMap<String, Vec<(i64, f64)>> {
+        let client = reqwest::blocking::Client::new();
+        let _ = client.get(self.url("/internal/force_flush")).send();
+        let text = client
+            .get(self.url("/api/v1/export"))
+            .query(&[("match[]", selector)])
+            .send()
+            .and_then(|r| r.text())
+            .unwrap_or_default();
+        let mut out = BTreeMap::new();
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let v: serde_json::Value = serde_json::from_str(line).expect("export line");
+            let m = v["metric"].as_object().unwrap();
+            let name = m["__name__"].as_str().unwrap();
+            let mut labels: Vec<weir_contract::Label> = m
+                .iter()
+                .filter(|(k, _)| *k != "__name__")
+                .map(|(k, v)| weir_contract::Label::new(k.clone(), v.as_str().unwrap()))
+                .collect();
+            labels.sort();
+            let key = weir_contract::SeriesKey::new(name, &labels).0;
+            let ts = v["timestamps"].as_array().unwrap();
+            let vals = v["values"].as_array().unwrap();
+            let mut points: Vec<(i64, f64)> = ts
+                .iter()
+                .zip(vals)
+                .map(|(t, x)| (t.as_i64().unwrap(), x.as_f64().unwrap()))
+                .collect();
+            points.sort_by_key(|p| p.0);
+            out.insert(key, points);
+        }
+        out
+    }
+
+    /// Polls [`Vm::export`] until `done` holds or `timeout`; returns the last export.
+    pub fn wait_for(
+        &self,
+        selector: &str,
+        timeout: Duration,
+        done: impl Fn(&BTreeMap<String, Vec<(i64, f64)>>) -> bool,
+    ) -> BTreeMap<String, Vec<(i64, f64)>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let got = self.export(selector);
+            if done(&got) || Instant::now() > deadline {
+                return got;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }

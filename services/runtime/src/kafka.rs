@@ -44,7 +44,10 @@ pub fn consumer_config(k: &KafkaConfig, group: &str) -> ClientConfig {
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        .set("partition.assignment.strategy", "cooperative-sticky");
+        // Eager rebalancing: every member revokes everything, drains and commits, then
+        // gets its new share. Incremental (cooperative-sticky) rebalancing left
+        // partitions orphaned on tansu when a member died (seen in the two-writer test).
+        .set("partition.assignment.strategy", "roundrobin");
     for (key, v) in &k.consumer {
         c.set(key, v);
     }

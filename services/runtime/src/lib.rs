@@ -3,11 +3,15 @@
 //! - [`config`]: the topology file (`topologies/*.yaml`), loaded and validated with the
 //!   path of any bad field;
 //! - [`kafka`]: client configs, metadata, the producer every writer uses;
+//! - [`consumer`]: consumer-group context: lag per partition, drain and commit on revoke;
+//! - [`dead_letter`]: the dead-letter topic, with the reason and origin in headers;
 //! - [`topics`]: `weir topics apply` — create what is missing, report drift;
 //! - [`telemetry`]: structured `tracing` logs and the Prometheus metrics recorder;
 //! - [`ops`]: `/metrics`, `/healthz`, `/readyz`;
 //! - [`shutdown`]: SIGINT/SIGTERM as a cancellation token.
 pub mod config;
+pub mod consumer;
+pub mod dead_letter;
 pub mod kafka;
 pub mod ops;
 pub mod shutdown;

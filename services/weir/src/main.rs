@@ -53,6 +53,8 @@ impl TopologyArgs {
 enum Command {
     /// Ingest gateway: Prometheus remote write, Influx line protocol and JSON push into metrics.raw
     Gateway(commands::gateway::GatewayArgs),
+    /// TSDB writer: metrics.raw to a Prometheus remote-write receiver (VictoriaMetrics, Mimir, ...)
+    TsdbWriter(commands::tsdb_writer::TsdbWriterArgs),
     /// Kafka topics of a topology: create what is missing, report drift
     #[command(subcommand)]
     Topics(commands::topics::TopicsCommand),
@@ -80,6 +82,7 @@ fn main() -> ExitCode {
     let result = rt.block_on(async {
         match cli.command {
             Command::Gateway(a) => commands::gateway::run(a).await,
+            Command::TsdbWriter(a) => commands::tsdb_writer::run(a).await,
             Command::Topics(c) => commands::topics::run(c).await,
             Command::Check(a) => commands::check::run(a),
             Command::Tail(a) => commands::tail::run(a).await,

@@ -7,6 +7,7 @@ mod gateway;
 mod kafka;
 mod sinks;
 mod topics;
+mod tsdb_writer;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -17,8 +18,9 @@ pub use gateway::{
     ApiKey, AuthConfig, GatewayConfig, GatewayLimits, NonFinitePolicy, ValidationConfig,
 };
 pub use kafka::{KafkaConfig, SchemasConfig};
-pub use sinks::SinkSpec;
+pub use sinks::{BasicAuth, SinkSpec};
 pub use topics::{CleanupPolicy, Compression, TopicSpec};
+pub use tsdb_writer::TsdbWriterConfig;
 
 /// The topology the quick start runs, as committed in `topologies/local.yaml`.
 pub const LOCAL_TOPOLOGY: &str = include_str!("../../../../topologies/local.yaml");
@@ -96,6 +98,8 @@ pub struct Topology {
     pub sinks: BTreeMap<String, SinkSpec>,
     #[serde(default)]
     pub gateway: GatewayConfig,
+    #[serde(default)]
+    pub tsdb_writer: TsdbWriterConfig,
 }
 
 impl Topology {
@@ -212,6 +216,9 @@ impl Topology {
         self.gateway
             .validate()
             .map_err(|(f, m)| err(format!("gateway.{f}"), m))?;
+        self.tsdb_writer
+            .validate()
+            .map_err(|(f, m)| err(format!("tsdb_writer.{f}"), m))?;
         Ok(())
     }
 
@@ -228,6 +235,35 @@ impl Topology {
 
     pub fn topic(&self, name: &str) -> Option<&TopicSpec> {
         self.topics.get(name)
+    }
+
+    /// A consumer group of the given role, with its sink resolved.
+    pub fn group_of_role(
+        &self,
+        group: &str,
+        role: Role,
+    ) -> Result<(&ConsumerGroupSpec, Option<&SinkSpec>), String> {
+        let g = self.consumer_groups.get(group).ok_or_else(|| {
+            format!("consumer group {group:?} is not declared under consumer_groups")
+        })?;
+        if g.role != role {
+            return Err(format!(
+                "consumer group {group:?} has role {:?}, not {role:?}",
+                g.role
+            ));
+        }
+        let sink = g.sink.as_ref().and_then(|s| self.sinks.get(s));
+        Ok((g, sink))
+    }
+}
+
+/// A secret from config: the value itself, or `env:VAR` to read it from the environment.
+pub fn resolve_secret(value: &str) -> Result<String, String> {
+    match value.strip_prefix("env:") {
+        Some(var) => {
+            std::env::var(var).map_err(|_| format!("environment variable {var} is not set"))
+        }
+        None => Ok(value.to_string()),
     }
 }
 

@@ -3,3 +3,4 @@ pub mod gateway;
 pub mod schema;
 pub mod tail;
 pub mod topics;
+pub mod tsdb_writer;

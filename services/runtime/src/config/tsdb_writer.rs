@@ -1,0 +1,71 @@
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// `weir tsdb-writer` settings. What it reads and where it writes come from its consumer
+/// group (`consumer_groups.<group>.topics` and `.sink`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TsdbWriterConfig {
+    /// A key of `consumer_groups` with `role: tsdb-writer`.
+    pub group: String,
+    /// `/metrics`, `/healthz`, `/readyz`.
+    pub listen: SocketAddr,
+    pub dead_letter_topic: String,
+    /// A partition's batch is sent when it holds this many samples...
+    pub max_batch_samples: usize,
+    /// ...or when its oldest sample waited this long.
+    #[serde(with = "humantime_serde")]
+    pub max_batch_delay: Duration,
+    /// Remote-write requests in flight at once (at most one per partition, which keeps
+    /// every series' samples in order).
+    pub max_in_flight: usize,
+    /// Samples buffered per partition beyond which it is paused (bounded memory while
+    /// the sink is slow or down).
+    pub max_buffered_samples: usize,
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub retry_initial: Duration,
+    #[serde(with = "humantime_serde")]
+    pub retry_max: Duration,
+}
+
+impl Default for TsdbWriterConfig {
+    fn default() -> Self {
+        Self {
+            group: "tsdb-writers".into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 9301)),
+            dead_letter_topic: "metrics.dlq".into(),
+            max_batch_samples: 10_000,
+            max_batch_delay: Duration::from_secs(1),
+            max_in_flight: 8,
+            max_buffered_samples: 200_000,
+            request_timeout: Duration::from_secs(10),
+            retry_initial: Duration::from_millis(100),
+            retry_max: Duration::from_secs(10),
+        }
+    }
+}
+
+impl TsdbWriterConfig {
+    pub(super) fn validate(&self) -> Result<(), (String, String)> {
+        if self.max_batch_samples == 0 {
+            return Err(("max_batch_samples".into(), "must be above zero".into()));
+        }
+        if self.max_buffered_samples < self.max_batch_samples {
+            return Err((
+                "max_buffered_samples".into(),
+                "must be at least max_batch_samples".into(),
+            ));
+        }
+        if self.max_in_flight == 0 {
+            return Err(("max_in_flight".into(), "must be above zero".into()));
+        }
+        if self.retry_max < self.retry_initial {
+            return Err(("retry_max".into(), "must be at least retry_initial".into()));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,228 @@
+//! Consumer-group plumbing every consuming role shares: a librdkafka context that
+//! publishes per-partition lag from the brokers' high watermarks, tracks the work in
+//! flight per partition, and on revocation waits for that work to be acknowledged and
+//! commits before the partition moves to another member.
+//!
+//! Offsets are stored explicitly (`enable.auto.offset.store=false`) only once a sink
+//! acknowledged everything up to them; librdkafka's auto-commit then commits what is
+//! stored, and revocation and shutdown commit synchronously.
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaResult;
+use rdkafka::statistics::Statistics;
+use rdkafka::{Offset, TopicPartitionList};
+
+pub type PartitionId = (String, i32);
+
+/// Work in flight per partition, and which partitions were revoked.
+#[derive(Debug, Default)]
+pub struct Assignment {
+    inner: Mutex<AssignmentState>,
+    idle: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct AssignmentState {
+    in_flight: HashMap<PartitionId, usize>,
+    revoked: HashSet<PartitionId>,
+}
+
+impl Assignment {
+    pub fn begin(&self, p: &PartitionId) {
+        if let Ok(mut s) = self.inner.lock() {
+            *s.in_flight.entry(p.clone()).or_default() += 1;
+        }
+    }
+
+    pub fn end(&self, p: &PartitionId) {
+        if let Ok(mut s) = self.inner.lock() {
+            if let Some(n) = s.in_flight.get_mut(p) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    s.in_flight.remove(p);
+                }
+            }
+        }
+        self.idle.notify_all();
+    }
+
+    /// Whether the partition was revoked since it was last assigned; workers drop what
+    /// they buffered for it (the next owner reads it again from the committed offset).
+    pub fn is_revoked(&self, p: &PartitionId) -> bool {
+        self.inner
+            .lock()
+            .map(|s| s.revoked.contains(p))
+            .unwrap_or(false)
+    }
+
+    /// Takes the partitions revoked since the last call.
+    pub fn take_revoked(&self) -> Vec<PartitionId> {
+        self.inner
+            .lock()
+            .map(|mut s| s.revoked.drain().collect())
+            .unwrap_or_default()
+    }
+
+    fn revoke(&self, parts: &[PartitionId]) {
+        if let Ok(mut s) = self.inner.lock() {
+            s.revoked.extend(parts.iter().cloned());
+        }
+    }
+
+    fn assign(&self, parts: &[PartitionId]) {
+        if let Ok(mut s) = self.inner.lock() {
+            for p in parts {
+                s.revoked.remove(p);
+            }
+        }
+    }
+
+    /// Waits until none of `parts` has work in flight, or `timeout`.
+    pub fn wait_idle(&self, parts: &[PartitionId], timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let Ok(mut s) = self.inner.lock() else {
+            return false;
+        };
+        loop {
+            if parts.iter().all(|p| !s.in_flight.contains_key(p)) {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            s = match self.idle.wait_timeout(s, left) {
+                Ok((g, _)) => g,
+                Err(_) => return false,
+            };
+        }
+    }
+}
+
+/// The librdkafka context of weir's consumers.
+pub struct GroupContext {
+    pub group: String,
+    pub assignment: Arc<Assignment>,
+    /// How long a revocation waits for in-flight work before it lets go anyway (the
+    /// next owner then re-reads from the last commit: duplicates, never loss).
+    pub drain_timeout: Duration,
+}
+
+fn parts(tpl: &TopicPartitionList) -> Vec<PartitionId> {
+    tpl.elements()
+        .iter()
+        .map(|e| (e.topic().to_string(), e.partition()))
+        .collect()
+}
+
+impl ClientContext for GroupContext {
+    fn stats(&self, stats: Statistics) {
+        for (topic, t) in stats.topics {
+            for (p, part) in t.partitions {
+                if p < 0 || !part.desired {
+                    continue;
+                }
+                // consumer_lag is librdkafka's high watermark (or last stable offset)
+                // minus the committed offset, refreshed from the broker each interval.
+                metrics::gauge!("weir_consumer_lag", "group" => self.group.clone(), "topic" => topic.clone(), "partition" => p.to_string())
+                    .set(part.consumer_lag.max(0) as f64);
+                metrics::gauge!("weir_consumer_high_watermark", "group" => self.group.clone(), "topic" => topic.clone(), "partition" => p.to_string())
+                    .set(part.hi_offset as f64);
+            }
+        }
+    }
+}
+
+impl ConsumerContext for GroupContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            let revoked = parts(tpl);
+            self.assignment.revoke(&revoked);
+            let drained = self.assignment.wait_idle(&revoked, self.drain_timeout);
+            if !drained {
+                tracing::warn!(group = %self.group, "revocation did not drain in time; the next owner re-reads unacknowledged records");
+            }
+            match consumer.commit_consumer_state(CommitMode::Sync) {
+                Ok(()) => {
+                    tracing::info!(group = %self.group, partitions = ?revoked, "revoked after draining and committing")
+                }
+                // Nothing stored yet is not a failure.
+                Err(e) => tracing::debug!(group = %self.group, error = %e, "commit on revoke"),
+            }
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                let assigned = parts(tpl);
+                self.assignment.assign(&assigned);
+                tracing::info!(group = %self.group, partitions = ?assigned, "partitions assigned");
+            }
+            Rebalance::Revoke(_) => {}
+            Rebalance::Error(e) => {
+                tracing::error!(group = %self.group, error = %e, "rebalance error")
+            }
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+        let outcome = if result.is_ok() { "ok" } else { "failed" };
+        metrics::counter!("weir_consumer_commits_total", "group" => self.group.clone(), "outcome" => outcome).increment(1);
+        if let Err(e) = result {
+            tracing::warn!(group = %self.group, error = %e, "offset commit failed");
+        }
+    }
+}
+
+/// Stores `next` (the offset of the first record not yet acknowledged) for commit.
+pub fn store_next_offset<C: ConsumerContext, K: Consumer<C>>(
+    consumer: &K,
+    p: &PartitionId,
+    next: i64,
+) -> KafkaResult<()> {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(&p.0, p.1, Offset::Offset(next))?;
+    consumer.store_offsets(&tpl)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_for_in_flight_work_of_the_named_partitions_only() {
+        let a = Arc::new(Assignment::default());
+        let p0: PartitionId = ("t".into(), 0);
+        let p1: PartitionId = ("t".into(), 1);
+        a.begin(&p0);
+        a.begin(&p1);
+        assert!(!a.wait_idle(std::slice::from_ref(&p0), Duration::from_millis(20)));
+        let a2 = a.clone();
+        let p0b = p0.clone();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(30));
+            a2.end(&p0b);
+        });
+        assert!(a.wait_idle(std::slice::from_ref(&p0), Duration::from_secs(5)));
+        t.join().unwrap();
+        assert!(!a.wait_idle(&[p1], Duration::from_millis(10)));
+    }
+
+    #[test]
+    fn revocation_is_remembered_until_taken_or_reassigned() {
+        let a = Assignment::default();
+        let p: PartitionId = ("t".into(), 3);
+        a.revoke(std::slice::from_ref(&p));
+        assert!(a.is_revoked(&p));
+        a.assign(std::slice::from_ref(&p));
+        assert!(!a.is_revoked(&p));
+        a.revoke(std::slice::from_ref(&p));
+        assert_eq!(a.take_revoked(), vec![p.clone()]);
+        assert!(!a.is_revoked(&p));
+    }
+}

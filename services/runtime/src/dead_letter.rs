@@ -1,0 +1,98 @@
+//! The dead-letter topic: records (or samples) no consumer can process go there with
+//! the reason and their origin in headers, never dropped and never retried forever.
+use std::time::Duration;
+
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+use crate::config::KafkaConfig;
+
+/// Where a dead letter came from and why it is one.
+#[derive(Debug, Clone)]
+pub struct DeadLetter<'a> {
+    pub source_topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<&'a [u8]>,
+    pub payload: &'a [u8],
+    /// Short machine-readable reason (`corrupt`, `unknown_fingerprint`, `sink_rejected`, ...).
+    pub kind: &'a str,
+    pub error: &'a str,
+}
+
+pub struct DeadLetters {
+    producer: FutureProducer,
+    topic: String,
+    group: String,
+}
+
+impl DeadLetters {
+    pub fn new(kafka: &KafkaConfig, topic: &str, group: &str) -> anyhow::Result<Self> {
+        let mut cfg = crate::kafka::client_config(kafka);
+        cfg.set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("compression.type", "lz4");
+        for (k, v) in &kafka.producer {
+            cfg.set(k, v);
+        }
+        Ok(Self {
+            producer: cfg.create()?,
+            topic: topic.to_string(),
+            group: group.to_string(),
+        })
+    }
+
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Writes one dead letter and waits for Kafka to acknowledge it: only then may the
+    /// caller count the source offset as done.
+    pub async fn send(&self, d: DeadLetter<'_>) -> anyhow::Result<()> {
+        let partition = d.partition.to_string();
+        let offset = d.offset.to_string();
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "weir.error.kind",
+                value: Some(d.kind),
+            })
+            .insert(Header {
+                key: "weir.error",
+                value: Some(d.error),
+            })
+            .insert(Header {
+                key: "weir.source.topic",
+                value: Some(d.source_topic),
+            })
+            .insert(Header {
+                key: "weir.source.partition",
+                value: Some(&partition),
+            })
+            .insert(Header {
+                key: "weir.source.offset",
+                value: Some(&offset),
+            })
+            .insert(Header {
+                key: "weir.consumer.group",
+                value: Some(&self.group),
+            });
+        let mut rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&self.topic)
+            .payload(d.payload)
+            .headers(headers);
+        if let Some(k) = d.key {
+            rec = rec.key(k);
+        }
+        self.producer
+            .send(rec, Duration::from_secs(30))
+            .await
+            .map_err(|(e, _)| {
+                anyhow::anyhow!("writing to dead-letter topic {}: {e}", self.topic)
+            })?;
+        metrics::counter!("weir_dead_letters_total", "group" => self.group.clone(), "kind" => d.kind.to_string()).increment(1);
+        tracing::warn!(
+            group = %self.group, source_topic = d.source_topic, partition = d.partition, offset = d.offset,
+            kind = d.kind, error = d.error, "sent to the dead-letter topic"
+        );
+        Ok(())
+    }
+}

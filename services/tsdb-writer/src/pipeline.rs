@@ -1,0 +1,477 @@
+//! Per-partition lanes from `metrics.raw` to the remote-write sink.
+//!
+//! One event loop owns the lanes: it reads records, decodes them (undecodable ones go to
+//! the dead-letter topic), appends their series to the lane of their partition, and
+//! dispatches a lane's batch when it is big or old enough — at most one request per
+//! partition in flight, so a series' samples reach the receiver in order. A delivery
+//! task retries with exponential backoff and jitter while the sink fails; meanwhile the
+//! lane keeps buffering until `max_buffered_samples`, then the partition is paused. When
+//! the receiver refuses a batch as unwritable (4xx), the batch is split in halves until
+//! the refused series are alone; those go to the dead-letter topic, the rest is written.
+//! Only then is the offset after the batch stored for commit.
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use rand::Rng;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::BorrowedMessage;
+use rdkafka::{Message, TopicPartitionList};
+use tokio::sync::{mpsc, Semaphore};
+use tokio_util::sync::CancellationToken;
+use weir_contract::avro::{BatchEncoder, Decoder};
+use weir_contract::{MetricsBatch, Series};
+use weir_runtime::config::{Role, TsdbWriterConfig};
+use weir_runtime::consumer::{store_next_offset, Assignment, GroupContext, PartitionId};
+use weir_runtime::dead_letter::{DeadLetter, DeadLetters};
+use weir_runtime::kafka::consumer_config;
+use weir_runtime::ops::{self, Health};
+use weir_runtime::Topology;
+
+use crate::sink::{encode, RemoteWriteSink, SendError};
+
+type Consumer_ = StreamConsumer<GroupContext>;
+
+/// Runs the writer until `shutdown`; then stops reading, lets in-flight batches finish
+/// (up to the drain timeout), commits and returns.
+pub async fn run(topology: Topology, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let cfg = topology.tsdb_writer.clone();
+    let (group_spec, sink_spec) = topology
+        .group_of_role(&cfg.group, Role::TsdbWriter)
+        .map_err(|e| anyhow::anyhow!("tsdb_writer.group: {e}"))?;
+    let sink_spec =
+        sink_spec.with_context(|| format!("consumer group {} names no sink", cfg.group))?;
+    if topology.topic(&cfg.dead_letter_topic).is_none() {
+        anyhow::bail!(
+            "tsdb_writer.dead_letter_topic: topic {:?} is not declared under topics",
+            cfg.dead_letter_topic
+        );
+    }
+    let sink = RemoteWriteSink::new(sink_spec, cfg.request_timeout)?;
+    let assignment = Arc::new(Assignment::default());
+    let context = GroupContext {
+        group: cfg.group.clone(),
+        assignment: assignment.clone(),
+        drain_timeout: Duration::from_secs(30),
+    };
+    let consumer: Arc<Consumer_> = Arc::new(
+        consumer_config(&topology.kafka, &cfg.group)
+            .set("statistics.interval.ms", "5000")
+            .set("enable.auto.commit", "true")
+            .set("auto.commit.interval.ms", "1000")
+            .create_with_context(context)
+            .context("creating the Kafka consumer")?,
+    );
+    let topics: Vec<&str> = group_spec.topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&topics).context("subscribing")?;
+    let dlq = DeadLetters::new(&topology.kafka, &cfg.dead_letter_topic, &cfg.group)?;
+
+    let health = Health::new();
+    health.set_ready();
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+    tracing::info!(addr = %listener.local_addr()?, group = %cfg.group, topics = ?topics, sink = sink.url(), "tsdb-writer listening");
+    let ops_stop = CancellationToken::new();
+    let ops_task = {
+        let stop = ops_stop.clone();
+        let router = ops::router(health.clone());
+        tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+        })
+    };
+
+    let (done_tx, done_rx) = mpsc::unbounded_channel();
+    let shared = Arc::new(Shared {
+        consumer: consumer.clone(),
+        sink,
+        dlq,
+        cfg: cfg.clone(),
+        assignment,
+        health,
+        hard_stop: CancellationToken::new(),
+    });
+    let mut writer = Writer {
+        shared: shared.clone(),
+        decoder: topology.decoder(),
+        lanes: HashMap::new(),
+        permits: Arc::new(Semaphore::new(cfg.max_in_flight)),
+        done_tx,
+        done_rx,
+        in_flight: 0,
+    };
+    let result = writer.run(&shutdown).await;
+    ops_stop.cancel();
+    let _ = ops_task.await;
+    result
+}
+
+struct Shared {
+    consumer: Arc<Consumer_>,
+    sink: RemoteWriteSink,
+    dlq: DeadLetters,
+    cfg: TsdbWriterConfig,
+    assignment: Arc<Assignment>,
+    health: Health,
+    /// Cancelled when draining on shutdown took too long: retries give up (the records
+    /// stay uncommitted and are read again).
+    hard_stop: CancellationToken,
+}
+
+#[derive(Default)]
+struct Lane {
+    series: Vec<Series>,
+    /// Offset of the record each buffered series came from (for dead letters).
+    origins: Vec<i64>,
+    samples: usize,
+    oldest: Option<Instant>,
+    /// Offset of the last record read into this lane (buffered, dead-lettered or empty).
+    last_offset: Option<i64>,
+    /// Next offset already stored for commit.
+    stored_next: i64,
+    in_flight: bool,
+    paused: bool,
+}
+
+struct Done {
+    partition: PartitionId,
+    /// The next offset the delivery stored, when it succeeded.
+    stored: Option<i64>,
+}
+
+struct Writer {
+    shared: Arc<Shared>,
+    decoder: Decoder,
+    lanes: HashMap<PartitionId, Lane>,
+    permits: Arc<Semaphore>,
+    done_tx: mpsc::UnboundedSender<Done>,
+    done_rx: mpsc::UnboundedReceiver<Done>,
+    in_flight: usize,
+}
+
+impl Writer {
+    async fn run(&mut self, shutdown: &CancellationToken) -> anyhow::Result<()> {
+        // Its own handle, so a borrowed message does not borrow `self`.
+        let consumer = self.shared.consumer.clone();
+        let mut tick = tokio::time::interval(Duration::from_millis(50));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                Some(d) = self.done_rx.recv() => self.on_done(d),
+                m = consumer.recv() => match m {
+                    Ok(m) => self.on_message(&m).await?,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "Kafka consumer error");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                },
+                _ = tick.tick() => self.flush_due(false),
+            }
+            for p in self.shared.assignment.take_revoked() {
+                // The next owner reads these again from the committed offset.
+                self.lanes.remove(&p);
+            }
+        }
+        self.drain().await
+    }
+
+    async fn on_message(&mut self, m: &BorrowedMessage<'_>) -> anyhow::Result<()> {
+        let p: PartitionId = (m.topic().to_string(), m.partition());
+        let offset = m.offset();
+        let payload = m.payload().unwrap_or_default();
+        match self.decoder.decode(payload) {
+            Ok(batch) => self.buffer(p, offset, batch),
+            Err(e) => {
+                // Dead-letter it before counting it done: it is never dropped unseen.
+                self.shared
+                    .dlq
+                    .send(DeadLetter {
+                        source_topic: m.topic(),
+                        partition: m.partition(),
+                        offset,
+                        key: m.key(),
+                        payload,
+                        kind: e.kind(),
+                        error: &e.to_string(),
+                    })
+                    .await?;
+                let lane = self.lanes.entry(p.clone()).or_default();
+                lane.last_offset = Some(offset);
+                self.store_if_idle(&p);
+            }
+        }
+        Ok(())
+    }
+
+    fn buffer(&mut self, p: PartitionId, offset: i64, batch: MetricsBatch) {
+        let n = batch.sample_count();
+        metrics::counter!("weir_tsdb_writer_samples_total", "outcome" => "read")
+            .increment(n as u64);
+        let (max_buffered, max_batch) = (
+            self.shared.cfg.max_buffered_samples,
+            self.shared.cfg.max_batch_samples,
+        );
+        let lane = self.lanes.entry(p.clone()).or_default();
+        lane.last_offset = Some(offset);
+        if batch.series.is_empty() {
+            self.store_if_idle(&p);
+            return;
+        }
+        lane.oldest.get_or_insert_with(Instant::now);
+        lane.samples += n;
+        for s in batch.series {
+            lane.series.push(s);
+            lane.origins.push(offset);
+        }
+        if lane.samples >= max_buffered && !lane.paused {
+            self.pause(&p, true);
+        }
+        if self.lanes.get(&p).is_some_and(|l| l.samples >= max_batch) {
+            self.dispatch(&p);
+        }
+    }
+
+    /// Stores the lane's next offset when nothing of it is buffered or in flight.
+    fn store_if_idle(&mut self, p: &PartitionId) {
+        let Some(lane) = self.lanes.get_mut(p) else {
+            return;
+        };
+        if lane.in_flight || !lane.series.is_empty() {
+            return;
+        }
+        if let Some(last) = lane.last_offset {
+            if last + 1 > lane.stored_next
+                && store_next_offset(&*self.shared.consumer, p, last + 1).is_ok()
+            {
+                lane.stored_next = last + 1;
+            }
+        }
+    }
+
+    fn pause(&mut self, p: &PartitionId, pause: bool) {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&p.0, p.1);
+        let r = if pause {
+            self.shared.consumer.pause(&tpl)
+        } else {
+            self.shared.consumer.resume(&tpl)
+        };
+        match r {
+            Ok(()) => {
+                if let Some(l) = self.lanes.get_mut(p) {
+                    l.paused = pause;
+                }
+                let paused = self.lanes.values().filter(|l| l.paused).count();
+                metrics::gauge!("weir_tsdb_writer_paused_partitions").set(paused as f64);
+                tracing::info!(topic = %p.0, partition = p.1, paused = pause, "partition {}", if pause { "paused: buffer full while the sink catches up" } else { "resumed" });
+            }
+            Err(e) => tracing::warn!(error = %e, "pause/resume"),
+        }
+    }
+
+    fn flush_due(&mut self, all: bool) {
+        let max_delay = self.shared.cfg.max_batch_delay;
+        let due: Vec<PartitionId> = self
+            .lanes
+            .iter()
+            .filter(|(_, l)| {
+                !l.in_flight
+                    && !l.series.is_empty()
+                    && (all || l.oldest.is_some_and(|t| t.elapsed() >= max_delay))
+            })
+            .map(|(p, _)| p.clone())
+            .collect();
+        for p in due {
+            self.dispatch(&p);
+        }
+    }
+
+    fn dispatch(&mut self, p: &PartitionId) {
+        let Some(lane) = self.lanes.get_mut(p) else {
+            return;
+        };
+        if lane.in_flight || lane.series.is_empty() {
+            return;
+        }
+        // Bounded concurrency: a lane that finds no permit is retried on the next tick.
+        let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+            return;
+        };
+        let series = std::mem::take(&mut lane.series);
+        let origins = std::mem::take(&mut lane.origins);
+        let samples = std::mem::take(&mut lane.samples);
+        let next = lane.last_offset.map(|o| o + 1);
+        lane.oldest = None;
+        lane.in_flight = true;
+        self.in_flight += 1;
+        metrics::gauge!("weir_tsdb_writer_in_flight_requests").set(self.in_flight as f64);
+        let shared = self.shared.clone();
+        let tx = self.done_tx.clone();
+        let p = p.clone();
+        shared.assignment.begin(&p);
+        tokio::spawn(async move {
+            let ok = deliver(&shared, &p, series, origins).await;
+            let mut stored = None;
+            if ok {
+                metrics::counter!("weir_tsdb_writer_samples_total", "outcome" => "acknowledged")
+                    .increment(samples as u64);
+                // Everything of this partition before `next` is now acknowledged. Stored
+                // here, not by the event loop, so a revocation waiting in the consumer's
+                // callback sees it before it commits.
+                if let Some(next) = next.filter(|_| !shared.assignment.is_revoked(&p)) {
+                    match store_next_offset(&*shared.consumer, &p, next) {
+                        Ok(()) => stored = Some(next),
+                        Err(e) => tracing::debug!(error = %e, "store offset"),
+                    }
+                }
+            }
+            shared.assignment.end(&p);
+            drop(permit);
+            let _ = tx.send(Done {
+                partition: p,
+                stored,
+            });
+        });
+    }
+
+    fn on_done(&mut self, d: Done) {
+        self.in_flight -= 1;
+        metrics::gauge!("weir_tsdb_writer_in_flight_requests").set(self.in_flight as f64);
+        let cfg_max = self.shared.cfg.max_buffered_samples;
+        let batch_max = self.shared.cfg.max_batch_samples;
+        let Some(lane) = self.lanes.get_mut(&d.partition) else {
+            return;
+        };
+        lane.in_flight = false;
+        if let Some(next) = d.stored {
+            lane.stored_next = lane.stored_next.max(next);
+        }
+        let (paused, samples) = (lane.paused, lane.samples);
+        if paused && samples < cfg_max / 2 {
+            self.pause(&d.partition, false);
+        }
+        if samples >= batch_max {
+            self.dispatch(&d.partition);
+        }
+        self.store_if_idle(&d.partition);
+    }
+
+    async fn drain(&mut self) -> anyhow::Result<()> {
+        tracing::info!("draining: sending what is buffered, waiting for in-flight batches");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            self.flush_due(true);
+            if self.in_flight == 0 && self.lanes.values().all(|l| l.series.is_empty()) {
+                break;
+            }
+            if Instant::now() > deadline {
+                tracing::warn!(
+                    "drain timed out; unacknowledged records stay uncommitted and are read again"
+                );
+                self.shared.hard_stop.cancel();
+                break;
+            }
+            if let Ok(Some(d)) =
+                tokio::time::timeout(Duration::from_millis(100), self.done_rx.recv()).await
+            {
+                self.on_done(d);
+            }
+        }
+        let consumer = self.shared.consumer.clone();
+        tokio::task::spawn_blocking(move || {
+            consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Sync)
+        })
+        .await?
+        .or_else(|e| {
+            // Nothing stored since the last commit is not an error.
+            tracing::debug!(error = %e, "final commit");
+            Ok::<(), rdkafka::error::KafkaError>(())
+        })?;
+        tracing::info!("tsdb-writer stopped; offsets committed");
+        Ok(())
+    }
+}
+
+/// Writes one batch: retries what may succeed later, splits what the receiver refuses
+/// until the refused series are alone and dead-letters those. `false` only when a hard
+/// stop interrupted it (the batch is then neither acknowledged nor stored).
+async fn deliver(shared: &Shared, p: &PartitionId, series: Vec<Series>, origins: Vec<i64>) -> bool {
+    let cfg = &shared.cfg;
+    let mut stack = vec![(series, origins)];
+    while let Some((series, origins)) = stack.pop() {
+        let body = encode(&series);
+        let mut backoff = cfg.retry_initial;
+        loop {
+            match shared.sink.send(body.clone()).await {
+                Ok(()) => {
+                    metrics::counter!("weir_tsdb_writer_requests_total", "outcome" => "ok")
+                        .increment(1);
+                    if !shared.health.is_ready() {
+                        tracing::info!(sink = shared.sink.url(), "sink is writable again");
+                        shared.health.set_ready();
+                    }
+                    break;
+                }
+                Err(SendError::Retryable(why)) => {
+                    metrics::counter!("weir_tsdb_writer_requests_total", "outcome" => "retry")
+                        .increment(1);
+                    if shared.health.is_ready() {
+                        tracing::warn!(error = %why, "sink write failed; retrying with backoff");
+                    }
+                    shared.health.set_not_ready(format!("sink failing: {why}"));
+                    // Full jitter keeps many writers from retrying in lockstep.
+                    let sleep = rand::rng().random_range(backoff / 2..=backoff);
+                    tokio::select! {
+                        _ = shared.hard_stop.cancelled() => return false,
+                        _ = tokio::time::sleep(sleep) => {}
+                    }
+                    backoff = (backoff * 2).min(cfg.retry_max);
+                }
+                Err(SendError::Rejected { status, body: why }) => {
+                    metrics::counter!("weir_tsdb_writer_requests_total", "outcome" => "rejected")
+                        .increment(1);
+                    if series.len() > 1 {
+                        let mid = series.len() / 2;
+                        let (mut s1, mut o1) = (series, origins);
+                        let (s2, o2) = (s1.split_off(mid), o1.split_off(mid));
+                        // LIFO: push the second half first so the first is written first.
+                        stack.push((s2, o2));
+                        stack.push((s1, o1));
+                    } else if let (Some(s), Some(&offset)) = (series.first(), origins.first()) {
+                        let record = BatchEncoder::encode(&MetricsBatch {
+                            series: vec![s.clone()],
+                        });
+                        let key = s.key();
+                        let error = format!("receiver answered {status}: {why}");
+                        let sent = shared
+                            .dlq
+                            .send(DeadLetter {
+                                source_topic: &p.0,
+                                partition: p.1,
+                                offset,
+                                key: Some(key.as_bytes()),
+                                payload: &record,
+                                kind: "sink_rejected",
+                                error: &error,
+                            })
+                            .await;
+                        if let Err(e) = sent {
+                            tracing::error!(error = %e, "cannot write the dead letter; will retry the series");
+                            tokio::time::sleep(backoff).await;
+                            stack.push((series, origins));
+                            break;
+                        }
+                        metrics::counter!("weir_tsdb_writer_samples_total", "outcome" => "dead_lettered").increment(s.samples.len() as u64);
+                    }
+                    break;
+                }
+            }
+        }
+    }
+    true
+}

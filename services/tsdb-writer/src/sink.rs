@@ -1,0 +1,191 @@
+//! The remote-write client.
+use std::time::{Duration, Instant};
+
+use prost::Message;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use weir_contract::remote_write::{Label, Sample, TimeSeries, WriteRequest};
+use weir_contract::Series;
+use weir_runtime::config::{resolve_secret, SinkSpec};
+
+/// Why a request was not written.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// Worth trying again: 5xx, 429, timeouts, refused connections, auth trouble that an
+    /// operator can fix without losing data.
+    #[error("{0}")]
+    Retryable(String),
+    /// The receiver says this data can never be written (400, 409, 413, 422).
+    #[error("rejected with {status}: {body}")]
+    Rejected { status: u16, body: String },
+}
+
+pub struct RemoteWriteSink {
+    client: reqwest::Client,
+    url: String,
+    auth: Auth,
+}
+
+enum Auth {
+    None,
+    Basic(String, String),
+    Bearer(String),
+}
+
+impl RemoteWriteSink {
+    pub fn new(spec: &SinkSpec, timeout: Duration) -> anyhow::Result<Self> {
+        let SinkSpec::PrometheusRemoteWrite {
+            url,
+            headers,
+            basic_auth,
+            bearer_token,
+        } = spec
+        else {
+            anyhow::bail!("the tsdb-writer needs a sink of type prometheus_remote_write");
+        };
+        let mut default_headers = HeaderMap::new();
+        default_headers.insert(
+            "content-type",
+            HeaderValue::from_static("application/x-protobuf"),
+        );
+        default_headers.insert("content-encoding", HeaderValue::from_static("snappy"));
+        default_headers.insert(
+            "x-prometheus-remote-write-version",
+            HeaderValue::from_static("0.1.0"),
+        );
+        for (k, v) in headers {
+            default_headers.insert(
+                HeaderName::from_bytes(k.as_bytes())
+                    .map_err(|e| anyhow::anyhow!("sink header {k:?}: {e}"))?,
+                HeaderValue::from_str(v).map_err(|e| anyhow::anyhow!("sink header {k:?}: {e}"))?,
+            );
+        }
+        let auth = match (basic_auth, bearer_token) {
+            (Some(b), _) => Auth::Basic(
+                b.username.clone(),
+                resolve_secret(&b.password).map_err(anyhow::Error::msg)?,
+            ),
+            (None, Some(t)) => Auth::Bearer(resolve_secret(t).map_err(anyhow::Error::msg)?),
+            (None, None) => Auth::None,
+        };
+        let client = reqwest::Client::builder()
+            .default_headers(default_headers)
+            .user_agent(concat!("weir-tsdb-writer/", env!("CARGO_PKG_VERSION")))
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(5)))
+            .build()?;
+        Ok(Self {
+            client,
+            url: url.clone(),
+            auth,
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Sends one snappy-compressed `WriteRequest`.
+    pub async fn send(&self, body: bytes::Bytes) -> Result<(), SendError> {
+        let mut req = self.client.post(&self.url).body(body);
+        req = match &self.auth {
+            Auth::None => req,
+            Auth::Basic(u, p) => req.basic_auth(u, Some(p)),
+            Auth::Bearer(t) => req.bearer_auth(t),
+        };
+        let started = Instant::now();
+        let resp = req.send().await;
+        metrics::histogram!("weir_tsdb_writer_request_duration_seconds")
+            .record(started.elapsed().as_secs_f64());
+        let resp = resp.map_err(|e| SendError::Retryable(format!("{}: {e}", self.url)))?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let body = resp.text().await.unwrap_or_default();
+        let body = body.trim().chars().take(500).collect::<String>();
+        match status.as_u16() {
+            400 | 409 | 413 | 422 => Err(SendError::Rejected {
+                status: status.as_u16(),
+                body,
+            }),
+            s => Err(SendError::Retryable(format!(
+                "{} answered {s}: {body}",
+                self.url
+            ))),
+        }
+    }
+}
+
+/// Encodes series as a snappy-compressed remote-write request. `__name__` is placed among
+/// the labels in sorted order, as receivers expect.
+pub fn encode(series: &[Series]) -> bytes::Bytes {
+    let timeseries = series
+        .iter()
+        .map(|s| {
+            let mut labels = Vec::with_capacity(s.labels.len() + 1);
+            let at = s.labels.partition_point(|l| l.name.as_str() < "__name__");
+            labels.extend(s.labels[..at].iter().map(|l| Label {
+                name: l.name.clone(),
+                value: l.value.clone(),
+            }));
+            labels.push(Label {
+                name: "__name__".into(),
+                value: s.name.clone(),
+            });
+            labels.extend(s.labels[at..].iter().map(|l| Label {
+                name: l.name.clone(),
+                value: l.value.clone(),
+            }));
+            TimeSeries {
+                labels,
+                samples: s
+                    .samples
+                    .iter()
+                    .map(|x| Sample {
+                        value: x.value,
+                        timestamp: x.timestamp_ms,
+                    })
+                    .collect(),
+                histograms: vec![],
+            }
+        })
+        .collect();
+    let pb = WriteRequest {
+        timeseries,
+        metadata: vec![],
+    }
+    .encode_to_vec();
+    bytes::Bytes::from(
+        snap::raw::Encoder::new()
+            .compress_vec(&pb)
+            .expect("snappy encodes any input"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weir_contract::Label as L;
+
+    #[test]
+    fn name_is_placed_in_sorted_order() {
+        let s = Series::new(
+            "m",
+            vec![L::new("Zone", "z"), L::new("a", "1"), L::new("ABC", "x")],
+            vec![weir_contract::Sample::new(1, 2.0)],
+        );
+        let body = encode(&[s]);
+        let pb =
+            WriteRequest::decode(&snap::raw::Decoder::new().decompress_vec(&body).unwrap()[..])
+                .unwrap();
+        let names: Vec<&str> = pb.timeseries[0]
+            .labels
+            .iter()
+            .map(|l| l.name.as_str())
+            .collect();
+        assert_eq!(names, vec!["ABC", "Zone", "__name__", "a"]);
+        let mut sorted = names.clone();
+        sorted.sort();
+        assert_eq!(names, sorted);
+    }
+}

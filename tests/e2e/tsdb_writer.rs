@@ -1,0 +1,397 @@
+//! The TSDB writer end to end: gateway → tansu → tsdb-writer → VictoriaMetrics, and the
+//! faults it must survive without losing or duplicating a sample.
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use weir_contract::remote_write::{Label, Sample as PSample, TimeSeries, WriteRequest};
+use weir_e2e::*;
+
+type Expected = BTreeMap<String, Vec<(i64, f64)>>;
+
+struct Pipeline {
+    topo: TestTopology,
+    raw: String,
+    dlq: String,
+    group: String,
+    run: String,
+}
+
+impl Pipeline {
+    fn new(vm: &Vm, partitions: u32) -> Self {
+        let raw = unique("test.raw");
+        let dlq = unique("test.dlq");
+        let group = unique("test.tsdb-writers");
+        let run = unique("run").replace('.', "_");
+        let yaml = format!(
+            "version: 1\nkafka: {{bootstrap_servers: '{}', consumer: {{session.timeout.ms: '10000', heartbeat.interval.ms: '1000', max.poll.interval.ms: '20000'}}}}\ntopics:\n  {raw}: {{partitions: {partitions}, compression: lz4}}\n  {dlq}: {{partitions: 1}}\nconsumer_groups:\n  {group}: {{role: tsdb-writer, topics: [{raw}], sink: vm}}\nsinks:\n  vm: {{type: prometheus_remote_write, url: '{}'}}\ngateway: {{listen: '127.0.0.1:0', topic: {raw}}}\ntsdb_writer: {{group: {group}, listen: '127.0.0.1:0', dead_letter_topic: {dlq}, max_batch_delay: 200ms, max_batch_samples: 500, max_buffered_samples: 1000, retry_max: 2s}}\n",
+            bootstrap(),
+            vm.url("/api/v1/write")
+        );
+        let topo = TestTopology::from_yaml(&yaml, raw.clone(), partitions);
+        topo.apply();
+        Self {
+            topo,
+            raw,
+            dlq,
+            group,
+            run,
+        }
+    }
+
+    fn writer(&self) -> Service {
+        let s = Service::spawn(
+            &["tsdb-writer", "-f", self.topo.path.to_str().unwrap()],
+            "tsdb-writer listening",
+        );
+        s.wait_ready(Duration::from_secs(30));
+        s
+    }
+
+    fn selector(&self) -> String {
+        format!("{{run=\"{}\"}}", self.run)
+    }
+}
+
+fn lbl(n: &str, v: &str) -> Label {
+    Label {
+        name: n.into(),
+        value: v.into(),
+    }
+}
+
+/// Pushes `series` series with one sample each at `ts` through the gateway at `gw`, and
+/// records what the gateway acknowledged in `expected`.
+fn push(
+    http: &reqwest::blocking::Client,
+    gw: std::net::SocketAddr,
+    run: &str,
+    series: usize,
+    ts: i64,
+    expected: &Mutex<Expected>,
+) {
+    let mut timeseries = Vec::new();
+    let mut batch = Vec::new();
+    for i in 0..series {
+        let device = format!("d{i:03}");
+        let value = (ts / 1000 % 100_000) as f64 + i as f64 / 1000.0;
+        timeseries.push(TimeSeries {
+            labels: vec![
+                lbl("__name__", "writer_test_value"),
+                lbl("device", &device),
+                lbl("run", run),
+            ],
+            samples: vec![PSample {
+                value,
+                timestamp: ts,
+            }],
+            histograms: vec![],
+        });
+        batch.push((
+            format!(r#"writer_test_value{{device="{device}",run="{run}"}}"#),
+            (ts, value),
+        ));
+    }
+    let body = remote_write_body(&WriteRequest {
+        timeseries,
+        metadata: vec![],
+    });
+    let r = post_remote_write(http, &format!("http://{gw}/api/v1/write"), body);
+    assert_eq!(r.status().as_u16(), 204, "{}", r.text().unwrap_or_default());
+    let mut e = expected.lock().unwrap();
+    for (k, p) in batch {
+        e.entry(k).or_default().push(p);
+    }
+}
+
+fn total(m: &Expected) -> usize {
+    m.values().map(Vec::len).sum()
+}
+
+/// Everything expected is in VictoriaMetrics, exactly, once.
+fn assert_exact(vm: &Vm, p: &Pipeline, expected: &Expected, timeout: Duration) {
+    let want = total(expected);
+    let got = vm.wait_for(&p.selector(), timeout, |g| total(g) >= want);
+    for (k, pts) in &got {
+        let mut ts: Vec<i64> = pts.iter().map(|x| x.0).collect();
+        ts.dedup();
+        assert_eq!(ts.len(), pts.len(), "duplicate samples visible for {k}");
+    }
+    if &got != expected {
+        // Say what differs, not the whole data set.
+        let mut diff = Vec::new();
+        for (k, want) in expected {
+            let have = got.get(k).map(Vec::len).unwrap_or(0);
+            if got.get(k) != Some(want) {
+                diff.push(format!("{k}: want {} samples, have {have}", want.len()));
+            }
+        }
+        for k in got.keys().filter(|k| !expected.contains_key(*k)) {
+            diff.push(format!("{k}: not expected"));
+        }
+        panic!(
+            "VictoriaMetrics does not hold exactly the acknowledged samples ({} of {want}):\n{}",
+            total(&got),
+            diff.join("\n")
+        );
+    }
+}
+
+/// Pushes a batch every 100 ms from a thread until stopped; each batch one simulated
+/// second later than the last, so no sample is ever sent twice.
+fn keep_pushing(
+    gw: &Gateway,
+    run: &str,
+    series: usize,
+    expected: Arc<Mutex<Expected>>,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<usize> {
+    let (addr, run) = (gw.addr, run.to_string());
+    std::thread::spawn(move || {
+        let http = client();
+        let mut ts = now_ms() - 3_600_000;
+        let mut n = 0;
+        while !stop.load(Ordering::Relaxed) {
+            ts += 1000;
+            push(&http, addr, &run, series, ts, &expected);
+            n += 1;
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        n
+    })
+}
+
+fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn samples_pushed_through_the_gateway_are_in_victoriametrics_exactly() {
+    ensure_stack();
+    let vm = Vm::start();
+    let p = Pipeline::new(&vm, 4);
+    let gw = Gateway::start(&p.topo);
+    let writer = p.writer();
+    let http = client();
+    let expected = Mutex::new(Expected::new());
+    let t0 = now_ms() - 30_000;
+    for i in 0..10 {
+        push(&http, gw.addr, &p.run, 50, t0 + i * 1000, &expected);
+    }
+    assert_exact(&vm, &p, &expected.lock().unwrap(), Duration::from_secs(60));
+    // The writer reports what it did and its lag.
+    let metrics = http
+        .get(writer.url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics.contains("weir_tsdb_writer_samples_total{outcome=\"acknowledged\"} 500"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("weir_tsdb_writer_request_duration_seconds_bucket"),
+        "latency histogram"
+    );
+    assert!(writer.terminate().success(), "graceful shutdown");
+}
+
+#[test]
+fn a_poison_record_goes_to_the_dead_letter_topic_and_the_rest_is_written() {
+    ensure_stack();
+    let vm = Vm::start();
+    let p = Pipeline::new(&vm, 1);
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .create()
+        .unwrap();
+    let ts = now_ms() - 10_000;
+    let good = |v: f64, t: i64| {
+        weir_contract::avro::BatchEncoder::encode(&weir_contract::MetricsBatch {
+            series: vec![weir_contract::Series::new(
+                "poison_test",
+                vec![weir_contract::Label::new("run", p.run.clone())],
+                vec![weir_contract::Sample::new(t, v)],
+            )],
+        })
+    };
+    let poison = b"\xc3\x01 this is not avro at all".to_vec();
+    for payload in [good(1.0, ts), poison.clone(), good(2.0, ts + 1000)] {
+        producer
+            .send(
+                BaseRecord::<(), [u8]>::to(&p.raw)
+                    .partition(0)
+                    .payload(&payload),
+            )
+            .unwrap();
+    }
+    producer.flush(Duration::from_secs(10)).unwrap();
+    let _writer = p.writer();
+    let key = format!(r#"poison_test{{run="{}"}}"#, p.run);
+    let mut want = Expected::new();
+    want.insert(key, vec![(ts, 1.0), (ts + 1000, 2.0)]);
+    assert_exact(&vm, &p, &want, Duration::from_secs(60));
+
+    let dead = read_topic(&p.dlq, 1, Duration::from_secs(30), |r| !r.is_empty());
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        dead[0].payload, poison,
+        "the poison record is kept as it was"
+    );
+    let headers = dlq_headers(&p.dlq);
+    assert_eq!(
+        headers.get("weir.source.partition").map(String::as_str),
+        Some("0")
+    );
+    assert_eq!(
+        headers.get("weir.source.offset").map(String::as_str),
+        Some("1")
+    );
+    assert_eq!(headers.get("weir.source.topic"), Some(&p.raw));
+    assert_eq!(
+        headers.get("weir.error.kind").map(String::as_str),
+        Some("unknown_fingerprint")
+    );
+    assert!(headers
+        .get("weir.error")
+        .is_some_and(|e| e.contains("fingerprint")));
+    assert_eq!(headers.get("weir.consumer.group"), Some(&p.group));
+}
+
+fn dlq_headers(topic: &str) -> BTreeMap<String, String> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Headers;
+    use rdkafka::Message;
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("group.id", unique("test.dlq.reader"))
+        .create()
+        .unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, rdkafka::Offset::Beginning)
+        .unwrap();
+    c.assign(&tpl).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(200)) {
+            let mut out = BTreeMap::new();
+            if let Some(h) = m.headers() {
+                for hdr in h.iter() {
+                    out.insert(
+                        hdr.key.to_string(),
+                        String::from_utf8_lossy(hdr.value.unwrap_or_default()).into_owned(),
+                    );
+                }
+            }
+            return out;
+        }
+    }
+    panic!("no dead letter");
+}
+
+#[test]
+fn victoriametrics_down_for_30s_loses_and_duplicates_nothing() {
+    ensure_stack();
+    let mut vm = Vm::start();
+    let p = Pipeline::new(&vm, 4);
+    let gw = Gateway::start(&p.topo);
+    let writer = p.writer();
+    let expected = Arc::new(Mutex::new(Expected::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let pusher = keep_pushing(&gw, &p.run, 20, expected.clone(), stop.clone());
+    std::thread::sleep(Duration::from_secs(3));
+    vm.stop();
+    std::thread::sleep(Duration::from_secs(30));
+    // While the sink is down the writer is not ready and keeps the records uncommitted.
+    let ready = client()
+        .get(writer.url("/readyz"))
+        .send()
+        .unwrap()
+        .status()
+        .as_u16();
+    assert_eq!(ready, 503, "not ready while the sink is down");
+    // Its buffers filled up and it paused partitions instead of growing without bound.
+    let metrics = client()
+        .get(writer.url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let paused: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("weir_tsdb_writer_paused_partitions "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0);
+    assert!(
+        paused > 0.0,
+        "no partition paused during the outage:\n{metrics}"
+    );
+    vm.restart();
+    std::thread::sleep(Duration::from_secs(3));
+    stop.store(true, Ordering::Relaxed);
+    let pushes = pusher.join().unwrap();
+    assert!(
+        pushes > 100,
+        "the gateway kept accepting while VictoriaMetrics was down ({pushes} pushes)"
+    );
+    assert_exact(&vm, &p, &expected.lock().unwrap(), Duration::from_secs(90));
+}
+
+#[test]
+fn a_writer_killed_mid_batch_and_restarted_loses_and_duplicates_nothing() {
+    ensure_stack();
+    let vm = Vm::start();
+    let p = Pipeline::new(&vm, 4);
+    let gw = Gateway::start(&p.topo);
+    let expected = Arc::new(Mutex::new(Expected::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let pusher = keep_pushing(&gw, &p.run, 50, expected.clone(), stop.clone());
+    let writer = p.writer();
+    std::thread::sleep(Duration::from_secs(4));
+    writer.kill9();
+    // The restart comes after the dead member's session (10 s here) expired. tansu 0.6
+    // only rebalances a dead member away when a join finds its session expired; a
+    // member that rejoins earlier gets the old assignment, dead member's share included
+    // (see the two-writer test below).
+    std::thread::sleep(Duration::from_secs(12));
+    let _writer = p.writer();
+    std::thread::sleep(Duration::from_secs(3));
+    stop.store(true, Ordering::Relaxed);
+    pusher.join().unwrap();
+    assert_exact(&vm, &p, &expected.lock().unwrap(), Duration::from_secs(90));
+}
+
+#[test]
+fn of_two_writers_one_stopped_the_other_takes_its_partitions_over() {
+    ensure_stack();
+    let vm = Vm::start();
+    let p = Pipeline::new(&vm, 4);
+    let gw = Gateway::start(&p.topo);
+    let expected = Arc::new(Mutex::new(Expected::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    // The member is stopped with SIGTERM: it drains, commits and leaves the group, and
+    // the survivor takes its partitions over. With SIGKILL, tansu 0.6 never hands a
+    // dead member's partitions to the survivor: its Formed-state heartbeat answers
+    // RebalanceInProgress but stays in the old generation, so the rejoin returns the old
+    // assignment (tansu-broker/src/coordinator/group/administrator.rs, `heartbeat` and
+    // `join` of `Inner<O, Formed>`). A restarted member does rejoin cleanly (see the
+    // SIGKILL test above); on Kafka either way works.
+    let first = p.writer();
+    std::thread::sleep(Duration::from_secs(2));
+    let second = p.writer();
+    let pusher = keep_pushing(&gw, &p.run, 50, expected.clone(), stop.clone());
+    std::thread::sleep(Duration::from_secs(6));
+    assert!(second.terminate().success());
+    std::thread::sleep(Duration::from_secs(4));
+    stop.store(true, Ordering::Relaxed);
+    pusher.join().unwrap();
+    assert_exact(&vm, &p, &expected.lock().unwrap(), Duration::from_secs(120));
+    drop(first);
+}
