@@ -38,6 +38,7 @@ start_service() {
 }
 
 start_service weir-gateway "$GATEWAY_URL/readyz" gateway
+start_service weir-tsdb-writer "$WRITER_URL/readyz" tsdb-writer
 
 log "pushing a fleet of $DEMO_DEVICES devices for $DEMO_DURATION (JSON, Influx line protocol, remote write)"
 "$LOAD" fleet --gateway "$GATEWAY_URL" --devices "$DEMO_DEVICES" --duration "$DEMO_DURATION"
@@ -46,16 +47,27 @@ echo
 log "what flowed"
 echo "-- gateway counters ($GATEWAY_URL/metrics)"
 curl -fsS "$GATEWAY_URL/metrics" | grep -E '^weir_gateway_(samples_total|records_total|requests_total)' | sort
+echo "-- tsdb-writer counters ($WRITER_URL/metrics)"
+curl -fsS "$WRITER_URL/metrics" | grep -E '^weir_(tsdb_writer_samples_total|tsdb_writer_requests_total|consumer_lag)' | sort
 echo "-- Kafka topics (records per partition)"
 "$WEIR" topics describe | grep -E '^metrics\.(raw|dlq)'
 echo "-- one decoded record of metrics.raw, as JSON (weir tail)"
 "$WEIR" tail --from-beginning --max-records 1 | cut -c1-600
+sleep 2  # let the writer flush its last batches
+curl -fsS "$VM_URL/internal/force_flush" >/dev/null
+echo "-- VictoriaMetrics: devices reporting, by site"
+curl -fsS "$VM_URL/api/v1/query" --data-urlencode 'query=count by (site) (temperature_celsius)'
+echo
+echo "-- VictoriaMetrics: raw samples of one device (export)"
+curl -fsS "$VM_URL/api/v1/export" --data-urlencode 'match[]=temperature_celsius{device="dev-00007"}'
 echo
 cat <<MSG
 The pipeline keeps running on loopback:
   gateway        $GATEWAY_URL   (POST /api/v1/write, /write, /api/v2/write, /api/v1/push; GET /metrics)
   Kafka (tansu)  $KAFKA_ADDR    ($WEIR tail --from-beginning | head)
-  Prometheus     $PROM_URL      (scrapes the gateway and remote-writes through it)
+  tsdb-writer    $WRITER_URL   (metrics.raw -> VictoriaMetrics; GET /metrics)
+  VictoriaMetrics $VM_URL  (curl '$VM_URL/api/v1/query?query=temperature_celsius')
+  Prometheus     $PROM_URL      (scrapes weir's services and remote-writes through the gateway)
   logs           $LOGS
 Stop everything with: scripts/stack.sh stop
 MSG
