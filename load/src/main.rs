@@ -6,6 +6,7 @@
 //!   the broker isolated (librdkafka's mock cluster, in this process) and end to end on
 //!   tansu; plus bytes per sample on the topic against snappy remote write.
 mod bench_gateway;
+mod bench_writer;
 mod fleet;
 mod proc_stat;
 mod workload;
@@ -25,6 +26,8 @@ enum Command {
     Fleet(fleet::FleetArgs),
     /// Measure gateway samples per CPU-second for remote write into Kafka
     BenchGateway(bench_gateway::BenchArgs),
+    /// Measure tsdb-writer samples per CPU-second and lag recovery after a sink outage
+    BenchWriter(bench_writer::WriterBenchArgs),
 }
 
 #[tokio::main]
@@ -32,5 +35,9 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Fleet(a) => fleet::run(a).await,
         Command::BenchGateway(a) => bench_gateway::run(a).await,
+        // Blocking HTTP and its own runtime: run it off the async one.
+        Command::BenchWriter(a) => {
+            tokio::task::spawn_blocking(move || bench_writer::run(a)).await?
+        }
     }
 }

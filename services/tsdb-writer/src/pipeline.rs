@@ -21,7 +21,8 @@ use rdkafka::{Message, TopicPartitionList};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 use weir_contract::avro::{BatchEncoder, Decoder};
-use weir_contract::{MetricsBatch, Series};
+use weir_contract::remote_write::push_timeseries;
+use weir_contract::MetricsBatch;
 use weir_runtime::config::{Role, TsdbWriterConfig};
 use weir_runtime::consumer::{store_next_offset, Assignment, GroupContext, PartitionId};
 use weir_runtime::dead_letter::{DeadLetter, DeadLetters};
@@ -29,7 +30,7 @@ use weir_runtime::kafka::consumer_config;
 use weir_runtime::ops::{self, Health};
 use weir_runtime::Topology;
 
-use crate::sink::{encode, RemoteWriteSink, SendError};
+use crate::sink::{series_of, RemoteWriteSink, SendError};
 
 type Consumer_ = StreamConsumer<GroupContext>;
 
@@ -121,11 +122,21 @@ struct Shared {
     hard_stop: CancellationToken,
 }
 
+/// One buffered series: its bytes in the lane's body and the record it came from.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    start: usize,
+    end: usize,
+    offset: i64,
+}
+
+/// A partition's buffer. Series are transcoded from Avro straight into remote-write
+/// protobuf as they are read: a `WriteRequest` body is its `timeseries` entries one
+/// after another, so a batch is built by appending and split by byte ranges.
 #[derive(Default)]
 struct Lane {
-    series: Vec<Series>,
-    /// Offset of the record each buffered series came from (for dead letters).
-    origins: Vec<i64>,
+    body: Vec<u8>,
+    spans: Vec<Span>,
     samples: usize,
     oldest: Option<Instant>,
     /// Offset of the last record read into this lane (buffered, dead-lettered or empty).
@@ -184,56 +195,60 @@ impl Writer {
         let p: PartitionId = (m.topic().to_string(), m.partition());
         let offset = m.offset();
         let payload = m.payload().unwrap_or_default();
-        match self.decoder.decode(payload) {
-            Ok(batch) => self.buffer(p, offset, batch),
-            Err(e) => {
-                // Dead-letter it before counting it done: it is never dropped unseen.
-                self.shared
-                    .dlq
-                    .send(DeadLetter {
-                        source_topic: m.topic(),
-                        partition: m.partition(),
-                        offset,
-                        key: m.key(),
-                        payload,
-                        kind: e.kind(),
-                        error: &e.to_string(),
-                    })
-                    .await?;
-                let lane = self.lanes.entry(p.clone()).or_default();
-                lane.last_offset = Some(offset);
-                self.store_if_idle(&p);
-            }
-        }
-        Ok(())
-    }
-
-    fn buffer(&mut self, p: PartitionId, offset: i64, batch: MetricsBatch) {
-        let n = batch.sample_count();
-        metrics::counter!("weir_tsdb_writer_samples_total", "outcome" => "read")
-            .increment(n as u64);
         let (max_buffered, max_batch) = (
             self.shared.cfg.max_buffered_samples,
             self.shared.cfg.max_batch_samples,
         );
         let lane = self.lanes.entry(p.clone()).or_default();
         lane.last_offset = Some(offset);
-        if batch.series.is_empty() {
+        let (body_len, spans_len) = (lane.body.len(), lane.spans.len());
+        let mut samples = 0;
+        let visited = self.decoder.visit(payload, |s| {
+            let start = lane.body.len();
+            push_timeseries(&mut lane.body, s.name, s.labels, s.samples);
+            lane.spans.push(Span {
+                start,
+                end: lane.body.len(),
+                offset,
+            });
+            samples += s.samples.len();
+        });
+        if let Err(e) = visited {
+            // Undo what a record that turned out corrupt half-way appended.
+            lane.body.truncate(body_len);
+            lane.spans.truncate(spans_len);
+            // Dead-letter it before counting it done: it is never dropped unseen.
+            self.shared
+                .dlq
+                .send(DeadLetter {
+                    source_topic: m.topic(),
+                    partition: m.partition(),
+                    offset,
+                    key: m.key(),
+                    payload,
+                    kind: e.kind(),
+                    error: &e.to_string(),
+                })
+                .await?;
             self.store_if_idle(&p);
-            return;
+            return Ok(());
+        }
+        metrics::counter!("weir_tsdb_writer_samples_total", "outcome" => "read")
+            .increment(samples as u64);
+        if lane.spans.len() == spans_len {
+            self.store_if_idle(&p);
+            return Ok(());
         }
         lane.oldest.get_or_insert_with(Instant::now);
-        lane.samples += n;
-        for s in batch.series {
-            lane.series.push(s);
-            lane.origins.push(offset);
-        }
-        if lane.samples >= max_buffered && !lane.paused {
+        lane.samples += samples;
+        let (buffered, paused) = (lane.samples, lane.paused);
+        if buffered >= max_buffered && !paused {
             self.pause(&p, true);
         }
-        if self.lanes.get(&p).is_some_and(|l| l.samples >= max_batch) {
+        if buffered >= max_batch {
             self.dispatch(&p);
         }
+        Ok(())
     }
 
     /// Stores the lane's next offset when nothing of it is buffered or in flight.
@@ -241,7 +256,7 @@ impl Writer {
         let Some(lane) = self.lanes.get_mut(p) else {
             return;
         };
-        if lane.in_flight || !lane.series.is_empty() {
+        if lane.in_flight || !lane.spans.is_empty() {
             return;
         }
         if let Some(last) = lane.last_offset {
@@ -281,7 +296,7 @@ impl Writer {
             .iter()
             .filter(|(_, l)| {
                 !l.in_flight
-                    && !l.series.is_empty()
+                    && !l.spans.is_empty()
                     && (all || l.oldest.is_some_and(|t| t.elapsed() >= max_delay))
             })
             .map(|(p, _)| p.clone())
@@ -295,15 +310,17 @@ impl Writer {
         let Some(lane) = self.lanes.get_mut(p) else {
             return;
         };
-        if lane.in_flight || lane.series.is_empty() {
+        if lane.in_flight || lane.spans.is_empty() {
             return;
         }
         // Bounded concurrency: a lane that finds no permit is retried on the next tick.
         let Ok(permit) = self.permits.clone().try_acquire_owned() else {
             return;
         };
-        let series = std::mem::take(&mut lane.series);
-        let origins = std::mem::take(&mut lane.origins);
+        // The next batch will be about as large: keep the capacity.
+        let cap = lane.body.capacity();
+        let body = std::mem::replace(&mut lane.body, Vec::with_capacity(cap));
+        let spans = std::mem::take(&mut lane.spans);
         let samples = std::mem::take(&mut lane.samples);
         let next = lane.last_offset.map(|o| o + 1);
         lane.oldest = None;
@@ -315,7 +332,7 @@ impl Writer {
         let p = p.clone();
         shared.assignment.begin(&p);
         tokio::spawn(async move {
-            let ok = deliver(&shared, &p, series, origins).await;
+            let ok = deliver(&shared, &p, body, spans).await;
             let mut stored = None;
             if ok {
                 metrics::counter!("weir_tsdb_writer_samples_total", "outcome" => "acknowledged")
@@ -366,7 +383,7 @@ impl Writer {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             self.flush_due(true);
-            if self.in_flight == 0 && self.lanes.values().all(|l| l.series.is_empty()) {
+            if self.in_flight == 0 && self.lanes.values().all(|l| l.spans.is_empty()) {
                 break;
             }
             if Instant::now() > deadline {
@@ -400,14 +417,21 @@ impl Writer {
 /// Writes one batch: retries what may succeed later, splits what the receiver refuses
 /// until the refused series are alone and dead-letters those. `false` only when a hard
 /// stop interrupted it (the batch is then neither acknowledged nor stored).
-async fn deliver(shared: &Shared, p: &PartitionId, series: Vec<Series>, origins: Vec<i64>) -> bool {
+async fn deliver(shared: &Shared, p: &PartitionId, body: Vec<u8>, spans: Vec<Span>) -> bool {
     let cfg = &shared.cfg;
-    let mut stack = vec![(series, origins)];
-    while let Some((series, origins)) = stack.pop() {
-        let body = encode(&series);
+    // Ranges of `spans`, each sent as one request; consecutive spans are contiguous
+    // bytes, so a range's request body is one slice of `body`.
+    let mut stack = vec![(0, spans.len())];
+    while let Some((i, j)) = stack.pop() {
+        let request = &body[spans[i].start..spans[j - 1].end];
+        let compressed = bytes::Bytes::from(
+            snap::raw::Encoder::new()
+                .compress_vec(request)
+                .expect("snappy encodes any input"),
+        );
         let mut backoff = cfg.retry_initial;
         loop {
-            match shared.sink.send(body.clone()).await {
+            match shared.sink.send(compressed.clone()).await {
                 Ok(()) => {
                     metrics::counter!("weir_tsdb_writer_requests_total", "outcome" => "ok")
                         .increment(1);
@@ -435,43 +459,62 @@ async fn deliver(shared: &Shared, p: &PartitionId, series: Vec<Series>, origins:
                 Err(SendError::Rejected { status, body: why }) => {
                     metrics::counter!("weir_tsdb_writer_requests_total", "outcome" => "rejected")
                         .increment(1);
-                    if series.len() > 1 {
-                        let mid = series.len() / 2;
-                        let (mut s1, mut o1) = (series, origins);
-                        let (s2, o2) = (s1.split_off(mid), o1.split_off(mid));
+                    if j - i > 1 {
+                        let mid = i + (j - i) / 2;
                         // LIFO: push the second half first so the first is written first.
-                        stack.push((s2, o2));
-                        stack.push((s1, o1));
-                    } else if let (Some(s), Some(&offset)) = (series.first(), origins.first()) {
-                        let record = BatchEncoder::encode(&MetricsBatch {
-                            series: vec![s.clone()],
-                        });
-                        let key = s.key();
-                        let error = format!("receiver answered {status}: {why}");
-                        let sent = shared
-                            .dlq
-                            .send(DeadLetter {
-                                source_topic: &p.0,
-                                partition: p.1,
-                                offset,
-                                key: Some(key.as_bytes()),
-                                payload: &record,
-                                kind: "sink_rejected",
-                                error: &error,
-                            })
-                            .await;
-                        if let Err(e) = sent {
-                            tracing::error!(error = %e, "cannot write the dead letter; will retry the series");
-                            tokio::time::sleep(backoff).await;
-                            stack.push((series, origins));
-                            break;
-                        }
-                        metrics::counter!("weir_tsdb_writer_samples_total", "outcome" => "dead_lettered").increment(s.samples.len() as u64);
+                        stack.push((mid, j));
+                        stack.push((i, mid));
+                        break;
                     }
-                    break;
+                    let span = spans[i];
+                    let error = format!("receiver answered {status}: {why}");
+                    match dead_letter(shared, p, &body[span.start..span.end], span.offset, &error)
+                        .await
+                    {
+                        Ok(()) => break,
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot write the dead letter; retrying the series");
+                            tokio::select! {
+                                _ = shared.hard_stop.cancelled() => return false,
+                                _ = tokio::time::sleep(backoff) => {}
+                            }
+                        }
+                    }
                 }
             }
         }
     }
     true
+}
+
+/// Sends one refused series to the dead-letter topic as an Avro record of its own, so
+/// it can be inspected and replayed like any `metrics.raw` record.
+async fn dead_letter(
+    shared: &Shared,
+    p: &PartitionId,
+    timeseries: &[u8],
+    offset: i64,
+    error: &str,
+) -> anyhow::Result<()> {
+    let series = series_of(timeseries)?;
+    let samples = series.samples.len();
+    let key = series.key();
+    let record = BatchEncoder::encode(&MetricsBatch {
+        series: vec![series],
+    });
+    shared
+        .dlq
+        .send(DeadLetter {
+            source_topic: &p.0,
+            partition: p.1,
+            offset,
+            key: Some(key.as_bytes()),
+            payload: &record,
+            kind: "sink_rejected",
+            error,
+        })
+        .await?;
+    metrics::counter!("weir_tsdb_writer_samples_total", "outcome" => "dead_lettered")
+        .increment(samples as u64);
+    Ok(())
 }

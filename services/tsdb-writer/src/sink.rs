@@ -3,7 +3,7 @@ use std::time::{Duration, Instant};
 
 use prost::Message;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
-use weir_contract::remote_write::{Label, Sample, TimeSeries, WriteRequest};
+use weir_contract::remote_write::WriteRequest;
 use weir_contract::Series;
 use weir_runtime::config::{resolve_secret, SinkSpec};
 
@@ -116,76 +116,55 @@ impl RemoteWriteSink {
     }
 }
 
-/// Encodes series as a snappy-compressed remote-write request. `__name__` is placed among
-/// the labels in sorted order, as receivers expect.
-pub fn encode(series: &[Series]) -> bytes::Bytes {
-    let timeseries = series
-        .iter()
-        .map(|s| {
-            let mut labels = Vec::with_capacity(s.labels.len() + 1);
-            let at = s.labels.partition_point(|l| l.name.as_str() < "__name__");
-            labels.extend(s.labels[..at].iter().map(|l| Label {
-                name: l.name.clone(),
-                value: l.value.clone(),
-            }));
-            labels.push(Label {
-                name: "__name__".into(),
-                value: s.name.clone(),
-            });
-            labels.extend(s.labels[at..].iter().map(|l| Label {
-                name: l.name.clone(),
-                value: l.value.clone(),
-            }));
-            TimeSeries {
-                labels,
-                samples: s
-                    .samples
-                    .iter()
-                    .map(|x| Sample {
-                        value: x.value,
-                        timestamp: x.timestamp_ms,
-                    })
-                    .collect(),
-                histograms: vec![],
-            }
-        })
-        .collect();
-    let pb = WriteRequest {
-        timeseries,
-        metadata: vec![],
+/// Reads back one `WriteRequest.timeseries` entry (as the lanes hold them) into a
+/// series, for the rare dead letter.
+pub fn series_of(entry: &[u8]) -> anyhow::Result<Series> {
+    let req = WriteRequest::decode(entry)?;
+    let ts = req
+        .timeseries
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("empty timeseries entry"))?;
+    let mut name = String::new();
+    let mut labels = Vec::with_capacity(ts.labels.len());
+    for l in ts.labels {
+        if l.name == "__name__" {
+            name = l.value;
+        } else {
+            labels.push(weir_contract::Label::new(l.name, l.value));
+        }
     }
-    .encode_to_vec();
-    bytes::Bytes::from(
-        snap::raw::Encoder::new()
-            .compress_vec(&pb)
-            .expect("snappy encodes any input"),
-    )
+    let samples = ts
+        .samples
+        .iter()
+        .map(|s| weir_contract::Sample::new(s.timestamp, s.value))
+        .collect();
+    Ok(Series::new(name, labels, samples))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use weir_contract::Label as L;
+    use weir_contract::remote_write::push_timeseries;
+    use weir_contract::{Label, Sample};
 
     #[test]
-    fn name_is_placed_in_sorted_order() {
-        let s = Series::new(
+    fn entries_read_back_into_series() {
+        let mut entry = Vec::new();
+        push_timeseries(
+            &mut entry,
             "m",
-            vec![L::new("Zone", "z"), L::new("a", "1"), L::new("ABC", "x")],
-            vec![weir_contract::Sample::new(1, 2.0)],
+            &[("a", "1"), ("z", "2")],
+            &[Sample::new(5, 1.5)],
         );
-        let body = encode(&[s]);
-        let pb =
-            WriteRequest::decode(&snap::raw::Decoder::new().decompress_vec(&body).unwrap()[..])
-                .unwrap();
-        let names: Vec<&str> = pb.timeseries[0]
-            .labels
-            .iter()
-            .map(|l| l.name.as_str())
-            .collect();
-        assert_eq!(names, vec!["ABC", "Zone", "__name__", "a"]);
-        let mut sorted = names.clone();
-        sorted.sort();
-        assert_eq!(names, sorted);
+        let s = series_of(&entry).unwrap();
+        assert_eq!(
+            s,
+            Series::new(
+                "m",
+                vec![Label::new("a", "1"), Label::new("z", "2")],
+                vec![Sample::new(5, 1.5)]
+            )
+        );
     }
 }

@@ -156,6 +156,73 @@ pub fn decode_current(datum: &[u8]) -> Result<MetricsBatch, DecodeError> {
     Ok(MetricsBatch { series })
 }
 
+/// A series borrowed from a record's bytes, as [`visit_current`] hands it out. Labels
+/// and samples live in buffers reused from one series to the next.
+#[derive(Debug, Clone, Copy)]
+pub struct SeriesRef<'s, 'a> {
+    pub name: &'a str,
+    pub labels: &'s [(&'a str, &'a str)],
+    pub samples: &'s [Sample],
+    pub metric_type: MetricType,
+    pub unit: Option<&'a str>,
+    pub tenant: Option<&'a str>,
+}
+
+/// Calls `f` for every series of a datum written with the current schema, without
+/// allocating per series: strings are borrowed from `datum`.
+pub fn visit_current<'a>(
+    datum: &'a [u8],
+    mut f: impl FnMut(SeriesRef<'_, 'a>),
+) -> Result<usize, DecodeError> {
+    let mut r = Reader { buf: datum, pos: 0 };
+    let mut labels: Vec<(&'a str, &'a str)> = Vec::with_capacity(16);
+    let mut samples: Vec<Sample> = Vec::with_capacity(16);
+    let mut n = 0;
+    r.blocks(4, |r, count| {
+        for _ in 0..count {
+            let name = r.str_ref()?;
+            labels.clear();
+            r.blocks(2, |r, c| {
+                for _ in 0..c {
+                    labels.push((r.str_ref()?, r.str_ref()?));
+                }
+                Ok(())
+            })?;
+            samples.clear();
+            r.array(&mut samples, 9, |r| {
+                Ok(Sample {
+                    timestamp_ms: r.long()?,
+                    value: r.double()?,
+                })
+            })?;
+            let t = r.long()?;
+            let metric_type = usize::try_from(t)
+                .ok()
+                .and_then(MetricType::from_index)
+                .ok_or_else(|| r.corrupt(format!("metric type index {t} out of range")))?;
+            let unit = r.opt_str_ref()?;
+            let tenant = r.opt_str_ref()?;
+            f(SeriesRef {
+                name,
+                labels: &labels,
+                samples: &samples,
+                metric_type,
+                unit,
+                tenant,
+            });
+            n += 1;
+        }
+        Ok(())
+    })?;
+    if r.pos != datum.len() {
+        return Err(r.corrupt(format!(
+            "{} trailing bytes after the batch",
+            datum.len() - r.pos
+        )));
+    }
+    Ok(n)
+}
+
 struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
@@ -196,14 +263,26 @@ impl<'a> Reader<'a> {
         usize::try_from(n).map_err(|_| self.corrupt(format!("negative {what} length {n}")))
     }
 
-    fn string(&mut self) -> Result<String, DecodeError> {
+    fn str_ref(&mut self) -> Result<&'a str, DecodeError> {
         let n = self.len("string")?;
         let at = self.pos;
         let bytes = self.take(n)?;
-        String::from_utf8(bytes.to_vec()).map_err(|e| DecodeError::Corrupt {
+        std::str::from_utf8(bytes).map_err(|e| DecodeError::Corrupt {
             at,
             what: format!("string is not UTF-8: {e}"),
         })
+    }
+
+    fn string(&mut self) -> Result<String, DecodeError> {
+        self.str_ref().map(str::to_owned)
+    }
+
+    fn opt_str_ref(&mut self) -> Result<Option<&'a str>, DecodeError> {
+        match self.long()? {
+            0 => Ok(None),
+            1 => self.str_ref().map(Some),
+            i => Err(self.corrupt(format!("union index {i} out of range for [null, string]"))),
+        }
     }
 
     fn double(&mut self) -> Result<f64, DecodeError> {
@@ -212,11 +291,7 @@ impl<'a> Reader<'a> {
     }
 
     fn opt_string(&mut self) -> Result<Option<String>, DecodeError> {
-        match self.long()? {
-            0 => Ok(None),
-            1 => self.string().map(Some),
-            i => Err(self.corrupt(format!("union index {i} out of range for [null, string]"))),
-        }
+        self.opt_str_ref().map(|s| s.map(str::to_owned))
     }
 
     /// Reads Avro array blocks into `out`. `min_item` (bytes an item takes at the least)
@@ -226,6 +301,22 @@ impl<'a> Reader<'a> {
         out: &mut Vec<T>,
         min_item: usize,
         mut item: impl FnMut(&mut Self) -> Result<T, DecodeError>,
+    ) -> Result<(), DecodeError> {
+        self.blocks(min_item, |r, count| {
+            out.reserve(count);
+            for _ in 0..count {
+                out.push(item(r)?);
+            }
+            Ok(())
+        })
+    }
+
+    /// Walks Avro array blocks, handing each block's item count to `block`, which reads
+    /// that many items.
+    fn blocks(
+        &mut self,
+        min_item: usize,
+        mut block: impl FnMut(&mut Self, usize) -> Result<(), DecodeError>,
     ) -> Result<(), DecodeError> {
         loop {
             let mut count = self.long()?;
@@ -246,10 +337,7 @@ impl<'a> Reader<'a> {
                     "array block of {count} items cannot fit in the {rest} bytes left"
                 )));
             }
-            out.reserve(count);
-            for _ in 0..count {
-                out.push(item(self)?);
-            }
+            block(self, count)?;
         }
     }
 

@@ -60,6 +60,50 @@ impl Decoder {
     }
 
     pub fn decode(&self, payload: &[u8]) -> Result<MetricsBatch, DecodeError> {
+        let (writer, datum) = self.writer_of(payload)?;
+        if std::ptr::eq(writer, current()) {
+            codec::decode_current(datum)
+        } else {
+            generic::decode_with_apache_avro(&writer.schema, datum)
+        }
+    }
+
+    /// Calls `f` for every series of a record without building a [`MetricsBatch`] when
+    /// the record is in the current schema (strings borrowed from `payload`); older
+    /// versions are decoded first. Returns how many series there were. The record is
+    /// validated as a whole only as it is walked: on `Err`, `f` may have seen some series.
+    pub fn visit<'a>(
+        &self,
+        payload: &'a [u8],
+        mut f: impl FnMut(codec::SeriesRef<'_, '_>),
+    ) -> Result<usize, DecodeError> {
+        let (writer, datum) = self.writer_of(payload)?;
+        if std::ptr::eq(writer, current()) {
+            return codec::visit_current(datum, f);
+        }
+        let batch = generic::decode_with_apache_avro(&writer.schema, datum)?;
+        for s in &batch.series {
+            let labels: Vec<(&str, &str)> = s
+                .labels
+                .iter()
+                .map(|l| (l.name.as_str(), l.value.as_str()))
+                .collect();
+            f(codec::SeriesRef {
+                name: &s.name,
+                labels: &labels,
+                samples: &s.samples,
+                metric_type: s.metric_type,
+                unit: s.unit.as_deref(),
+                tenant: s.tenant.as_deref(),
+            });
+        }
+        Ok(batch.series.len())
+    }
+
+    fn writer_of<'p>(
+        &self,
+        payload: &'p [u8],
+    ) -> Result<(&'static SchemaVersion, &'p [u8]), DecodeError> {
         let (framing, datum) = split_framing(payload)?;
         let writer = match framing {
             Framing::SingleObject { fingerprint } => versions()
@@ -71,10 +115,6 @@ impl Decoder {
                 .get(&schema_id)
                 .ok_or(DecodeError::UnknownSchemaId(schema_id))?,
         };
-        if std::ptr::eq(writer, current()) {
-            codec::decode_current(datum)
-        } else {
-            generic::decode_with_apache_avro(&writer.schema, datum)
-        }
+        Ok((writer, datum))
     }
 }

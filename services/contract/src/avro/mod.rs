@@ -19,7 +19,7 @@ use apache_avro::Schema;
 
 pub use canonical::{parsing_canonical_form, rabin};
 
-pub use codec::{decode_current, BatchEncoder};
+pub use codec::{decode_current, visit_current, BatchEncoder, SeriesRef};
 pub use decoder::{DecodeError, Decoder};
 pub use framing::{single_object_header, split_framing, Framing};
 pub use generic::decode_with_apache_avro;

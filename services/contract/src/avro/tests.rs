@@ -228,3 +228,30 @@ fn versions_are_found_by_name() {
     assert_eq!(version_by_name("v1").map(|v| v.version), Some(1));
     assert!(version_by_name("v9").is_none());
 }
+
+#[test]
+fn visiting_sees_what_decoding_sees() {
+    let batch = sample_batch();
+    let bytes = BatchEncoder::encode(&batch);
+    let mut seen = Vec::new();
+    let n = Decoder::new()
+        .visit(&bytes, |s| {
+            seen.push(Series {
+                name: s.name.into(),
+                labels: s.labels.iter().map(|(n, v)| Label::new(*n, *v)).collect(),
+                samples: s.samples.to_vec(),
+                metric_type: s.metric_type,
+                unit: s.unit.map(Into::into),
+                tenant: s.tenant.map(Into::into),
+            })
+        })
+        .expect("visits");
+    assert_eq!(n, 3);
+    assert_same(&batch, &MetricsBatch { series: seen });
+    for cut in 0..bytes.len() {
+        assert!(
+            Decoder::new().visit(&bytes[..cut], |_| {}).is_err(),
+            "prefix {cut}"
+        );
+    }
+}
