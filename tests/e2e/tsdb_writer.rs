@@ -22,6 +22,10 @@ struct Pipeline {
 
 impl Pipeline {
     fn new(vm: &Vm, partitions: u32) -> Self {
+        Self::with_sink(&vm.url("/api/v1/write"), partitions)
+    }
+
+    fn with_sink(sink_url: &str, partitions: u32) -> Self {
         let raw = unique("test.raw");
         let dlq = unique("test.dlq");
         let group = unique("test.tsdb-writers");
@@ -29,7 +33,7 @@ impl Pipeline {
         let yaml = format!(
             "version: 1\nkafka: {{bootstrap_servers: '{}', consumer: {{session.timeout.ms: '10000', heartbeat.interval.ms: '1000', max.poll.interval.ms: '20000'}}}}\ntopics:\n  {raw}: {{partitions: {partitions}, compression: lz4}}\n  {dlq}: {{partitions: 1}}\nconsumer_groups:\n  {group}: {{role: tsdb-writer, topics: [{raw}], sink: vm}}\nsinks:\n  vm: {{type: prometheus_remote_write, url: '{}'}}\ngateway: {{listen: '127.0.0.1:0', topic: {raw}}}\ntsdb_writer: {{group: {group}, listen: '127.0.0.1:0', dead_letter_topic: {dlq}, max_batch_delay: 200ms, max_batch_samples: 500, max_buffered_samples: 1000, retry_max: 2s}}\n",
             bootstrap(),
-            vm.url("/api/v1/write")
+            sink_url
         );
         let topo = TestTopology::from_yaml(&yaml, raw.clone(), partitions);
         topo.apply();
@@ -394,4 +398,151 @@ fn of_two_writers_one_stopped_the_other_takes_its_partitions_over() {
     pusher.join().unwrap();
     assert_exact(&vm, &p, &expected.lock().unwrap(), Duration::from_secs(120));
     drop(first);
+}
+
+/// A Prometheus of the test's own, as a remote-write receiver that refuses samples it
+/// can never store (older than its head block: 400 "out of bounds").
+struct Prometheus {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let cfg = dir.path().join("prometheus.yml");
+        std::fs::write(&cfg, "global: {scrape_interval: 1m}\n").unwrap();
+        let child = std::process::Command::new("prometheus")
+            .arg(format!("--config.file={}", cfg.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--web.enable-remote-write-receiver")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start Debian's prometheus");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while client()
+            .get(format!("http://127.0.0.1:{port}/-/ready"))
+            .send()
+            .map(|r| !r.status().is_success())
+            .unwrap_or(true)
+        {
+            assert!(Instant::now() < deadline, "prometheus did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Self {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+
+    fn series(&self, selector: &str) -> Vec<String> {
+        let v: serde_json::Value = client()
+            .get(format!("http://127.0.0.1:{}/api/v1/query", self.port))
+            .query(&[("query", selector)])
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        let mut out: Vec<String> = v["data"]["result"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["metric"]["device"].as_str().unwrap_or("").to_string())
+            .collect();
+        out.sort();
+        out
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_series_the_receiver_refuses_goes_to_the_dead_letter_topic_and_the_rest_is_written() {
+    ensure_stack();
+    let prom = Prometheus::start();
+    let p = Pipeline::with_sink(&format!("http://127.0.0.1:{}/api/v1/write", prom.port), 1);
+    let now = now_ms();
+    let series = |device: &str, ts: i64| {
+        weir_contract::Series::new(
+            "refusal_test",
+            vec![
+                weir_contract::Label::new("device", device),
+                weir_contract::Label::new("run", p.run.clone()),
+            ],
+            vec![weir_contract::Sample::new(ts, 1.0)],
+        )
+    };
+    // Three days old: Prometheus' head cannot take it and answers 400 for the request.
+    let record = weir_contract::avro::BatchEncoder::encode(&weir_contract::MetricsBatch {
+        series: vec![
+            series("a", now - 10_000),
+            series("b", now - 10_000),
+            series("old", now - 3 * 86_400_000),
+            series("c", now - 10_000),
+        ],
+    });
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .create()
+        .unwrap();
+    producer
+        .send(
+            BaseRecord::<(), [u8]>::to(&p.raw)
+                .partition(0)
+                .payload(&record),
+        )
+        .unwrap();
+    producer.flush(Duration::from_secs(10)).unwrap();
+    let _writer = p.writer();
+
+    let dead = read_topic(&p.dlq, 1, Duration::from_secs(60), |r| !r.is_empty());
+    assert_eq!(dead.len(), 1, "exactly the refused series is dead-lettered");
+    let batch = weir_contract::avro::Decoder::new()
+        .decode(&dead[0].payload)
+        .unwrap();
+    assert_eq!(batch.series, vec![series("old", now - 3 * 86_400_000)]);
+    let headers = dlq_headers(&p.dlq);
+    assert_eq!(
+        headers.get("weir.error.kind").map(String::as_str),
+        Some("sink_rejected")
+    );
+    assert!(
+        headers.get("weir.error").is_some_and(|e| e.contains("400")),
+        "{headers:?}"
+    );
+    assert_eq!(
+        headers.get("weir.source.partition").map(String::as_str),
+        Some("0")
+    );
+    assert_eq!(
+        headers.get("weir.source.offset").map(String::as_str),
+        Some("0")
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let want = vec!["a".to_string(), "b".to_string(), "c".to_string()];
+    loop {
+        let got = prom.series(&format!("refusal_test{{run=\"{}\"}}", p.run));
+        if got == want {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus has {got:?}, want {want:?}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
 }

@@ -72,9 +72,9 @@ impl Decoder {
     /// the record is in the current schema (strings borrowed from `payload`); older
     /// versions are decoded first. Returns how many series there were. The record is
     /// validated as a whole only as it is walked: on `Err`, `f` may have seen some series.
-    pub fn visit<'a>(
+    pub fn visit(
         &self,
-        payload: &'a [u8],
+        payload: &[u8],
         mut f: impl FnMut(codec::SeriesRef<'_, '_>),
     ) -> Result<usize, DecodeError> {
         let (writer, datum) = self.writer_of(payload)?;
