@@ -5,11 +5,10 @@
 //! CPU-second of the gateway alone — decode, validate, key, partition, encode, produce —
 //! whatever the load generator and the broker cost. In `mock` mode the broker is
 //! librdkafka's mock cluster inside this process; in `tansu` mode it is the local stack.
-use std::io::{BufRead, BufReader};
+use std::ffi::OsStr;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -22,6 +21,7 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 use crate::proc_stat::cpu_seconds;
+use crate::process::{free_port, spawn_weir, Proc};
 use crate::workload::remote_write_bodies;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -83,76 +83,42 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-struct GatewayProc {
-    child: Child,
+/// The process receiving the requests, and what must live as long as it.
+struct Receiver {
+    proc: Proc,
     addr: SocketAddr,
     _dir: Option<tempfile::TempDir>,
 }
 
-impl Drop for GatewayProc {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-    }
-}
-
 fn start_gateway(
-    weir: &PathBuf,
+    weir: &std::path::Path,
     bootstrap: &str,
     topic: &str,
     partitions: i32,
     dir: &std::path::Path,
-) -> anyhow::Result<GatewayProc> {
+) -> anyhow::Result<Receiver> {
     let yaml = format!(
         "version: 1\nkafka:\n  bootstrap_servers: '{bootstrap}'\ntopics:\n  {topic}: {{partitions: {partitions}, compression: lz4}}\ngateway:\n  listen: 127.0.0.1:0\n  topic: {topic}\n  limits: {{max_body_bytes: 64MiB, max_decompressed_bytes: 256MiB, max_inflight_bytes: 1GiB}}\n  validation: {{max_sample_age: 1d}}\n"
     );
     let path = dir.join("topology.yaml");
     std::fs::write(&path, yaml)?;
-    let mut child = Command::new(weir)
-        .args(["--log-format", "json", "gateway", "-f"])
-        .arg(&path)
-        .env("RUST_LOG", "warn,weir_gateway::server=info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("starting the gateway")?;
-    let stderr = child.stderr.take().context("stderr")?;
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut tx = Some(tx);
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-            if v["message"] == "gateway listening" {
-                if let (Some(tx), Some(addr)) = (
-                    tx.take(),
-                    v["addr"]
-                        .as_str()
-                        .and_then(|a| a.parse::<SocketAddr>().ok()),
-                ) {
-                    let _ = tx.send(addr);
-                }
-            } else if v["level"] == "WARN" || v["level"] == "ERROR" {
-                eprintln!("[gateway] {line}");
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(30))
-        .context("gateway did not start")?;
-    Ok(GatewayProc {
-        child,
+    let args = [OsStr::new("gateway"), OsStr::new("-f"), path.as_os_str()];
+    let (proc, addr) = spawn_weir(
+        weir,
+        args,
+        "warn,weir_gateway::server=info",
+        "gateway listening",
+    )?;
+    Ok(Receiver {
+        proc,
         addr,
         _dir: None,
     })
 }
 
 /// vmagent on a free loopback port, forwarding to the stack's VictoriaMetrics.
-fn start_vmagent() -> anyhow::Result<GatewayProc> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
+fn start_vmagent() -> anyhow::Result<Receiver> {
+    let port = free_port()?;
     let dir = tempfile::tempdir()?;
     let child = Command::new("vmagent")
         .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
@@ -163,8 +129,8 @@ fn start_vmagent() -> anyhow::Result<GatewayProc> {
         .stderr(Stdio::null())
         .spawn()
         .context("starting vmagent (Debian package victoria-metrics)")?;
-    Ok(GatewayProc {
-        child,
+    Ok(Receiver {
+        proc: Proc(child),
         addr: SocketAddr::from(([127, 0, 0, 1], port)),
         _dir: Some(dir),
     })
@@ -234,11 +200,11 @@ async fn bench(a: &BenchArgs, mode: Mode) -> anyhow::Result<()> {
     let rw_bytes: usize = bodies[warmup..].iter().map(|(b, _)| b.len()).sum();
 
     send_all(&http, &url, &bodies[..warmup], a.concurrency).await?;
-    let cpu0 = cpu_seconds(gw.child.id())?;
+    let cpu0 = cpu_seconds(gw.proc.id())?;
     let t0 = Instant::now();
     let (ok_samples, mut lat) = send_all(&http, &url, &bodies[warmup..], a.concurrency).await?;
     let wall = t0.elapsed().as_secs_f64();
-    let cpu = cpu_seconds(gw.child.id())? - cpu0;
+    let cpu = cpu_seconds(gw.proc.id())? - cpu0;
     lat.sort_by(f64::total_cmp);
     let pct = |p: f64| lat[((lat.len() as f64 - 1.0) * p) as usize] * 1e3;
 

@@ -6,14 +6,13 @@
 //! record per partition holding many series); the real `weir tsdb-writer` binary reads
 //! them into a VictoriaMetrics of the benchmark's own (Debian's binary) on loopback. CPU
 //! time comes from /proc/PID/stat; progress from the writer's own /metrics.
-use std::io::{BufRead, BufReader};
+use std::ffi::OsStr;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use clap::Args;
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
@@ -21,6 +20,7 @@ use weir_contract::avro::BatchEncoder;
 use weir_contract::{Label, Sample, Series};
 
 use crate::proc_stat::cpu_seconds;
+use crate::process::{free_port, spawn_weir, start_vm, Proc};
 
 #[derive(Debug, Args)]
 pub struct WriterBenchArgs {
@@ -47,82 +47,18 @@ pub struct WriterBenchArgs {
     no_outage: bool,
 }
 
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-fn start_vm(port: u16, dir: &Path) -> anyhow::Result<Proc> {
-    let child = Command::new("victoria-metrics")
-        .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
-        .arg(format!("-storageDataPath={}", dir.display()))
-        .args([
-            "-retentionPeriod=100y",
-            "-dedup.minScrapeInterval=1ms",
-            "-search.latencyOffset=0s",
-            "-loggerLevel=ERROR",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting victoria-metrics")?;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while reqwest::blocking::get(format!("http://127.0.0.1:{port}/health"))
-        .map(|r| !r.status().is_success())
-        .unwrap_or(true)
-    {
-        if Instant::now() > deadline {
-            bail!("victoria-metrics did not start");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Ok(Proc(child))
-}
-
 fn start_writer(weir: &Path, topology: &Path) -> anyhow::Result<(Proc, SocketAddr)> {
-    let mut child = Command::new(weir)
-        .args(["--log-format", "json", "tsdb-writer", "-f"])
-        .arg(topology)
-        .env("RUST_LOG", "warn,weir_tsdb_writer=info,weir_runtime=info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let stderr = child.stderr.take().context("stderr")?;
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut tx = Some(tx);
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-            if v["message"] == "tsdb-writer listening" {
-                if let (Some(tx), Some(a)) = (
-                    tx.take(),
-                    v["addr"]
-                        .as_str()
-                        .and_then(|a| a.parse::<SocketAddr>().ok()),
-                ) {
-                    let _ = tx.send(a);
-                }
-            } else if v["level"] != "DEBUG" {
-                eprintln!("[tsdb-writer] {line}");
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(30))
-        .context("writer did not start")?;
-    Ok((Proc(child), addr))
+    let args = [
+        OsStr::new("tsdb-writer"),
+        OsStr::new("-f"),
+        topology.as_os_str(),
+    ];
+    spawn_weir(
+        weir,
+        args,
+        "warn,weir_tsdb_writer=info",
+        "tsdb-writer listening",
+    )
 }
 
 /// The writer's acknowledged-samples counter.
@@ -217,7 +153,7 @@ pub fn run(a: WriterBenchArgs) -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_millis(50));
     }
     let wall = t0.elapsed().as_secs_f64();
-    let cpu = cpu_seconds(writer.0.id())?;
+    let cpu = cpu_seconds(writer.id())?;
     drop(writer);
     drop(dir);
     println!("== tsdb-writer: Kafka (tansu) -> VictoriaMetrics remote write");

@@ -9,6 +9,7 @@ mod bench_gateway;
 mod bench_writer;
 mod fleet;
 mod proc_stat;
+mod process;
 mod workload;
 
 use clap::{Parser, Subcommand};

@@ -16,13 +16,6 @@ fn lbl(n: &str, v: &str) -> Label {
     }
 }
 
-fn client() -> reqwest::blocking::Client {
-    reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .unwrap()
-}
-
 #[test]
 fn each_protocol_lands_exactly_on_its_murmur2_partition() {
     ensure_stack();

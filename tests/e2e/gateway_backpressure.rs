@@ -15,13 +15,6 @@ fn push_body(metrics: usize, bytes_per_name: usize) -> serde_json::Value {
     serde_json::json!({"labels": {"device": "d"}, "metrics": ms})
 }
 
-fn client() -> reqwest::blocking::Client {
-    reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .unwrap()
-}
-
 #[test]
 fn a_full_in_flight_budget_answers_429_with_retry_after() {
     let mock = MockCluster::new(1).unwrap();

@@ -168,13 +168,6 @@ fn keep_pushing(
     })
 }
 
-fn client() -> reqwest::blocking::Client {
-    reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap()
-}
-
 #[test]
 fn samples_pushed_through_the_gateway_are_in_victoriametrics_exactly() {
     ensure_stack();
@@ -362,8 +355,8 @@ fn a_writer_killed_mid_batch_and_restarted_loses_and_duplicates_nothing() {
     writer.kill9();
     // The restart comes after the dead member's session (10 s here) expired. tansu 0.6
     // only rebalances a dead member away when a join finds its session expired; a
-    // member that rejoins earlier gets the old assignment, dead member's share included
-    // (see the two-writer test below).
+    // member that joins earlier gets only its share and the dead member's share is never
+    // handed out (see the two-writer test below). On Kafka either works.
     std::thread::sleep(Duration::from_secs(12));
     let _writer = p.writer();
     std::thread::sleep(Duration::from_secs(3));
@@ -381,12 +374,12 @@ fn of_two_writers_one_stopped_the_other_takes_its_partitions_over() {
     let expected = Arc::new(Mutex::new(Expected::new()));
     let stop = Arc::new(AtomicBool::new(false));
     // The member is stopped with SIGTERM: it drains, commits and leaves the group, and
-    // the survivor takes its partitions over. With SIGKILL, tansu 0.6 never hands a
-    // dead member's partitions to the survivor: its Formed-state heartbeat answers
-    // RebalanceInProgress but stays in the old generation, so the rejoin returns the old
-    // assignment (tansu-broker/src/coordinator/group/administrator.rs, `heartbeat` and
-    // `join` of `Inner<O, Formed>`). A restarted member does rejoin cleanly (see the
-    // SIGKILL test above); on Kafka either way works.
+    // the survivor takes its partitions over. With SIGKILL, tansu 0.6 never hands a dead
+    // member's partitions to the survivor: its Formed-state heartbeat evicts the member
+    // and answers RebalanceInProgress but stays in the old generation, so the rejoin gets
+    // the old assignment (tansu-broker/src/coordinator/group/administrator.rs, `heartbeat`
+    // and `join` of `Inner<O, Formed>`). tansu also has no ListGroups/DescribeGroups, so a
+    // survivor cannot even see it is alone. On Kafka a killed member's share moves.
     let first = p.writer();
     std::thread::sleep(Duration::from_secs(2));
     let second = p.writer();

@@ -430,6 +430,14 @@ pub fn post_remote_write(
         .expect("send remote write")
 }
 
+/// An HTTP client whose requests give up after 60 s, so a hung server fails the test.
+pub fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("HTTP client")
+}
+
 /// A free loopback port (bound then released; fine for tests).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

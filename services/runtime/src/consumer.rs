@@ -18,7 +18,8 @@ use rdkafka::{Offset, TopicPartitionList};
 
 pub type PartitionId = (String, i32);
 
-/// Work in flight per partition, and which partitions were revoked.
+/// Which partitions this member holds, the work in flight per partition, and the
+/// revocations its workers have not yet seen.
 #[derive(Debug, Default)]
 pub struct Assignment {
     inner: Mutex<AssignmentState>,
@@ -28,7 +29,10 @@ pub struct Assignment {
 #[derive(Debug, Default)]
 struct AssignmentState {
     in_flight: HashMap<PartitionId, usize>,
-    revoked: HashSet<PartitionId>,
+    assigned: HashSet<PartitionId>,
+    /// Revocations in order, kept even if the partition comes back before a worker
+    /// looked: whatever it buffered before the revocation must go either way.
+    revoked: Vec<PartitionId>,
 }
 
 impl Assignment {
@@ -50,34 +54,36 @@ impl Assignment {
         self.idle.notify_all();
     }
 
-    /// Whether the partition was revoked since it was last assigned; workers drop what
-    /// they buffered for it (the next owner reads it again from the committed offset).
-    pub fn is_revoked(&self, p: &PartitionId) -> bool {
+    /// Whether this member holds the partition now. A delivery that outlived its
+    /// partition's revocation must not store offsets for it.
+    pub fn is_assigned(&self, p: &PartitionId) -> bool {
         self.inner
             .lock()
-            .map(|s| s.revoked.contains(p))
+            .map(|s| s.assigned.contains(p))
             .unwrap_or(false)
     }
 
-    /// Takes the partitions revoked since the last call.
+    /// Takes the revocations since the last call; workers drop what they buffered for
+    /// those partitions (the next owner reads it again from the committed offset).
     pub fn take_revoked(&self) -> Vec<PartitionId> {
         self.inner
             .lock()
-            .map(|mut s| s.revoked.drain().collect())
+            .map(|mut s| std::mem::take(&mut s.revoked))
             .unwrap_or_default()
     }
 
     fn revoke(&self, parts: &[PartitionId]) {
         if let Ok(mut s) = self.inner.lock() {
-            s.revoked.extend(parts.iter().cloned());
+            for p in parts {
+                s.assigned.remove(p);
+                s.revoked.push(p.clone());
+            }
         }
     }
 
     fn assign(&self, parts: &[PartitionId]) {
         if let Ok(mut s) = self.inner.lock() {
-            for p in parts {
-                s.revoked.remove(p);
-            }
+            s.assigned.extend(parts.iter().cloned());
         }
     }
 
@@ -156,11 +162,16 @@ impl ConsumerContext for GroupContext {
         }
     }
 
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(tpl) => {
                 let assigned = parts(tpl);
                 self.assignment.assign(&assigned);
+                // librdkafka keeps an application's pause across revoke and re-assign; a
+                // partition paused for a full buffer would never be fetched again.
+                if let Err(e) = consumer.resume(tpl) {
+                    tracing::warn!(group = %self.group, error = %e, "resuming newly assigned partitions");
+                }
                 tracing::info!(group = %self.group, partitions = ?assigned, "partitions assigned");
             }
             Rebalance::Revoke(_) => {}
@@ -214,15 +225,20 @@ mod tests {
     }
 
     #[test]
-    fn revocation_is_remembered_until_taken_or_reassigned() {
+    fn revocations_are_kept_for_the_workers_even_when_the_partition_returns() {
         let a = Assignment::default();
         let p: PartitionId = ("t".into(), 3);
-        a.revoke(std::slice::from_ref(&p));
-        assert!(a.is_revoked(&p));
         a.assign(std::slice::from_ref(&p));
-        assert!(!a.is_revoked(&p));
+        assert!(a.is_assigned(&p));
         a.revoke(std::slice::from_ref(&p));
-        assert_eq!(a.take_revoked(), vec![p.clone()]);
-        assert!(!a.is_revoked(&p));
+        assert!(!a.is_assigned(&p));
+        a.assign(std::slice::from_ref(&p));
+        assert!(a.is_assigned(&p));
+        assert_eq!(
+            a.take_revoked(),
+            vec![p.clone()],
+            "the revocation is not forgotten"
+        );
+        assert!(a.take_revoked().is_empty());
     }
 }

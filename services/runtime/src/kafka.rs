@@ -42,7 +42,6 @@ pub fn consumer_config(k: &KafkaConfig, group: &str) -> ClientConfig {
     let mut c = client_config(k);
     c.set("group.id", group)
         .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         // Eager rebalancing: every member revokes everything, drains and commits, then
         // gets its new share. Incremental (cooperative-sticky) rebalancing left
@@ -51,6 +50,9 @@ pub fn consumer_config(k: &KafkaConfig, group: &str) -> ClientConfig {
     for (key, v) in &k.consumer {
         c.set(key, v);
     }
+    // After the overrides: offsets are stored only once a sink acknowledged them, and
+    // no topology setting may turn that off.
+    c.set("enable.auto.offset.store", "false");
     c
 }
 

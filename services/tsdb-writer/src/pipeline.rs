@@ -103,6 +103,7 @@ pub async fn run(topology: Topology, shutdown: CancellationToken) -> anyhow::Res
         done_tx,
         done_rx,
         in_flight: 0,
+        generations: 0,
     };
     let result = writer.run(&shutdown).await;
     ops_stop.cancel();
@@ -145,10 +146,13 @@ struct Lane {
     stored_next: i64,
     in_flight: bool,
     paused: bool,
+    /// Tells this lane's deliveries from those of a lane it replaced after a revocation.
+    generation: u64,
 }
 
 struct Done {
     partition: PartitionId,
+    generation: u64,
     /// The next offset the delivery stored, when it succeeded.
     stored: Option<i64>,
 }
@@ -161,6 +165,7 @@ struct Writer {
     done_tx: mpsc::UnboundedSender<Done>,
     done_rx: mpsc::UnboundedReceiver<Done>,
     in_flight: usize,
+    generations: u64,
 }
 
 impl Writer {
@@ -171,9 +176,12 @@ impl Writer {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
+                // Timers before the consumer: with records always waiting, a later arm
+                // of a biased select would never run.
                 biased;
                 _ = shutdown.cancelled() => break,
                 Some(d) = self.done_rx.recv() => self.on_done(d),
+                _ = tick.tick() => self.flush_due(false),
                 m = consumer.recv() => match m {
                     Ok(m) => self.on_message(&m).await?,
                     Err(e) => {
@@ -181,7 +189,6 @@ impl Writer {
                         tokio::time::sleep(Duration::from_millis(200)).await;
                     }
                 },
-                _ = tick.tick() => self.flush_due(false),
             }
             for p in self.shared.assignment.take_revoked() {
                 // The next owner reads these again from the committed offset.
@@ -199,7 +206,7 @@ impl Writer {
             self.shared.cfg.max_buffered_samples,
             self.shared.cfg.max_batch_samples,
         );
-        let lane = self.lanes.entry(p.clone()).or_default();
+        let lane = lane_of(&mut self.lanes, &mut self.generations, &p);
         lane.last_offset = Some(offset);
         let (body_len, spans_len) = (lane.body.len(), lane.spans.len());
         let mut samples = 0;
@@ -217,19 +224,33 @@ impl Writer {
             // Undo what a record that turned out corrupt half-way appended.
             lane.body.truncate(body_len);
             lane.spans.truncate(spans_len);
-            // Dead-letter it before counting it done: it is never dropped unseen.
-            self.shared
-                .dlq
-                .send(DeadLetter {
-                    source_topic: m.topic(),
-                    partition: m.partition(),
-                    offset,
-                    key: m.key(),
-                    payload,
-                    kind: e.kind(),
-                    error: &e.to_string(),
-                })
-                .await?;
+            // Dead-letter it before counting it done: it is never dropped unseen. While the
+            // dead-letter topic cannot be written, wait and retry rather than skip or exit.
+            let error = e.to_string();
+            let mut backoff = self.shared.cfg.retry_initial;
+            loop {
+                let sent = self
+                    .shared
+                    .dlq
+                    .send(DeadLetter {
+                        source_topic: m.topic(),
+                        partition: m.partition(),
+                        offset,
+                        key: m.key(),
+                        payload,
+                        kind: e.kind(),
+                        error: &error,
+                    })
+                    .await;
+                match sent {
+                    Ok(()) => break,
+                    Err(err) => {
+                        tracing::error!(error = %err, "cannot write the dead letter; retrying");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(self.shared.cfg.retry_max);
+                    }
+                }
+            }
             self.store_if_idle(&p);
             return Ok(());
         }
@@ -327,6 +348,7 @@ impl Writer {
         lane.in_flight = true;
         self.in_flight += 1;
         metrics::gauge!("weir_tsdb_writer_in_flight_requests").set(self.in_flight as f64);
+        let generation = lane.generation;
         let shared = self.shared.clone();
         let tx = self.done_tx.clone();
         let p = p.clone();
@@ -340,7 +362,7 @@ impl Writer {
                 // Everything of this partition before `next` is now acknowledged. Stored
                 // here, not by the event loop, so a revocation waiting in the consumer's
                 // callback sees it before it commits.
-                if let Some(next) = next.filter(|_| !shared.assignment.is_revoked(&p)) {
+                if let Some(next) = next.filter(|_| shared.assignment.is_assigned(&p)) {
                     match store_next_offset(&*shared.consumer, &p, next) {
                         Ok(()) => stored = Some(next),
                         Err(e) => tracing::debug!(error = %e, "store offset"),
@@ -351,6 +373,7 @@ impl Writer {
             drop(permit);
             let _ = tx.send(Done {
                 partition: p,
+                generation,
                 stored,
             });
         });
@@ -364,6 +387,10 @@ impl Writer {
         let Some(lane) = self.lanes.get_mut(&d.partition) else {
             return;
         };
+        if lane.generation != d.generation {
+            // A delivery of a lane dropped at a revocation: not this lane's request.
+            return;
+        }
         lane.in_flight = false;
         if let Some(next) = d.stored {
             lane.stored_next = lane.stored_next.max(next);
@@ -412,6 +439,21 @@ impl Writer {
         tracing::info!("tsdb-writer stopped; offsets committed");
         Ok(())
     }
+}
+
+/// The lane of a partition, made (with a new generation) when there is none.
+fn lane_of<'l>(
+    lanes: &'l mut HashMap<PartitionId, Lane>,
+    generations: &mut u64,
+    p: &PartitionId,
+) -> &'l mut Lane {
+    lanes.entry(p.clone()).or_insert_with(|| {
+        *generations += 1;
+        Lane {
+            generation: *generations,
+            ..Lane::default()
+        }
+    })
 }
 
 /// Writes one batch: retries what may succeed later, splits what the receiver refuses

@@ -1,0 +1,108 @@
+//! Child processes the benchmarks run: weir services and a VictoriaMetrics of their own.
+use std::ffi::OsStr;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+/// A child process, stopped with SIGTERM and reaped when dropped.
+pub struct Proc(pub Child);
+
+impl Proc {
+    pub fn id(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Starts `weir --log-format json ARGS...` and waits for its `listening` log line, whose
+/// `addr` field is the bound address. WARN and ERROR lines are passed on to stderr.
+pub fn spawn_weir<I, S>(
+    weir: &Path,
+    args: I,
+    rust_log: &str,
+    listening: &'static str,
+) -> anyhow::Result<(Proc, SocketAddr)>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut child = Command::new(weir)
+        .args(["--log-format", "json"])
+        .args(args)
+        .env("RUST_LOG", rust_log)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {}", weir.display()))?;
+    let stderr = child.stderr.take().context("stderr")?;
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            if v["message"] == listening {
+                let addr = v["addr"]
+                    .as_str()
+                    .and_then(|a| a.parse::<SocketAddr>().ok());
+                if let (Some(tx), Some(addr)) = (tx.take(), addr) {
+                    let _ = tx.send(addr);
+                }
+            } else if v["level"] == "WARN" || v["level"] == "ERROR" {
+                eprintln!("[weir] {line}");
+            }
+        }
+    });
+    let proc = Proc(child);
+    let addr = rx
+        .recv_timeout(Duration::from_secs(30))
+        .with_context(|| format!("weir did not log {listening:?}"))?;
+    Ok((proc, addr))
+}
+
+/// Debian's VictoriaMetrics on `port`, data in `dir`, as the local stack runs it.
+pub fn start_vm(port: u16, dir: &Path) -> anyhow::Result<Proc> {
+    let child = Command::new("victoria-metrics")
+        .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
+        .arg(format!("-storageDataPath={}", dir.display()))
+        .args([
+            "-retentionPeriod=100y",
+            "-dedup.minScrapeInterval=1ms",
+            "-search.latencyOffset=0s",
+            "-loggerLevel=ERROR",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting victoria-metrics")?;
+    let proc = Proc(child);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while reqwest::blocking::get(format!("http://127.0.0.1:{port}/health"))
+        .map(|r| !r.status().is_success())
+        .unwrap_or(true)
+    {
+        if Instant::now() > deadline {
+            bail!("victoria-metrics did not start");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(proc)
+}
