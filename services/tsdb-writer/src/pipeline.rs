@@ -5,7 +5,8 @@
 //! dispatches a lane's batch when it is big or old enough — at most one request per
 //! partition in flight, so a series' samples reach the receiver in order. A delivery
 //! task retries with exponential backoff and jitter while the sink fails; meanwhile the
-//! lane keeps buffering until `max_buffered_samples`, then the partition is paused. When
+//! lane keeps buffering until `max_buffered_samples` (or `max_buffered_bytes`), then the
+//! partition is paused. When
 //! the receiver refuses a batch as unwritable (4xx), the batch is split in halves until
 //! the refused series are alone; those go to the dead-letter topic, the rest is written.
 //! Only then is the offset after the batch stored for commit.
@@ -202,9 +203,11 @@ impl Writer {
         let p: PartitionId = (m.topic().to_string(), m.partition());
         let offset = m.offset();
         let payload = m.payload().unwrap_or_default();
-        let (max_buffered, max_batch) = (
-            self.shared.cfg.max_buffered_samples,
-            self.shared.cfg.max_batch_samples,
+        let cfg = &self.shared.cfg;
+        let (max_buffered, max_batch) = (cfg.max_buffered_samples, cfg.max_batch_samples);
+        let (max_buffered_bytes, max_batch_bytes) = (
+            cfg.max_buffered_bytes.as_u64() as usize,
+            cfg.max_batch_bytes.as_u64() as usize,
         );
         let lane = lane_of(&mut self.lanes, &mut self.generations, &p);
         lane.last_offset = Some(offset);
@@ -262,11 +265,11 @@ impl Writer {
         }
         lane.oldest.get_or_insert_with(Instant::now);
         lane.samples += samples;
-        let (buffered, paused) = (lane.samples, lane.paused);
-        if buffered >= max_buffered && !paused {
+        let (buffered, bytes, paused) = (lane.samples, lane.body.len(), lane.paused);
+        if (buffered >= max_buffered || bytes >= max_buffered_bytes) && !paused {
             self.pause(&p, true);
         }
-        if buffered >= max_batch {
+        if buffered >= max_batch || bytes >= max_batch_bytes {
             self.dispatch(&p);
         }
         Ok(())
@@ -312,7 +315,7 @@ impl Writer {
 
     fn flush_due(&mut self, all: bool) {
         let max_delay = self.shared.cfg.max_batch_delay;
-        let due: Vec<PartitionId> = self
+        let mut due: Vec<(Option<Instant>, PartitionId)> = self
             .lanes
             .iter()
             .filter(|(_, l)| {
@@ -320,9 +323,12 @@ impl Writer {
                     && !l.spans.is_empty()
                     && (all || l.oldest.is_some_and(|t| t.elapsed() >= max_delay))
             })
-            .map(|(p, _)| p.clone())
+            .map(|(p, l)| (l.oldest, p.clone()))
             .collect();
-        for p in due {
+        // Oldest first: when permits are short, no partition waits behind the others
+        // tick after tick.
+        due.sort();
+        for (_, p) in due {
             self.dispatch(&p);
         }
     }
@@ -382,8 +388,12 @@ impl Writer {
     fn on_done(&mut self, d: Done) {
         self.in_flight -= 1;
         metrics::gauge!("weir_tsdb_writer_in_flight_requests").set(self.in_flight as f64);
-        let cfg_max = self.shared.cfg.max_buffered_samples;
-        let batch_max = self.shared.cfg.max_batch_samples;
+        let cfg = &self.shared.cfg;
+        let (cfg_max, batch_max) = (cfg.max_buffered_samples, cfg.max_batch_samples);
+        let (bytes_max, batch_bytes_max) = (
+            cfg.max_buffered_bytes.as_u64() as usize,
+            cfg.max_batch_bytes.as_u64() as usize,
+        );
         let Some(lane) = self.lanes.get_mut(&d.partition) else {
             return;
         };
@@ -395,11 +405,11 @@ impl Writer {
         if let Some(next) = d.stored {
             lane.stored_next = lane.stored_next.max(next);
         }
-        let (paused, samples) = (lane.paused, lane.samples);
-        if paused && samples < cfg_max / 2 {
+        let (paused, samples, bytes) = (lane.paused, lane.samples, lane.body.len());
+        if paused && samples < cfg_max / 2 && bytes < bytes_max / 2 {
             self.pause(&d.partition, false);
         }
-        if samples >= batch_max {
+        if samples >= batch_max || bytes >= batch_bytes_max {
             self.dispatch(&d.partition);
         }
         self.store_if_idle(&d.partition);

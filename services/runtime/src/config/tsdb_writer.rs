@@ -1,6 +1,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use bytesize::ByteSize;
 use serde::Deserialize;
 
 /// `weir tsdb-writer` settings. What it reads and where it writes come from its consumer
@@ -15,6 +16,9 @@ pub struct TsdbWriterConfig {
     pub dead_letter_topic: String,
     /// A partition's batch is sent when it holds this many samples...
     pub max_batch_samples: usize,
+    /// ...or when its encoded size reaches this (bounds request size whatever the series
+    /// look like)...
+    pub max_batch_bytes: ByteSize,
     /// ...or when its oldest sample waited this long.
     #[serde(with = "humantime_serde")]
     pub max_batch_delay: Duration,
@@ -24,6 +28,8 @@ pub struct TsdbWriterConfig {
     /// Samples buffered per partition beyond which it is paused (bounded memory while
     /// the sink is slow or down).
     pub max_buffered_samples: usize,
+    /// The same bound in bytes, for series with large label sets.
+    pub max_buffered_bytes: ByteSize,
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
     #[serde(with = "humantime_serde")]
@@ -42,6 +48,8 @@ impl Default for TsdbWriterConfig {
             max_batch_delay: Duration::from_secs(1),
             max_in_flight: 8,
             max_buffered_samples: 200_000,
+            max_batch_bytes: ByteSize::mib(4),
+            max_buffered_bytes: ByteSize::mib(64),
             request_timeout: Duration::from_secs(10),
             retry_initial: Duration::from_millis(100),
             retry_max: Duration::from_secs(10),
@@ -58,6 +66,15 @@ impl TsdbWriterConfig {
             return Err((
                 "max_buffered_samples".into(),
                 "must be at least max_batch_samples".into(),
+            ));
+        }
+        if self.max_batch_bytes.as_u64() < 64 * 1024 {
+            return Err(("max_batch_bytes".into(), "must be at least 64KiB".into()));
+        }
+        if self.max_buffered_bytes < self.max_batch_bytes {
+            return Err((
+                "max_buffered_bytes".into(),
+                "must be at least max_batch_bytes".into(),
             ));
         }
         if self.max_in_flight == 0 {
