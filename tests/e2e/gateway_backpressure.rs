@@ -44,7 +44,12 @@ fn a_full_in_flight_budget_answers_429_with_retry_after() {
                 .as_u16()
         })
     };
-    std::thread::sleep(Duration::from_millis(700));
+    // The first request holds its budget while Kafka takes its time to acknowledge.
+    wait_until(
+        "the first request in flight",
+        Duration::from_secs(10),
+        || metric(&gw, "weir_gateway_inflight_bytes ") > 0.0,
+    );
     let r = client().post(&url).json(&body).send().unwrap();
     assert_eq!(r.status().as_u16(), 429);
     assert_eq!(r.headers()["retry-after"], "1");

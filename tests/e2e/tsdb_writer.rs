@@ -111,6 +111,14 @@ fn push(
     }
 }
 
+/// Samples a writer says the receiver acknowledged.
+fn acknowledged(writer: &Service) -> f64 {
+    metric(
+        writer,
+        "weir_tsdb_writer_samples_total{outcome=\"acknowledged\"} ",
+    )
+}
+
 fn total(m: &Expected) -> usize {
     m.values().map(Vec::len).sum()
 }
@@ -303,7 +311,9 @@ fn victoriametrics_down_for_30s_loses_and_duplicates_nothing() {
     let expected = Arc::new(Mutex::new(Expected::new()));
     let stop = Arc::new(AtomicBool::new(false));
     let pusher = keep_pushing(&gw, &p.run, 20, expected.clone(), stop.clone());
-    std::thread::sleep(Duration::from_secs(3));
+    wait_until("the first writes", Duration::from_secs(30), || {
+        acknowledged(&writer) > 0.0
+    });
     vm.stop();
     std::thread::sleep(Duration::from_secs(30));
     // While the sink is down the writer is not ready and keeps the records uncommitted.
@@ -330,8 +340,12 @@ fn victoriametrics_down_for_30s_loses_and_duplicates_nothing() {
         paused > 0.0,
         "no partition paused during the outage:\n{metrics}"
     );
+    let before = acknowledged(&writer);
     vm.restart();
-    std::thread::sleep(Duration::from_secs(3));
+    // Traffic keeps flowing until the writer has written again.
+    wait_until("writes after the restart", Duration::from_secs(60), || {
+        acknowledged(&writer) > before
+    });
     stop.store(true, Ordering::Relaxed);
     let pushes = pusher.join().unwrap();
     assert!(
@@ -351,15 +365,19 @@ fn a_writer_killed_mid_batch_and_restarted_loses_and_duplicates_nothing() {
     let stop = Arc::new(AtomicBool::new(false));
     let pusher = keep_pushing(&gw, &p.run, 50, expected.clone(), stop.clone());
     let writer = p.writer();
-    std::thread::sleep(Duration::from_secs(4));
+    wait_until("the first writes", Duration::from_secs(30), || {
+        acknowledged(&writer) > 0.0
+    });
     writer.kill9();
     // The restart comes after the dead member's session (10 s here) expired. tansu 0.6
     // only rebalances a dead member away when a join finds its session expired; a
     // member that joins earlier gets only its share and the dead member's share is never
     // handed out (see the two-writer test below). On Kafka either works.
     std::thread::sleep(Duration::from_secs(12));
-    let _writer = p.writer();
-    std::thread::sleep(Duration::from_secs(3));
+    let restarted = p.writer();
+    wait_until("writes after the restart", Duration::from_secs(60), || {
+        acknowledged(&restarted) > 0.0
+    });
     stop.store(true, Ordering::Relaxed);
     pusher.join().unwrap();
     assert_exact(&vm, &p, &expected.lock().unwrap(), Duration::from_secs(90));
@@ -381,12 +399,18 @@ fn of_two_writers_one_stopped_the_other_takes_its_partitions_over() {
     // and `join` of `Inner<O, Formed>`). tansu also has no ListGroups/DescribeGroups, so a
     // survivor cannot even see it is alone. On Kafka a killed member's share moves.
     let first = p.writer();
-    std::thread::sleep(Duration::from_secs(2));
     let second = p.writer();
     let pusher = keep_pushing(&gw, &p.run, 50, expected.clone(), stop.clone());
-    std::thread::sleep(Duration::from_secs(6));
+    wait_until("both writers writing", Duration::from_secs(60), || {
+        acknowledged(&first) > 0.0 && acknowledged(&second) > 0.0
+    });
     assert!(second.terminate().success());
-    std::thread::sleep(Duration::from_secs(4));
+    let before = acknowledged(&first);
+    wait_until(
+        "the survivor writing after the rebalance",
+        Duration::from_secs(60),
+        || acknowledged(&first) > before,
+    );
     stop.store(true, Ordering::Relaxed);
     pusher.join().unwrap();
     assert_exact(&vm, &p, &expected.lock().unwrap(), Duration::from_secs(120));

@@ -438,6 +438,33 @@ pub fn client() -> reqwest::blocking::Client {
         .expect("HTTP client")
 }
 
+/// Polls `cond` every 100 ms until it holds; fails the test after `timeout`.
+pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The value of the first line of a service's `/metrics` that starts with `prefix`
+/// (name and labels as rendered), or 0.
+pub fn metric(service: &Service, prefix: &str) -> f64 {
+    client()
+        .get(service.url("/metrics"))
+        .send()
+        .and_then(|r| r.text())
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix(prefix).and_then(|v| v.trim().parse().ok()))
+        })
+        .unwrap_or(0.0)
+}
+
 /// A free loopback port (bound then released; fine for tests).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -43,7 +43,26 @@ pub struct Ingest {
 }
 
 /// Keeps a request's share of the in-flight budget until it is answered.
-pub struct InflightPermit(#[allow(dead_code)] tokio::sync::OwnedSemaphorePermit);
+/// The gauge follows the budget both ways: up when admitted, down when answered.
+pub struct InflightPermit {
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    budget: Arc<Semaphore>,
+    max_kib: u32,
+}
+
+impl InflightPermit {
+    fn report(&self) {
+        let used = self.max_kib as usize - self.budget.available_permits();
+        metrics::gauge!("weir_gateway_inflight_bytes").set((used * 1024) as f64);
+    }
+}
+
+impl Drop for InflightPermit {
+    fn drop(&mut self) {
+        drop(self.permit.take());
+        self.report();
+    }
+}
 
 pub struct IngestSettings {
     pub topic: String,
@@ -123,10 +142,13 @@ impl Ingest {
                     Duration::from_secs(1),
                 )
             })?;
-        metrics::gauge!("weir_gateway_inflight_bytes").set(
-            ((self.max_inflight_kib as usize - self.inflight.available_permits()) * 1024) as f64,
-        );
-        Ok(InflightPermit(permit))
+        let permit = InflightPermit {
+            permit: Some(permit),
+            budget: self.inflight.clone(),
+            max_kib: self.max_inflight_kib,
+        };
+        permit.report();
+        Ok(permit)
     }
 
     /// Starts encoding one request's series. `size_hint` is the decoded body's length,
