@@ -72,6 +72,11 @@ impl Assignment {
             .unwrap_or_default()
     }
 
+    /// How many partitions this member holds now.
+    pub fn assigned_count(&self) -> usize {
+        self.inner.lock().map(|s| s.assigned.len()).unwrap_or(0)
+    }
+
     fn revoke(&self, parts: &[PartitionId]) {
         if let Ok(mut s) = self.inner.lock() {
             for p in parts {
@@ -143,11 +148,19 @@ impl ClientContext for GroupContext {
     }
 }
 
+impl GroupContext {
+    fn publish_assigned(&self) {
+        metrics::gauge!("weir_consumer_assigned_partitions", "group" => self.group.clone())
+            .set(self.assignment.assigned_count() as f64);
+    }
+}
+
 impl ConsumerContext for GroupContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
             let revoked = parts(tpl);
             self.assignment.revoke(&revoked);
+            self.publish_assigned();
             let drained = self.assignment.wait_idle(&revoked, self.drain_timeout);
             if !drained {
                 tracing::warn!(group = %self.group, "revocation did not drain in time; the next owner re-reads unacknowledged records");
@@ -167,6 +180,7 @@ impl ConsumerContext for GroupContext {
             Rebalance::Assign(tpl) => {
                 let assigned = parts(tpl);
                 self.assignment.assign(&assigned);
+                self.publish_assigned();
                 // librdkafka keeps an application's pause across revoke and re-assign; a
                 // partition paused for a full buffer would never be fetched again.
                 if let Err(e) = consumer.resume(tpl) {
