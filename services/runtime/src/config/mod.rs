@@ -5,6 +5,7 @@
 //! field at fault (`gateway.limits.max_body_bytes: ...`), so `weir check` can point at it.
 mod gateway;
 mod kafka;
+mod rollup;
 mod sinks;
 mod topics;
 mod tsdb_writer;
@@ -18,6 +19,7 @@ pub use gateway::{
     ApiKey, AuthConfig, GatewayConfig, GatewayLimits, NonFinitePolicy, ValidationConfig,
 };
 pub use kafka::{KafkaConfig, SchemasConfig};
+pub use rollup::{RollupConfig, TierConfig};
 pub use sinks::{BasicAuth, SinkSpec};
 pub use topics::{CleanupPolicy, Compression, TopicSpec};
 pub use tsdb_writer::TsdbWriterConfig;
@@ -100,6 +102,8 @@ pub struct Topology {
     pub gateway: GatewayConfig,
     #[serde(default)]
     pub tsdb_writer: TsdbWriterConfig,
+    #[serde(default)]
+    pub rollup: RollupConfig,
 }
 
 impl Topology {
@@ -219,6 +223,9 @@ impl Topology {
         self.tsdb_writer
             .validate()
             .map_err(|(f, m)| err(format!("tsdb_writer.{f}"), m))?;
+        self.rollup
+            .validate()
+            .map_err(|(f, m)| err(format!("rollup.{f}"), m))?;
         Ok(())
     }
 

@@ -1,0 +1,65 @@
+//! weir's event-time window engine, as timely dataflow operators.
+//!
+//! ```text
+//!  EventLog (Kafka partitions) ──▶ log_source ──▶ window(1m) ──▶ rewindow(5m) ──▶ rewindow(1h) ──▶ sink_frontier
+//!                                   holds its capability at the watermark
+//! ```
+//!
+//! # Time
+//! Timely timestamps are watermarks in event-time milliseconds. A worker's source
+//! tracks, per partition, the highest event time read minus a bounded out-of-orderness;
+//! its watermark is the minimum over its partitions, leaving out partitions idle for
+//! longer than a timeout. The source holds its capability at that watermark, so the
+//! frontier downstream is the minimum watermark over the process's workers, and a window
+//! fires when the frontier passes its end. A worker holding no active partition follows
+//! the highest watermark of its peers instead of holding everything back.
+//!
+//! # Lateness
+//! A record arriving after its window fired, but before the frontier passed the window's
+//! end plus the allowed lateness, updates the window, which is emitted again with the
+//! next revision. Later records are "late": they come out of the window operator as
+//! [`Item::Late`] for the caller to count and publish. Whether a record is too late is
+//! judged against *its own partition's* watermark when it was read, which depends only on
+//! the order of that partition in the log — so a replay, or a restart from a checkpoint,
+//! makes exactly the same decisions as the first run, however partitions interleave.
+//!
+//! # Checkpoints
+//! Nothing but offsets is stored; the log is the source of truth. For each partition the
+//! source remembers, per record, when every window the record fed is final (the end of
+//! its coarsest window plus lateness: [`SourceConfig::release_at`]). Sinks acknowledge
+//! the frontier up to which their writes are durable; the committed offset is the first
+//! record whose windows are not all final *and* acknowledged. The commit's metadata
+//! ([`Checkpoint`]) carries the partition's highest event time before that offset and
+//! the acknowledged watermark. After a restart or a rebalance the new reader:
+//! - resumes the partition's watermark from the checkpoint, so lateness is judged as
+//!   before;
+//! - reads again from the offset, which rebuilds every window that was still open — each
+//!   completely, since none of its records lies before the offset;
+//! - suppresses results of windows final by the checkpointed watermark (they were
+//!   emitted and acknowledged already; their partial rebuilds still feed coarser stages
+//!   only where those are final too).
+//!
+//! Re-emitted windows carry the same content as before, so idempotent sinks (rows keyed by
+//! series and window) end up exactly as after an uninterrupted run.
+//!
+//! # Workers
+//! Every timely worker owns its own consumer in the group, so the group's partitions
+//! spread over every worker of every process, and a worker's windows never need data
+//! from another worker (a series lives in one partition).
+pub mod checkpoint;
+pub mod event;
+pub mod memory;
+pub mod operators;
+pub mod spec;
+pub mod watermark;
+
+pub use checkpoint::{Checkpoint, OffsetTracker};
+pub use event::{Event, Item, WindowResult};
+pub use operators::rewindow::{Combine, RewindowConfig, RewindowExt};
+pub use operators::sink::SinkExt;
+pub use operators::source::{
+    log_source, EventLog, LogEvent, PeerWatermarks, Progress, SourceConfig, SourceHandles,
+};
+pub use operators::window::{Aggregate, WindowConfig, WindowExt};
+pub use operators::Time;
+pub use spec::{Window, WindowSpec};

@@ -1,0 +1,264 @@
+//! The source: reads a partitioned log, stamps each event with its partition's
+//! watermark, and holds its timely capability at the worker's watermark, so the frontier
+//! downstream *is* the watermark. It also tracks which offsets may be committed and
+//! commits them, with the watermark, once the sinks acknowledged the windows they fed.
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::operators::generic::operator::source;
+use timely::dataflow::{Scope, Stream};
+
+use super::{to_time, Time};
+use crate::checkpoint::{Checkpoint, OffsetTracker};
+use crate::event::{Event, Item};
+use crate::watermark::Watermarks;
+
+/// What a log hands the source.
+#[derive(Debug)]
+pub enum LogEvent<K, V> {
+    /// The worker now reads `part` from `next_offset`, with the checkpoint committed there.
+    Assigned {
+        part: u32,
+        next_offset: i64,
+        checkpoint: Checkpoint,
+    },
+    /// The partition moved to another member; offsets were committed before it went.
+    Revoked { part: u32 },
+    /// One record's events.
+    Record {
+        part: u32,
+        offset: i64,
+        events: Vec<(K, i64, V)>,
+    },
+}
+
+/// Commit bookkeeping of the partitions a worker reads, shared with the log so it can
+/// commit on revocation (inside the consumer's rebalance callback).
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub trackers: HashMap<u32, OffsetTracker>,
+    /// What the sinks acknowledged: every window final at or below it is durable.
+    pub acked: Option<i64>,
+}
+
+impl Progress {
+    /// The offset and checkpoint that may be committed for each partition now.
+    pub fn committable(&mut self) -> Vec<(u32, i64, Checkpoint)> {
+        let Some(acked) = self.acked else {
+            return Vec::new();
+        };
+        self.trackers
+            .iter_mut()
+            .map(|(p, t)| {
+                let (o, c) = t.committable(acked);
+                (*p, o, c)
+            })
+            .collect()
+    }
+}
+
+/// A partitioned, replayable log of keyed events: Kafka, or a vector in tests and
+/// benchmarks.
+pub trait EventLog<K, V>: 'static {
+    /// Appends what is available now; `false` once a bounded log is exhausted.
+    fn poll(&mut self, out: &mut Vec<LogEvent<K, V>>) -> bool;
+    /// The bookkeeping this log commits from.
+    fn progress(&self) -> Arc<std::sync::Mutex<Progress>>;
+    /// Commits what `progress` allows; called often, rate-limits itself.
+    fn commit(&mut self, force: bool);
+    /// Stops or resumes reading (sinks behind).
+    fn set_paused(&mut self, _paused: bool) {}
+}
+
+/// Watermark settings of a source.
+#[derive(Clone)]
+pub struct SourceConfig {
+    pub out_of_orderness: Duration,
+    pub idle_timeout: Duration,
+    /// The time at which every window an event at `ts` contributes to is final (end of
+    /// the coarsest window plus allowed lateness): until then its record is not committed.
+    pub release_at: Rc<dyn Fn(i64) -> i64>,
+}
+
+/// Watermarks of the workers of one process: a worker without active partitions follows
+/// the others instead of holding the frontier back.
+#[derive(Debug)]
+pub struct PeerWatermarks {
+    marks: Vec<AtomicI64>,
+}
+
+impl PeerWatermarks {
+    pub fn new(workers: usize) -> Arc<Self> {
+        Arc::new(Self {
+            marks: (0..workers).map(|_| AtomicI64::new(i64::MIN)).collect(),
+        })
+    }
+
+    fn publish(&self, worker: usize, wm: i64) {
+        if let Some(m) = self.marks.get(worker) {
+            m.store(wm, Ordering::Relaxed);
+        }
+    }
+
+    fn highest_other(&self, worker: usize) -> Option<i64> {
+        self.marks
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != worker)
+            .map(|(_, m)| m.load(Ordering::Relaxed))
+            .filter(|m| *m != i64::MIN)
+            .max()
+    }
+}
+
+/// Shared handles between a worker's source and its sinks.
+#[derive(Clone)]
+pub struct SourceHandles {
+    /// The sinks' acknowledged frontier (event-time ms), `i64::MIN` until the first.
+    pub acked: Arc<AtomicI64>,
+    /// Set to pause reading.
+    pub paused: Arc<std::sync::atomic::AtomicBool>,
+    /// The worker's current watermark, for metrics and tests.
+    pub watermark: Arc<AtomicI64>,
+    pub peers: Arc<PeerWatermarks>,
+}
+
+impl SourceHandles {
+    pub fn new(peers: Arc<PeerWatermarks>) -> Self {
+        Self {
+            acked: Arc::new(AtomicI64::new(i64::MIN)),
+            paused: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            watermark: Arc::new(AtomicI64::new(i64::MIN)),
+            peers,
+        }
+    }
+}
+
+/// Builds the source operator over `log`.
+pub fn log_source<'s, K, V, O, L>(
+    scope: Scope<'s, Time>,
+    name: &str,
+    mut log: L,
+    cfg: SourceConfig,
+    handles: SourceHandles,
+) -> Stream<'s, Time, Vec<Item<K, V, O>>>
+where
+    K: Clone + 'static,
+    V: Clone + 'static,
+    O: Clone + 'static,
+    L: EventLog<K, V>,
+{
+    let worker = scope.index();
+    source::<_, CapacityContainerBuilder<Vec<Item<K, V, O>>>, _, _>(
+        scope,
+        name,
+        move |cap, info| {
+            let activator = scope.activator_for(info.address);
+            let mut cap = Some(cap);
+            let mut marks = Watermarks::new(cfg.out_of_orderness, cfg.idle_timeout);
+            let progress = log.progress();
+            let mut polled = Vec::new();
+            let paused = Rc::new(RefCell::new(false));
+            move |output| {
+                let now = Instant::now();
+                let open = log.poll(&mut polled);
+                if let Some(c) = cap.as_ref() {
+                    let mut session = output.session(c);
+                    let mut prog = progress.lock().ok();
+                    for ev in polled.drain(..) {
+                        match ev {
+                            LogEvent::Assigned {
+                                part,
+                                next_offset,
+                                checkpoint,
+                            } => {
+                                marks.add_partition(part, checkpoint.max_event, now);
+                                if let Some(p) = prog.as_mut() {
+                                    p.trackers.insert(
+                                        part,
+                                        OffsetTracker::new(next_offset, checkpoint.max_event),
+                                    );
+                                }
+                                session.give(Item::Assigned(part, checkpoint));
+                            }
+                            LogEvent::Revoked { part } => {
+                                marks.remove_partition(part);
+                                if let Some(p) = prog.as_mut() {
+                                    p.trackers.remove(&part);
+                                }
+                                session.give(Item::Revoked(part));
+                            }
+                            LogEvent::Record {
+                                part,
+                                offset,
+                                events,
+                            } => {
+                                let pw = marks.partition_watermark(part);
+                                let mut release: Option<i64> = None;
+                                let mut max_ts: Option<i64> = None;
+                                for (key, ts, value) in events {
+                                    let r = (cfg.release_at)(ts);
+                                    release = Some(release.map_or(r, |x| x.max(r)));
+                                    max_ts = Some(max_ts.map_or(ts, |x| x.max(ts)));
+                                    session.give(Item::Event(Event {
+                                        key,
+                                        part,
+                                        ts,
+                                        value,
+                                        part_watermark: pw,
+                                    }));
+                                }
+                                match max_ts {
+                                    Some(m) => marks.observe(part, m, now),
+                                    None => marks.touch(part, now),
+                                }
+                                if let Some(p) = prog.as_mut() {
+                                    if let Some(t) = p.trackers.get_mut(&part) {
+                                        t.record(offset, release, max_ts);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    let acked = handles.acked.load(Ordering::Relaxed);
+                    if let Some(p) = prog.as_mut() {
+                        if acked != i64::MIN {
+                            p.acked = Some(acked);
+                        }
+                    }
+                }
+                // Hold the capability at the watermark.
+                let wm = if marks.all_idle(now) {
+                    handles.peers.highest_other(worker).or(marks.current(now))
+                } else {
+                    marks.current(now)
+                };
+                if let (Some(c), Some(wm)) = (cap.as_mut(), wm) {
+                    let t = to_time(wm);
+                    if t > *c.time() {
+                        c.downgrade(&t);
+                    }
+                    handles.watermark.store(wm, Ordering::Relaxed);
+                    handles.peers.publish(worker, wm);
+                }
+                let want_pause = handles.paused.load(Ordering::Relaxed);
+                if want_pause != *paused.borrow() {
+                    log.set_paused(want_pause);
+                    *paused.borrow_mut() = want_pause;
+                }
+                log.commit(!open);
+                if open {
+                    activator.activate();
+                } else {
+                    // A bounded log is done: release the frontier so every window fires.
+                    cap = None;
+                }
+            }
+        },
+    )
+}

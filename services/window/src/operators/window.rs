@@ -1,0 +1,314 @@
+//! Keyed event-time windows with allowed lateness.
+//!
+//! A window fires when the frontier (the watermark) passes its end, and fires again,
+//! corrected, for each later record that arrives within the allowed lateness; its state
+//! is dropped once the frontier passes end plus lateness. Whether a record is too late
+//! is judged against its own partition's watermark (carried on the event), so the
+//! decision depends on the log alone and a replay decides the same way.
+use std::collections::{BTreeMap, HashMap};
+use std::hash::Hash;
+
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::{Capability, Operator};
+use timely::dataflow::Stream;
+
+use super::{frontier_ms, Time};
+use crate::event::{Event, Item, WindowResult};
+use crate::spec::{Window, WindowSpec};
+
+/// What a window computes from the values that fall into it.
+pub trait Aggregate: 'static {
+    type Value: Clone + 'static;
+    type State: 'static;
+    type Output: Clone + 'static;
+
+    fn new_state(&self) -> Self::State;
+    fn add(&self, state: &mut Self::State, ts: i64, value: &Self::Value);
+    /// Joins two states of one key (session windows that an event bridged).
+    fn merge(&self, into: &mut Self::State, from: Self::State);
+    fn finish(&self, state: &Self::State, window: Window) -> Self::Output;
+}
+
+/// One windowing stage.
+#[derive(Debug, Clone, Copy)]
+pub struct WindowConfig {
+    pub spec: WindowSpec,
+    pub allowed_lateness_ms: i64,
+    /// Tags this stage's results (a pipeline may window the same stream several times).
+    pub stage: u8,
+}
+
+struct Open<S> {
+    window: Window,
+    state: S,
+    dirty: bool,
+    revision: u32,
+}
+
+struct KeyWindows<S> {
+    part: u32,
+    open: Vec<Open<S>>,
+}
+
+/// Keyed windows and the indexes that find what is due without scanning every key.
+struct Windows<K, A: Aggregate> {
+    cfg: WindowConfig,
+    agg: A,
+    keys: HashMap<K, KeyWindows<A::State>>,
+    /// Keys with a window ending at this time (may be stale; checked when popped).
+    due: BTreeMap<i64, Vec<K>>,
+    /// Keys with a window whose lateness ends at this time.
+    expiry: BTreeMap<i64, Vec<K>>,
+    /// Keys updated after their window fired: emit the correction.
+    refire: Vec<K>,
+}
+
+impl<K: Clone + Hash + Eq + 'static, A: Aggregate> Windows<K, A> {
+    /// Adds an event; `false` if it is too late for every window it belongs to.
+    fn add(&mut self, e: &Event<K, A::Value>, frontier: i64) -> bool {
+        let lateness = self.cfg.allowed_lateness_ms;
+        let mut accepted = false;
+        if let WindowSpec::Session { gap_ms } = self.cfg.spec {
+            return self.add_session(e, gap_ms, frontier);
+        }
+        let Self {
+            cfg,
+            agg,
+            keys,
+            due,
+            expiry,
+            refire,
+        } = self;
+        cfg.spec.assign(e.ts, |w| {
+            let closes = w.end.saturating_add(lateness);
+            let too_late = e.part_watermark.is_some_and(|pw| pw >= closes) || frontier >= closes;
+            if too_late {
+                return;
+            }
+            accepted = true;
+            let kw = keys.entry(e.key.clone()).or_insert_with(|| KeyWindows {
+                part: e.part,
+                open: Vec::with_capacity(2),
+            });
+            let open = match kw.open.iter_mut().position(|o| o.window == w) {
+                Some(i) => &mut kw.open[i],
+                None => {
+                    due.entry(w.end).or_default().push(e.key.clone());
+                    expiry.entry(closes).or_default().push(e.key.clone());
+                    kw.open.push(Open {
+                        window: w,
+                        state: agg.new_state(),
+                        dirty: false,
+                        revision: 0,
+                    });
+                    kw.open.last_mut().expect("just pushed")
+                }
+            };
+            agg.add(&mut open.state, e.ts, &e.value);
+            if !open.dirty && w.end <= frontier {
+                refire.push(e.key.clone());
+            }
+            open.dirty = true;
+        });
+        accepted
+    }
+
+    fn add_session(&mut self, e: &Event<K, A::Value>, gap: i64, frontier: i64) -> bool {
+        let lateness = self.cfg.allowed_lateness_ms;
+        let proto = Window::new(e.ts, e.ts + gap);
+        let touches = |o: &Window| o.start <= proto.end && proto.start <= o.end;
+        // Open sessions of a key never touch each other, so the sessions the event's own
+        // touches are all it merges.
+        let mut w = proto;
+        if let Some(kw) = self.keys.get(&e.key) {
+            for o in kw.open.iter().filter(|o| touches(&o.window)) {
+                w = Window::new(w.start.min(o.window.start), w.end.max(o.window.end));
+            }
+        }
+        let closes = w.end.saturating_add(lateness);
+        if e.part_watermark.is_some_and(|pw| pw >= closes) || frontier >= closes {
+            return false;
+        }
+        let kw = self
+            .keys
+            .entry(e.key.clone())
+            .or_insert_with(|| KeyWindows {
+                part: e.part,
+                open: Vec::new(),
+            });
+        let mut state = self.agg.new_state();
+        let mut revision = 0;
+        let mut i = 0;
+        while i < kw.open.len() {
+            if touches(&kw.open[i].window) {
+                let o = kw.open.swap_remove(i);
+                revision = revision.max(o.revision);
+                self.agg.merge(&mut state, o.state);
+            } else {
+                i += 1;
+            }
+        }
+        self.agg.add(&mut state, e.ts, &e.value);
+        self.due.entry(w.end).or_default().push(e.key.clone());
+        self.expiry.entry(closes).or_default().push(e.key.clone());
+        if w.end <= frontier {
+            self.refire.push(e.key.clone());
+        }
+        kw.open.push(Open {
+            window: w,
+            state,
+            dirty: true,
+            revision,
+        });
+        true
+    }
+
+    fn emit_key(&mut self, key: &K, frontier: i64, out: &mut Vec<WindowResult<K, A::Output>>) {
+        let Some(kw) = self.keys.get_mut(key) else {
+            return;
+        };
+        for o in kw.open.iter_mut() {
+            if o.dirty && o.window.end <= frontier {
+                out.push(WindowResult {
+                    key: key.clone(),
+                    part: kw.part,
+                    window: o.window,
+                    output: self.agg.finish(&o.state, o.window),
+                    revision: o.revision,
+                    stage: self.cfg.stage,
+                });
+                o.dirty = false;
+                o.revision += 1;
+            }
+        }
+    }
+
+    /// Emits what the frontier made due and drops what it made final.
+    fn advance(&mut self, frontier: i64, out: &mut Vec<WindowResult<K, A::Output>>) {
+        for key in std::mem::take(&mut self.refire) {
+            self.emit_key(&key, frontier, out);
+        }
+        while let Some(entry) = self.due.first_entry() {
+            if *entry.key() > frontier {
+                break;
+            }
+            for key in entry.remove() {
+                self.emit_key(&key, frontier, out);
+            }
+        }
+        let lateness = self.cfg.allowed_lateness_ms;
+        while let Some(entry) = self.expiry.first_entry() {
+            if *entry.key() > frontier {
+                break;
+            }
+            for key in entry.remove() {
+                if let Some(kw) = self.keys.get_mut(&key) {
+                    kw.open
+                        .retain(|o| o.window.end.saturating_add(lateness) > frontier);
+                    if kw.open.is_empty() {
+                        self.keys.remove(&key);
+                    }
+                }
+            }
+        }
+    }
+
+    fn revoke(&mut self, part: u32) {
+        self.keys.retain(|_, kw| kw.part != part);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+pub trait WindowExt<'s, K, V, O> {
+    /// Windows the stream's events by key. Events are consumed; results, late events and
+    /// partition notices flow on.
+    fn window<A>(self, cfg: WindowConfig, agg: A) -> Stream<'s, Time, Vec<Item<K, V, O>>>
+    where
+        A: Aggregate<Value = V, Output = O>;
+}
+
+impl<'s, K, V, O> WindowExt<'s, K, V, O> for Stream<'s, Time, Vec<Item<K, V, O>>>
+where
+    K: Clone + Hash + Eq + 'static,
+    V: Clone + 'static,
+    O: Clone + 'static,
+{
+    fn window<A>(self, cfg: WindowConfig, agg: A) -> Stream<'s, Time, Vec<Item<K, V, O>>>
+    where
+        A: Aggregate<Value = V, Output = O>,
+    {
+        let name = format!("Window[{}]", cfg.stage);
+        self.unary_frontier::<CapacityContainerBuilder<Vec<Item<K, V, O>>>, _, _, _>(
+            Pipeline,
+            &name,
+            move |_cap, _info| {
+                let mut windows = Windows {
+                    cfg,
+                    agg,
+                    keys: HashMap::new(),
+                    due: BTreeMap::new(),
+                    expiry: BTreeMap::new(),
+                    refire: Vec::new(),
+                };
+                let mut held: Option<Capability<Time>> = None;
+                let mut results = Vec::new();
+                let mut last_frontier = i64::MIN;
+                move |(input, frontier), output| {
+                    let f = frontier_ms(frontier);
+                    input.for_each(|cap, data| {
+                        let mut passed = Vec::new();
+                        for item in data.drain(..) {
+                            match item {
+                                Item::Event(e) => {
+                                    if !windows.add(&e, f) {
+                                        passed.push(Item::Late(e));
+                                    }
+                                }
+                                Item::Revoked(p) => {
+                                    windows.revoke(p);
+                                    passed.push(Item::Revoked(p));
+                                }
+                                other => passed.push(other),
+                            }
+                        }
+                        if !passed.is_empty() {
+                            output.session(&cap).give_iterator(passed.into_iter());
+                        }
+                        if let Some(&t) = cap.least() {
+                            if held.as_ref().is_none_or(|h| t < *h.time()) {
+                                held = cap.retain_least(output.output_index());
+                            }
+                        }
+                    });
+                    if f != last_frontier || !windows.refire.is_empty() {
+                        last_frontier = f;
+                        windows.advance(f, &mut results);
+                        if let Some(h) = held.as_mut() {
+                            if !results.is_empty() {
+                                let at = if f == i64::MAX {
+                                    h.clone()
+                                } else {
+                                    h.delayed(&(f as Time).max(*h.time()))
+                                };
+                                output
+                                    .session(&at)
+                                    .give_iterator(results.drain(..).map(Item::Result));
+                            }
+                            if f != i64::MAX && (f as Time) > *h.time() {
+                                h.downgrade(&(f as Time));
+                            }
+                        }
+                        results.clear();
+                    }
+                    if windows.is_empty() || f == i64::MAX {
+                        held = None;
+                    }
+                }
+            },
+        )
+    }
+}
