@@ -10,6 +10,8 @@ use weir_rollup::dataflow::{Key, TierRow, Timing};
 use weir_rollup::inprocess::{run, Partitions, RunOptions};
 use weir_rollup::tiers::Tiers;
 
+type Record = Vec<(Key, i64, f64)>;
+
 const OOO: i64 = 10_000;
 const LATENESS: i64 = 60_000;
 const STEP: i64 = 10_000;
@@ -60,7 +62,7 @@ fn data() -> Partitions {
             .collect();
         let mut counters = vec![0.0f64; series.len()];
         let scrapes = if p == 3 { 120 } else { 900 };
-        let mut records: Vec<(i64, Vec<(Key, i64, f64)>)> = Vec::new();
+        let mut records: Vec<(i64, Record)> = Vec::new();
         for s in 0..scrapes {
             let ts = t0 + s as i64 * STEP + (p as i64) * 7; // no two samples of a series share a time
             let mut rec = Vec::new();
@@ -68,7 +70,7 @@ fn data() -> Partitions {
                 let v = if i % 2 == 0 {
                     (rng.next() % 1000) as f64 / 4.0
                 } else {
-                    if rng.next() % 50 == 0 {
+                    if rng.next().is_multiple_of(50) {
                         counters[i] = 0.0; // reset
                     }
                     counters[i] += (rng.next() % 20) as f64;
