@@ -5,7 +5,10 @@
 //! - `bench-gateway`: the gateway's CPU cost per sample for remote write into Kafka, with
 //!   the broker isolated (librdkafka's mock cluster, in this process) and end to end on
 //!   tansu; plus bytes per sample on the topic against snappy remote write.
+//! - `bench-writer`: the tsdb-writer from Kafka to VictoriaMetrics, and lag after an outage.
+//! - `bench-window`: the window engine (rollup dataflow) in process.
 mod bench_gateway;
+mod bench_window;
 mod bench_writer;
 mod fleet;
 mod proc_stat;
@@ -13,6 +16,10 @@ mod process;
 mod workload;
 
 use clap::{Parser, Subcommand};
+
+// As in the weir binary: the engine's cost with the allocator it runs with.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Debug, Parser)]
 #[command(name = "weir-load", about = "Load generator and benchmarks for weir")]
@@ -29,10 +36,13 @@ enum Command {
     BenchGateway(bench_gateway::BenchArgs),
     /// Measure tsdb-writer samples per CPU-second and lag recovery after a sink outage
     BenchWriter(bench_writer::WriterBenchArgs),
+    /// Measure window-engine (rollup dataflow) samples per CPU-second in process
+    BenchWindow(bench_window::WindowBenchArgs),
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    weir_runtime::alloc::tune();
     match Cli::parse().command {
         Command::Fleet(a) => fleet::run(a).await,
         Command::BenchGateway(a) => bench_gateway::run(a).await,
@@ -40,5 +50,6 @@ async fn main() -> anyhow::Result<()> {
         Command::BenchWriter(a) => {
             tokio::task::spawn_blocking(move || bench_writer::run(a)).await?
         }
+        Command::BenchWindow(a) => tokio::task::spawn_blocking(move || bench_window::run(a)).await?,
     }
 }

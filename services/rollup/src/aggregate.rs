@@ -9,19 +9,16 @@
 //! the steps between one finer window's last sample and the next one's first.
 use std::sync::Arc;
 
-use sketches_ddsketch::{Config, DDSketch};
 use weir_window::{Aggregate, Combine, Window};
+
+use crate::sketch::Sketch;
 
 /// The sketch's relative error: a quantile is within this fraction of the true value at
 /// rank ⌊q·(n−1)⌋.
-pub const SKETCH_RELATIVE_ERROR: f64 = 0.01;
+pub const SKETCH_RELATIVE_ERROR: f64 = crate::sketch::RELATIVE_ERROR;
 
 /// The quantiles each row carries.
 pub const QUANTILES: [f64; 4] = [0.5, 0.9, 0.95, 0.99];
-
-fn sketch_config() -> Config {
-    Config::new(SKETCH_RELATIVE_ERROR, 2048, 1.0e-9)
-}
 
 /// One series' aggregate over one window.
 #[derive(Clone)]
@@ -38,7 +35,7 @@ pub struct Rollup {
     /// value after it is all increase) — Prometheus' counter semantics without
     /// extrapolation. Meaningful for counters.
     pub increase: f64,
-    pub sketch: Arc<DDSketch>,
+    pub sketch: Sketch,
 }
 
 impl std::fmt::Debug for Rollup {
@@ -59,7 +56,7 @@ impl std::fmt::Debug for Rollup {
 
 impl Rollup {
     pub fn quantile(&self, q: f64) -> f64 {
-        self.sketch.quantile(q).ok().flatten().unwrap_or(f64::NAN)
+        self.sketch.quantile(q)
     }
 
     pub fn avg(&self) -> f64 {
@@ -83,7 +80,7 @@ pub struct RollupAgg;
 impl Aggregate for RollupAgg {
     type Value = f64;
     type State = Vec<(i64, f64)>;
-    type Output = Rollup;
+    type Output = Arc<Rollup>;
 
     fn new_state(&self) -> Self::State {
         Vec::with_capacity(8)
@@ -97,26 +94,24 @@ impl Aggregate for RollupAgg {
         into.extend(from);
     }
 
-    fn finish(&self, state: &Self::State, _window: Window) -> Rollup {
+    fn finish(&self, state: &Self::State, _window: Window) -> Arc<Rollup> {
         let mut samples = state.clone();
         // Stable by time; equal timestamps keep arrival order (a duplicate sample of a
         // series counts as it came, the same in every run).
         samples.sort_by_key(|s| s.0);
-        let mut sketch = DDSketch::new(sketch_config());
         let (mut sum, mut min, mut max, mut increase) =
             (0.0, f64::INFINITY, f64::NEG_INFINITY, 0.0);
         for (i, (_, v)) in samples.iter().enumerate() {
             sum += v;
             min = min.min(*v);
             max = max.max(*v);
-            sketch.add(*v);
             if i > 0 {
                 increase += counter_step(samples[i - 1].1, *v);
             }
         }
         let (first_ts, first) = samples.first().copied().unwrap_or((0, f64::NAN));
         let (last_ts, last) = samples.last().copied().unwrap_or((0, f64::NAN));
-        Rollup {
+        Arc::new(Rollup {
             count: samples.len() as u64,
             sum,
             min,
@@ -126,8 +121,8 @@ impl Aggregate for RollupAgg {
             last_ts,
             last,
             increase,
-            sketch: Arc::new(sketch),
-        }
+            sketch: Sketch::from_values(samples.iter().map(|s| s.1)),
+        })
     }
 }
 
@@ -136,10 +131,9 @@ impl Aggregate for RollupAgg {
 pub struct RollupCombine;
 
 impl Combine for RollupCombine {
-    type Output = Rollup;
+    type Output = Arc<Rollup>;
 
-    fn combine(&self, parts: &[&Rollup], _window: Window) -> Rollup {
-        let mut sketch = DDSketch::new(sketch_config());
+    fn combine(&self, parts: &[&Arc<Rollup>], _window: Window) -> Arc<Rollup> {
         let mut out = Rollup {
             count: 0,
             sum: 0.0,
@@ -150,7 +144,7 @@ impl Combine for RollupCombine {
             last_ts: 0,
             last: f64::NAN,
             increase: 0.0,
-            sketch: Arc::new(DDSketch::new(sketch_config())),
+            sketch: Sketch::default(),
         };
         for (i, p) in parts.iter().enumerate() {
             if i == 0 {
@@ -166,11 +160,9 @@ impl Combine for RollupCombine {
             out.increase += p.increase;
             out.last_ts = p.last_ts;
             out.last = p.last;
-            // Same configuration on both sides: merging cannot fail.
-            let _ = sketch.merge(&p.sketch);
+            out.sketch.merge(&p.sketch);
         }
-        out.sketch = Arc::new(sketch);
-        out
+        Arc::new(out)
     }
 }
 
@@ -178,7 +170,7 @@ impl Combine for RollupCombine {
 mod tests {
     use super::*;
 
-    fn rollup(samples: &[(i64, f64)]) -> Rollup {
+    fn rollup(samples: &[(i64, f64)]) -> Arc<Rollup> {
         RollupAgg.finish(&samples.to_vec(), Window::new(0, 60_000))
     }
 

@@ -7,16 +7,19 @@ use std::time::Duration;
 
 use timely::dataflow::Scope;
 use weir_window::{
-    log_source, Checkpoint, Event, EventLog, Item, RewindowConfig, RewindowExt, SinkExt,
+    log_source, Checkpoint, HashedKey, Event, EventLog, Item, RewindowConfig, RewindowExt, SinkExt,
     SourceConfig, SourceHandles, Time, Window, WindowConfig, WindowExt, WindowSpec,
 };
 
 use crate::aggregate::{Rollup, RollupAgg, RollupCombine};
 use crate::tiers::Tiers;
 
-/// A series key in canonical text form.
-pub type Key = Arc<str>;
-pub type RollupItem = Item<Key, f64, Rollup>;
+/// A series key in canonical text form, hashed once when read.
+pub type Key = HashedKey;
+/// Results travel boxed in an `Arc`: items are an enum, and an inline row would make
+/// every sample on the stream as large as a row (and cascades clone rows).
+pub type Out = Arc<Rollup>;
+pub type RollupItem = Item<Key, f64, Out>;
 
 /// Watermark settings of the source.
 #[derive(Debug, Clone, Copy)]
@@ -44,7 +47,7 @@ pub fn build<'s, L, F>(
         idle_timeout: timing.idle_timeout,
         release_at: Rc::new(move |ts| t.release_at(ts)),
     };
-    let mut stream = log_source::<Key, f64, Rollup, L>(scope, "MetricsRaw", log, cfg, handles)
+    let mut stream = log_source::<Key, f64, Out, L>(scope, "MetricsRaw", log, cfg, handles)
         .window(
             WindowConfig {
                 spec: WindowSpec::tumbling(tiers.sizes_ms[0]),
@@ -74,7 +77,7 @@ pub struct TierRow {
     pub key: Key,
     pub part: u32,
     pub window: Window,
-    pub rollup: Rollup,
+    pub rollup: Out,
     /// 0 when first emitted, then one more per correction.
     pub revision: u32,
 }

@@ -4,4 +4,5 @@
 pub mod aggregate;
 pub mod dataflow;
 pub mod inprocess;
+pub mod sketch;
 pub mod tiers;

@@ -2,7 +2,6 @@
 //! samples, samples late within and beyond the allowed lateness, counter resets and an
 //! idle partition included.
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use weir_rollup::aggregate::{counter_step, QUANTILES, SKETCH_RELATIVE_ERROR};
@@ -54,7 +53,7 @@ fn data() -> Partitions {
     for p in 0..4u32 {
         let series: Vec<Key> = (0..12)
             .map(|i| {
-                Arc::from(format!(
+                Key::from(format!(
                     "m_{}{{dev=\"p{p}s{i}\"}}",
                     if i % 2 == 0 { "gauge" } else { "total" }
                 ))

@@ -1,5 +1,6 @@
 //! Plumbing every weir role shares, so no role writes it again:
 //!
+//! - [`alloc`]: allocator settings for the binaries;
 //! - [`config`]: the topology file (`topologies/*.yaml`), loaded and validated with the
 //!   path of any bad field;
 //! - [`kafka`]: client configs, metadata, the producer every writer uses;
@@ -9,6 +10,7 @@
 //! - [`telemetry`]: structured `tracing` logs and the Prometheus metrics recorder;
 //! - [`ops`]: `/metrics`, `/healthz`, `/readyz`;
 //! - [`shutdown`]: SIGINT/SIGTERM as a cancellation token.
+pub mod alloc;
 pub mod config;
 pub mod consumer;
 pub mod dead_letter;

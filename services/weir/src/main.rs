@@ -67,6 +67,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    weir_runtime::alloc::tune();
     let cli = Cli::parse();
     init_logging(cli.log_format);
     let rt = match tokio::runtime::Builder::new_multi_thread()

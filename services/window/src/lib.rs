@@ -48,6 +48,7 @@
 //! from another worker (a series lives in one partition).
 pub mod checkpoint;
 pub mod event;
+pub mod key;
 pub mod memory;
 pub mod operators;
 pub mod spec;
@@ -55,6 +56,7 @@ pub mod watermark;
 
 pub use checkpoint::{Checkpoint, OffsetTracker};
 pub use event::{Event, Item, WindowResult};
+pub use key::HashedKey;
 pub use operators::rewindow::{Combine, RewindowConfig, RewindowExt};
 pub use operators::sink::SinkExt;
 pub use operators::source::{

@@ -4,6 +4,10 @@ pub mod sink;
 pub mod source;
 pub mod window;
 
+/// Per-key state. foldhash: several times cheaper than SipHash on series keys and still
+/// seeded per process, so crafted keys cannot aim at collisions.
+pub(crate) type KeyMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
 /// Timely timestamps are watermarks in milliseconds since the epoch.
 pub type Time = u64;
 

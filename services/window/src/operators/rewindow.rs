@@ -4,7 +4,7 @@
 //! A finer window that is corrected within its lateness replaces its earlier result in
 //! the coarser window (results are kept per finer window start), so corrections flow up
 //! the cascade without counting anything twice.
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::hash::Hash;
 
 use timely::container::CapacityContainerBuilder;
@@ -12,7 +12,7 @@ use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::{Capability, Operator};
 use timely::dataflow::Stream;
 
-use super::{frontier_ms, Time};
+use super::{frontier_ms, KeyMap, Time};
 use crate::event::{Item, WindowResult};
 use crate::spec::{Window, WindowSpec};
 
@@ -33,7 +33,9 @@ pub struct RewindowConfig {
 
 struct Coarse<O> {
     window: Window,
-    parts: BTreeMap<i64, O>,
+    /// Finer results by start, ascending. A vector, not a map: a coarse window has a
+    /// handful of parts, and a B-tree leaf reserves room for eleven (kilobytes per key).
+    parts: Vec<(i64, O)>,
     dirty: bool,
     revision: u32,
 }
@@ -46,7 +48,7 @@ struct KeyCoarse<O> {
 struct Rewindows<K, C: Combine> {
     cfg: RewindowConfig,
     combine: C,
-    keys: HashMap<K, KeyCoarse<C::Output>>,
+    keys: KeyMap<K, KeyCoarse<C::Output>>,
     due: BTreeMap<i64, Vec<K>>,
     expiry: BTreeMap<i64, Vec<K>>,
     refire: Vec<K>,
@@ -72,14 +74,17 @@ impl<K: Clone + Hash + Eq + 'static, C: Combine> Rewindows<K, C> {
                 self.expiry.entry(closes).or_default().push(r.key.clone());
                 kc.open.push(Coarse {
                     window: w,
-                    parts: BTreeMap::new(),
+                    parts: Vec::new(),
                     dirty: false,
                     revision: 0,
                 });
                 kc.open.last_mut().expect("just pushed")
             }
         };
-        c.parts.insert(r.window.start, r.output.clone());
+        match c.parts.binary_search_by_key(&r.window.start, |p| p.0) {
+            Ok(i) => c.parts[i].1 = r.output.clone(),
+            Err(i) => c.parts.insert(i, (r.window.start, r.output.clone())),
+        }
         if !c.dirty && w.end <= frontier {
             self.refire.push(r.key.clone());
         }
@@ -93,7 +98,7 @@ impl<K: Clone + Hash + Eq + 'static, C: Combine> Rewindows<K, C> {
         };
         for c in kc.open.iter_mut() {
             if c.dirty && c.window.end <= frontier {
-                let parts: Vec<&C::Output> = c.parts.values().collect();
+                let parts: Vec<&C::Output> = c.parts.iter().map(|p| &p.1).collect();
                 out.push(WindowResult {
                     key: key.clone(),
                     part: kc.part,
@@ -164,7 +169,7 @@ where
                 let mut state = Rewindows {
                     cfg,
                     combine,
-                    keys: HashMap::new(),
+                    keys: KeyMap::default(),
                     due: BTreeMap::new(),
                     expiry: BTreeMap::new(),
                     refire: Vec::new(),

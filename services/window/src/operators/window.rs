@@ -5,7 +5,7 @@
 //! is dropped once the frontier passes end plus lateness. Whether a record is too late
 //! is judged against its own partition's watermark (carried on the event), so the
 //! decision depends on the log alone and a replay decides the same way.
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::hash::Hash;
 
 use timely::container::CapacityContainerBuilder;
@@ -13,7 +13,7 @@ use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::{Capability, Operator};
 use timely::dataflow::Stream;
 
-use super::{frontier_ms, Time};
+use super::{frontier_ms, KeyMap, Time};
 use crate::event::{Event, Item, WindowResult};
 use crate::spec::{Window, WindowSpec};
 
@@ -55,7 +55,7 @@ struct KeyWindows<S> {
 struct Windows<K, A: Aggregate> {
     cfg: WindowConfig,
     agg: A,
-    keys: HashMap<K, KeyWindows<A::State>>,
+    keys: KeyMap<K, KeyWindows<A::State>>,
     /// Keys with a window ending at this time (may be stale; checked when popped).
     due: BTreeMap<i64, Vec<K>>,
     /// Keys with a window whose lateness ends at this time.
@@ -249,7 +249,7 @@ where
                 let mut windows = Windows {
                     cfg,
                     agg,
-                    keys: HashMap::new(),
+                    keys: KeyMap::default(),
                     due: BTreeMap::new(),
                     expiry: BTreeMap::new(),
                     refire: Vec::new(),
