@@ -120,7 +120,12 @@ fn one_run(a: &WindowBenchArgs) -> anyhow::Result<(f64, f64, usize, usize)> {
             .map(|p| {
                 let keys = (0..args.series)
                     .filter(|s| (*s as u32) % args.partitions == p)
-                    .map(|s| Key::from(format!("bench_value{{device=\"d{s:06}\",site=\"s{}\"}}", s % 50)))
+                    .map(|s| {
+                        Key::from(format!(
+                            "bench_value{{device=\"d{s:06}\",site=\"s{}\"}}",
+                            s % 50
+                        ))
+                    })
                     .collect();
                 (p, keys)
             })
@@ -141,13 +146,20 @@ fn one_run(a: &WindowBenchArgs) -> anyhow::Result<(f64, f64, usize, usize)> {
         let mut emitter = Emitter::new(tiers.allowed_lateness_ms);
         let rows = rows2.clone();
         worker.dataflow::<weir_window::Time, _, _>(|scope| {
-            build(scope, log, &tiers, timing, handles, move |items, frontier| {
-                let e = emitter.absorb(items);
-                rows.fetch_add(e.rows.len(), Ordering::Relaxed);
-                if frontier != i64::MAX {
-                    acked.store(frontier, Ordering::Relaxed);
-                }
-            });
+            build(
+                scope,
+                log,
+                &tiers,
+                timing,
+                handles,
+                move |items, frontier| {
+                    let e = emitter.absorb(items);
+                    rows.fetch_add(e.rows.len(), Ordering::Relaxed);
+                    if frontier != i64::MAX {
+                        acked.store(frontier, Ordering::Relaxed);
+                    }
+                },
+            );
         });
         while worker.step_or_park(None) {}
     })

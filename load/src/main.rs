@@ -50,6 +50,8 @@ async fn main() -> anyhow::Result<()> {
         Command::BenchWriter(a) => {
             tokio::task::spawn_blocking(move || bench_writer::run(a)).await?
         }
-        Command::BenchWindow(a) => tokio::task::spawn_blocking(move || bench_window::run(a)).await?,
+        Command::BenchWindow(a) => {
+            tokio::task::spawn_blocking(move || bench_window::run(a)).await?
+        }
     }
 }

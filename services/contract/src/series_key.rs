@@ -72,9 +72,60 @@ fn escape_value(out: &mut String, v: &str) {
     }
 }
 
+/// Splits a key built by [`write_key`] back into name and labels; `None` if it is not
+/// one.
+pub fn parse_key(key: &str) -> Option<(String, Vec<Label>)> {
+    let Some(open) = key.find('{') else {
+        return (!key.is_empty()).then(|| (key.to_string(), Vec::new()));
+    };
+    let name = &key[..open];
+    let body = key[open + 1..].strip_suffix('}')?;
+    let mut labels = Vec::new();
+    let mut chars = body.chars().peekable();
+    while chars.peek().is_some() {
+        let mut n = String::new();
+        for c in chars.by_ref() {
+            if c == '=' {
+                break;
+            }
+            n.push(c);
+        }
+        if chars.next()? != '"' {
+            return None;
+        }
+        let mut v = String::new();
+        loop {
+            match chars.next()? {
+                '\\' => match chars.next()? {
+                    'n' => v.push('\n'),
+                    c => v.push(c),
+                },
+                '"' => break,
+                c => v.push(c),
+            }
+        }
+        labels.push(Label::new(n, v));
+        match chars.next() {
+            None => break,
+            Some(',') => {}
+            Some(_) => return None,
+        }
+    }
+    Some((name.to_string(), labels))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_parse_back_into_name_and_labels() {
+        let labels = vec![Label::new("a", "x,y=\"z\""), Label::new("path", "C:\\\n")];
+        let key = SeriesKey::new("m", &labels).0;
+        assert_eq!(parse_key(&key), Some(("m".to_string(), labels)));
+        assert_eq!(parse_key("up"), Some(("up".to_string(), vec![])));
+        assert_eq!(parse_key("m{a=1}"), None);
+    }
 
     #[test]
     fn key_without_labels_is_the_name() {

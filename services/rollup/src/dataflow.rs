@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use timely::dataflow::Scope;
 use weir_window::{
-    log_source, Checkpoint, HashedKey, Event, EventLog, Item, RewindowConfig, RewindowExt, SinkExt,
+    log_source, Checkpoint, Event, EventLog, HashedKey, Item, RewindowConfig, RewindowExt, SinkExt,
     SourceConfig, SourceHandles, Time, Window, WindowConfig, WindowExt, WindowSpec,
 };
 
@@ -47,15 +47,14 @@ pub fn build<'s, L, F>(
         idle_timeout: timing.idle_timeout,
         release_at: Rc::new(move |ts| t.release_at(ts)),
     };
-    let mut stream = log_source::<Key, f64, Out, L>(scope, "MetricsRaw", log, cfg, handles)
-        .window(
-            WindowConfig {
-                spec: WindowSpec::tumbling(tiers.sizes_ms[0]),
-                allowed_lateness_ms: tiers.allowed_lateness_ms,
-                stage: 0,
-            },
-            RollupAgg,
-        );
+    let mut stream = log_source::<Key, f64, Out, L>(scope, "MetricsRaw", log, cfg, handles).window(
+        WindowConfig {
+            spec: WindowSpec::tumbling(tiers.sizes_ms[0]),
+            allowed_lateness_ms: tiers.allowed_lateness_ms,
+            stage: 0,
+        },
+        RollupAgg,
+    );
     for (i, size) in tiers.sizes_ms.iter().enumerate().skip(1) {
         stream = stream.rewindow(
             RewindowConfig {

@@ -4,5 +4,10 @@
 pub mod aggregate;
 pub mod dataflow;
 pub mod inprocess;
+pub mod service;
+pub mod sink;
 pub mod sketch;
+pub mod testkit;
 pub mod tiers;
+
+pub use service::run;

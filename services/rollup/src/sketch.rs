@@ -169,7 +169,11 @@ mod tests {
         let mut sparse = Sketch::from_values(a.iter().copied());
         sparse.merge(&Sketch::from_values(b.iter().copied()));
         for q in [0.0, 0.01, 0.25, 0.5, 0.9, 0.95, 0.99, 1.0] {
-            assert_eq!(sparse.quantile(q), dense.quantile(q).unwrap().unwrap(), "q={q}");
+            assert_eq!(
+                sparse.quantile(q),
+                dense.quantile(q).unwrap().unwrap(),
+                "q={q}"
+            );
         }
         assert_eq!(sparse.count(), 2000);
     }

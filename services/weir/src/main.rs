@@ -55,6 +55,8 @@ enum Command {
     Gateway(commands::gateway::GatewayArgs),
     /// TSDB writer: metrics.raw to a Prometheus remote-write receiver (VictoriaMetrics, Mimir, ...)
     TsdbWriter(commands::tsdb_writer::TsdbWriterArgs),
+    /// Rollup: metrics.raw to 1m/5m/1h aggregates in ClickHouse and metrics.rollup.<tier>
+    Rollup(commands::rollup::RollupArgs),
     /// Kafka topics of a topology: create what is missing, report drift
     #[command(subcommand)]
     Topics(commands::topics::TopicsCommand),
@@ -84,6 +86,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Gateway(a) => commands::gateway::run(a).await,
             Command::TsdbWriter(a) => commands::tsdb_writer::run(a).await,
+            Command::Rollup(a) => commands::rollup::run(a).await,
             Command::Topics(c) => commands::topics::run(c).await,
             Command::Check(a) => commands::check::run(a),
             Command::Tail(a) => commands::tail::run(a).await,

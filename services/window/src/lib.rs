@@ -48,6 +48,7 @@
 //! from another worker (a series lives in one partition).
 pub mod checkpoint;
 pub mod event;
+pub mod kafka;
 pub mod key;
 pub mod memory;
 pub mod operators;

@@ -118,7 +118,7 @@ impl BatchEncoder {
     }
 }
 
-fn put_long(b: &mut Vec<u8>, v: i64) {
+pub(crate) fn put_long(b: &mut Vec<u8>, v: i64) {
     let mut z = ((v << 1) ^ (v >> 63)) as u64;
     while z >= 0x80 {
         b.push((z as u8) | 0x80);
@@ -127,9 +127,13 @@ fn put_long(b: &mut Vec<u8>, v: i64) {
     b.push(z as u8);
 }
 
-fn put_str(b: &mut Vec<u8>, s: &str) {
+pub(crate) fn put_str(b: &mut Vec<u8>, s: &str) {
     put_long(b, s.len() as i64);
     b.extend_from_slice(s.as_bytes());
+}
+
+pub(crate) fn put_double(b: &mut Vec<u8>, v: f64) {
+    b.extend_from_slice(&v.to_le_bytes());
 }
 
 fn put_opt_str(b: &mut Vec<u8>, s: Option<&str>) {

@@ -11,6 +11,7 @@ mod codec;
 mod decoder;
 mod framing;
 mod generic;
+mod rollup;
 
 use std::sync::OnceLock;
 
@@ -23,6 +24,7 @@ pub use codec::{decode_current, visit_current, BatchEncoder, SeriesRef};
 pub use decoder::{DecodeError, Decoder};
 pub use framing::{single_object_header, split_framing, Framing};
 pub use generic::decode_with_apache_avro;
+pub use rollup::{encode_rollup, rollup_fingerprint, RollupRecord, ROLLUP_V1_AVSC};
 
 /// Source of the current schema version, as committed under `schemas/avro`.
 pub const METRICS_BATCH_V1_AVSC: &str =

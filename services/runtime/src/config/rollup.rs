@@ -49,11 +49,16 @@ pub struct TierConfig {
     /// How long rows are kept in ClickHouse.
     #[serde(with = "humantime_serde")]
     pub retention: Duration,
+    /// The Kafka topic of the tier's rows; `metrics.rollup.<name>` when not given.
+    #[serde(default, rename = "topic")]
+    pub topic_override: Option<String>,
 }
 
 impl TierConfig {
     pub fn topic(&self) -> String {
-        format!("metrics.rollup.{}", self.name)
+        self.topic_override
+            .clone()
+            .unwrap_or_else(|| format!("metrics.rollup.{}", self.name))
     }
 
     pub fn table(&self) -> String {
@@ -66,6 +71,7 @@ fn tier(name: &str, size_s: u64, retention_days: u64) -> TierConfig {
         name: name.into(),
         size: Duration::from_secs(size_s),
         retention: Duration::from_secs(retention_days * 86_400),
+        topic_override: None,
     }
 }
 

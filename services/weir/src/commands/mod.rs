@@ -1,5 +1,6 @@
 pub mod check;
 pub mod gateway;
+pub mod rollup;
 pub mod schema;
 pub mod tail;
 pub mod topics;

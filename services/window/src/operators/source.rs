@@ -125,6 +125,8 @@ pub struct SourceHandles {
     pub paused: Arc<std::sync::atomic::AtomicBool>,
     /// The worker's current watermark, for metrics and tests.
     pub watermark: Arc<AtomicI64>,
+    /// Set to commit now, synchronously (shutdown); the source clears it when done.
+    pub commit_now: Arc<std::sync::atomic::AtomicBool>,
     pub peers: Arc<PeerWatermarks>,
 }
 
@@ -134,6 +136,7 @@ impl SourceHandles {
             acked: Arc::new(AtomicI64::new(i64::MIN)),
             paused: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             watermark: Arc::new(AtomicI64::new(i64::MIN)),
+            commit_now: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             peers,
         }
     }
@@ -251,7 +254,12 @@ where
                     log.set_paused(want_pause);
                     *paused.borrow_mut() = want_pause;
                 }
-                log.commit(!open);
+                if handles.commit_now.load(Ordering::Acquire) {
+                    log.commit(true);
+                    handles.commit_now.store(false, Ordering::Release);
+                } else {
+                    log.commit(!open);
+                }
                 if open {
                     activator.activate();
                 } else {

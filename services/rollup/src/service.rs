@@ -1,0 +1,403 @@
+//! `weir rollup` as a process: timely workers, each a member of the consumer group,
+//! feeding a writer task that puts every flush into ClickHouse and the rollup topics and
+//! only then acknowledges the flush's frontier back to the worker's source (which commits
+//! offsets up to what is acknowledged).
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use rand::Rng;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use weir_contract::series_key::write_key_parts;
+use weir_runtime::config::{Role, RollupConfig, SinkSpec};
+use weir_runtime::dead_letter::{DeadLetter, DeadLetters};
+use weir_runtime::kafka::consumer_config;
+use weir_runtime::ops::{self, Health};
+use weir_runtime::Topology;
+use weir_window::kafka::{KafkaLog, Undecodable};
+use weir_window::{HashedKey, PeerWatermarks, SourceHandles};
+
+use crate::dataflow::{build, Emission, Emitter, Key, TierRow, Timing};
+use crate::sink::by_tier;
+use crate::sink::clickhouse::ClickHouseSink;
+use crate::sink::topics::TopicSink;
+use crate::tiers::Tiers;
+
+/// One worker's flush on its way to the sinks.
+struct Flush {
+    worker: usize,
+    emission: Emission,
+    frontier: i64,
+}
+
+/// What a worker shares with the writer and the process.
+#[derive(Clone)]
+struct WorkerLink {
+    handles: SourceHandles,
+    /// The last frontier this worker flushed (the writer acknowledges up to it).
+    flushed: Arc<AtomicI64>,
+}
+
+pub async fn run(topology: Topology, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let cfg: RollupConfig = topology.rollup.clone();
+    let (group_spec, sink_spec) = topology
+        .group_of_role(&cfg.group, Role::Rollup)
+        .map_err(|e| anyhow::anyhow!("rollup.group: {e}"))?;
+    let Some(SinkSpec::ClickHouse { url, database }) = sink_spec else {
+        anyhow::bail!(
+            "consumer group {} needs a sink of type clickhouse",
+            cfg.group
+        );
+    };
+    let [topic] = group_spec.topics.as_slice() else {
+        anyhow::bail!("consumer group {} must read exactly one topic", cfg.group);
+    };
+    for (what, t) in [
+        ("dead_letter_topic", &cfg.dead_letter_topic),
+        ("late_topic", &cfg.late_topic),
+    ] {
+        if topology.topic(t).is_none() {
+            anyhow::bail!("rollup.{what}: topic {t:?} is not declared under topics");
+        }
+    }
+    let tier_topics: Vec<(String, String)> = cfg
+        .tiers
+        .iter()
+        .map(|t| (t.name.clone(), t.topic()))
+        .collect();
+    for (_, t) in &tier_topics {
+        if topology.topic(t).is_none() {
+            anyhow::bail!("rollup.tiers: topic {t:?} is not declared under topics");
+        }
+    }
+
+    let health = Health::new();
+    health.set_not_ready("creating ClickHouse tables");
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+    tracing::info!(addr = %listener.local_addr()?, group = %cfg.group, topic = %topic, workers = cfg.workers, clickhouse = %url, "rollup listening");
+    let ops_stop = CancellationToken::new();
+    let ops_task = {
+        let stop = ops_stop.clone();
+        let router = ops::router(health.clone());
+        tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+        })
+    };
+
+    let clickhouse = Arc::new(ClickHouseSink::new(url, database, cfg.tiers.clone()));
+    // ClickHouse may come up after us: retry until the tables exist.
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match clickhouse.ensure_schema().await {
+            Ok(()) => break,
+            Err(e) => {
+                tracing::warn!(error = format!("{e:#}"), "ClickHouse not ready; retrying");
+                health.set_not_ready(format!("ClickHouse: {e:#}"));
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => { ops_stop.cancel(); let _ = ops_task.await; return Ok(()); }
+            _ = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(cfg.retry_max);
+    }
+    let topics = Arc::new(TopicSink::new(
+        &topology.kafka,
+        &tier_topics,
+        &cfg.late_topic,
+    )?);
+    let dlq = Arc::new(DeadLetters::new(
+        &topology.kafka,
+        &cfg.dead_letter_topic,
+        &cfg.group,
+    )?);
+    health.set_ready();
+
+    // Retention: drop old partitions now and then.
+    let retention_task = {
+        let ch = clickhouse.clone();
+        let stop = shutdown.clone();
+        let every = cfg.retention_interval;
+        tokio::spawn(async move {
+            loop {
+                if let Err(e) = ch.enforce_retention().await {
+                    tracing::warn!(error = format!("{e:#}"), "enforcing retention");
+                }
+                tokio::select! { _ = stop.cancelled() => break, _ = tokio::time::sleep(every) => {} }
+            }
+        })
+    };
+
+    let peers = PeerWatermarks::new(cfg.workers);
+    let links: Vec<WorkerLink> = (0..cfg.workers)
+        .map(|_| WorkerLink {
+            handles: SourceHandles::new(peers.clone()),
+            flushed: Arc::new(AtomicI64::new(i64::MIN)),
+        })
+        .collect();
+    let pending_rows = Arc::new(AtomicUsize::new(0));
+    let (tx, rx) = mpsc::unbounded_channel::<Flush>();
+    let stop_reading = Arc::new(AtomicBool::new(false));
+
+    let writer = tokio::spawn(write_loop(
+        rx,
+        links.clone(),
+        clickhouse.clone(),
+        topics.clone(),
+        health.clone(),
+        pending_rows.clone(),
+        cfg.clone(),
+    ));
+
+    // The timely workers run on threads of their own.
+    let tiers = Tiers::from_config(&cfg);
+    let timing = Timing {
+        out_of_orderness: cfg.out_of_orderness,
+        idle_timeout: cfg.idle_timeout,
+    };
+    let mut client = consumer_config(&topology.kafka, &cfg.group);
+    client.set("statistics.interval.ms", "5000");
+    let decoder = topology.decoder();
+    let rt = tokio::runtime::Handle::current();
+    let workers = {
+        let (links, stop_reading, pending_rows, topic, group) = (
+            links.clone(),
+            stop_reading.clone(),
+            pending_rows.clone(),
+            topic.clone(),
+            cfg.group.clone(),
+        );
+        let max_pending = cfg.max_pending_rows;
+        std::thread::Builder::new().name("timely".into()).spawn(move || {
+            timely::execute(timely::Config::process(links.len()), move |worker| {
+                let index = worker.index();
+                let link = links[index].clone();
+                let decoder = decoder.clone();
+                let mut key_buf = String::new();
+                let decode = Box::new(move |payload: &[u8], out: &mut Vec<(Key, i64, f64)>| {
+                    let mut skipped = 0u64;
+                    decoder
+                        .visit(payload, |s| {
+                            key_buf.clear();
+                            write_key_parts(&mut key_buf, s.name, s.labels.iter().copied());
+                            let key = HashedKey::from(key_buf.as_str());
+                            for x in s.samples {
+                                // Stale markers and NaN/Inf have no place in sums and sketches.
+                                if x.value.is_finite() {
+                                    out.push((key.clone(), x.timestamp_ms, x.value));
+                                } else {
+                                    skipped += 1;
+                                }
+                            }
+                        })
+                        .map_err(|e| e.to_string())?;
+                    metrics::counter!("weir_rollup_samples_total", "outcome" => "read").increment(out.len() as u64);
+                    if skipped > 0 {
+                        metrics::counter!("weir_rollup_samples_total", "outcome" => "not_finite").increment(skipped);
+                    }
+                    Ok(())
+                });
+                let (dlq, rt2, group2) = (dlq.clone(), rt.clone(), group.clone());
+                let dead_letter = Box::new(move |u: Undecodable<'_>| {
+                    let kind = "undecodable";
+                    tracing::warn!(topic = u.topic, partition = u.part, offset = u.offset, error = %u.error, "undecodable record to the dead-letter topic");
+                    // Its offset is committed after this returns: wait until the dead
+                    // letter is durable, retrying while the topic is unavailable.
+                    let mut delay = Duration::from_millis(100);
+                    loop {
+                        let r = rt2.block_on(dlq.send(DeadLetter {
+                            source_topic: u.topic,
+                            partition: u.part,
+                            offset: u.offset,
+                            key: u.key,
+                            payload: u.payload,
+                            kind,
+                            error: &u.error,
+                        }));
+                        match r {
+                            Ok(()) => break,
+                            Err(e) => {
+                                tracing::warn!(group = %group2, error = %e, "dead-letter write failed; retrying");
+                                std::thread::sleep(delay);
+                                delay = (delay * 2).min(Duration::from_secs(10));
+                            }
+                        }
+                    }
+                    metrics::counter!("weir_rollup_dead_letters_total").increment(1);
+                });
+                let log = match KafkaLog::new(&client, &group, &topic, decode, dead_letter) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::error!(error = %e, "creating the Kafka consumer");
+                        return;
+                    }
+                };
+                let tx = tx.clone();
+                let flushed = link.flushed.clone();
+                let pending = pending_rows.clone();
+                let mut emitter = Emitter::new(tiers.allowed_lateness_ms);
+                worker.dataflow::<weir_window::Time, _, _>(|scope| {
+                    build(scope, log, &tiers, timing, link.handles.clone(), move |items, frontier| {
+                        let emission = emitter.absorb(items);
+                        if frontier == i64::MAX {
+                            return;
+                        }
+                        pending.fetch_add(emission.rows.len(), Ordering::Relaxed);
+                        flushed.store(frontier, Ordering::Release);
+                        let _ = tx.send(Flush { worker: index, emission, frontier });
+                    });
+                });
+                let wm_gauge = metrics::gauge!("weir_rollup_watermark_seconds", "worker" => index.to_string());
+                let mut last_gauge = Instant::now();
+                while !stop_reading.load(Ordering::Relaxed) {
+                    worker.step_or_park(Some(Duration::from_millis(10)));
+                    let behind = pending_rows.load(Ordering::Relaxed) > max_pending;
+                    link.handles.paused.store(behind, Ordering::Relaxed);
+                    if last_gauge.elapsed() > Duration::from_secs(1) {
+                        last_gauge = Instant::now();
+                        let wm = link.handles.watermark.load(Ordering::Relaxed);
+                        if wm != i64::MIN {
+                            wm_gauge.set(wm as f64 / 1000.0);
+                        }
+                    }
+                }
+                // Shutdown: stop reading, let the writer acknowledge what was flushed,
+                // commit what that allows, and leave the group.
+                link.handles.paused.store(true, Ordering::Relaxed);
+                let deadline = Instant::now() + Duration::from_secs(30);
+                while link.handles.acked.load(Ordering::Acquire) < link.flushed.load(Ordering::Acquire)
+                    && Instant::now() < deadline
+                {
+                    worker.step_or_park(Some(Duration::from_millis(10)));
+                }
+                link.handles.commit_now.store(true, Ordering::Release);
+                while link.handles.commit_now.load(Ordering::Acquire) && Instant::now() < deadline {
+                    worker.step_or_park(Some(Duration::from_millis(10)));
+                }
+                tracing::info!(worker = index, "worker drained and committed");
+                // The source never finishes on its own (its capability is the watermark):
+                // drop the dataflow, which closes the consumer and leaves the group,
+                // rather than release the frontier and fire every open window half full.
+                for d in worker.installed_dataflows() {
+                    worker.drop_dataflow(d);
+                }
+            })
+            .map(|guards| drop(guards.join()))
+            .map_err(|e| anyhow::anyhow!("starting timely workers: {e}"))
+        })?
+    };
+
+    shutdown.cancelled().await;
+    tracing::info!("shutting down: draining and committing");
+    stop_reading.store(true, Ordering::Relaxed);
+    let joined = tokio::task::spawn_blocking(move || workers.join()).await;
+    writer.abort();
+    retention_task.abort();
+    ops_stop.cancel();
+    let _ = ops_task.await;
+    match joined {
+        Ok(Ok(r)) => r,
+        _ => Err(anyhow::anyhow!("a timely worker panicked")),
+    }
+}
+
+/// Takes flushes, batches what arrives within a moment, writes every tier to ClickHouse
+/// and Kafka (retrying with backoff while a sink fails), then acknowledges each worker's
+/// frontier.
+async fn write_loop(
+    mut rx: mpsc::UnboundedReceiver<Flush>,
+    links: Vec<WorkerLink>,
+    clickhouse: Arc<ClickHouseSink>,
+    topics: Arc<TopicSink>,
+    health: Health,
+    pending_rows: Arc<AtomicUsize>,
+    cfg: RollupConfig,
+) {
+    let tiers = cfg.tiers.len();
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        // Windows fire together; a short pause gathers them into one insert per tier.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        while let Ok(f) = rx.try_recv() {
+            batch.push(f);
+        }
+        let mut rows: Vec<TierRow> = Vec::new();
+        let mut late = Vec::new();
+        let mut acks: Vec<Option<i64>> = vec![None; links.len()];
+        for f in batch {
+            metrics::counter!("weir_rollup_suppressed_rows_total")
+                .increment(f.emission.suppressed as u64);
+            rows.extend(f.emission.rows);
+            late.extend(f.emission.late);
+            let a = &mut acks[f.worker];
+            *a = Some(a.map_or(f.frontier, |x| x.max(f.frontier)));
+        }
+        let n = rows.len();
+        let per_tier = by_tier(rows, tiers);
+        let mut delay = Duration::from_millis(100);
+        loop {
+            let started = Instant::now();
+            let r = write_all(&clickhouse, &topics, &per_tier, &late).await;
+            metrics::histogram!("weir_rollup_sink_seconds").record(started.elapsed().as_secs_f64());
+            match r {
+                Ok(()) => {
+                    health.set_ready();
+                    break;
+                }
+                Err(e) => {
+                    metrics::counter!("weir_rollup_sink_errors_total").increment(1);
+                    tracing::warn!(
+                        error = format!("{e:#}"),
+                        rows = n,
+                        "writing rollups failed; retrying"
+                    );
+                    health.set_not_ready(format!("sink: {e:#}"));
+                    let jitter = rand::rng().random_range(0..=delay.as_millis() as u64);
+                    tokio::time::sleep(Duration::from_millis(jitter)).await;
+                    delay = (delay * 2).min(cfg.retry_max);
+                }
+            }
+        }
+        for (t, rows) in per_tier.iter().enumerate() {
+            if !rows.is_empty() {
+                metrics::counter!("weir_rollup_rows_total", "tier" => cfg.tiers[t].name.clone())
+                    .increment(rows.len() as u64);
+            }
+        }
+        if !late.is_empty() {
+            metrics::counter!("weir_rollup_samples_total", "outcome" => "late")
+                .increment(late.len() as u64);
+        }
+        pending_rows.fetch_sub(
+            n.min(pending_rows.load(Ordering::Relaxed)),
+            Ordering::Relaxed,
+        );
+        metrics::gauge!("weir_rollup_pending_rows")
+            .set(pending_rows.load(Ordering::Relaxed) as f64);
+        for (w, a) in acks.into_iter().enumerate() {
+            if let Some(a) = a {
+                links[w].handles.acked.fetch_max(a, Ordering::AcqRel);
+            }
+        }
+    }
+}
+
+async fn write_all(
+    clickhouse: &ClickHouseSink,
+    topics: &TopicSink,
+    per_tier: &[Vec<TierRow>],
+    late: &[weir_window::Event<Key, f64>],
+) -> anyhow::Result<()> {
+    for (t, rows) in per_tier.iter().enumerate() {
+        clickhouse.write(t, rows).await?;
+        topics.write(t, rows).await?;
+    }
+    topics.write_late(late).await?;
+    Ok(())
+}

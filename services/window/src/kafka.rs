@@ -1,0 +1,339 @@
+//! The Kafka [`EventLog`]: one consumer-group member per timely worker.
+//!
+//! Offsets are committed explicitly, with a [`Checkpoint`] as the commit's metadata, only
+//! as far as [`Progress`] allows. On revocation the revoked partitions are committed
+//! synchronously inside the rebalance callback, before the next owner reads them; on
+//! assignment the committed checkpoint is read back and handed to the source.
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaResult;
+use rdkafka::message::Message;
+use rdkafka::statistics::Statistics;
+use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
+
+use crate::checkpoint::Checkpoint;
+use crate::operators::source::{EventLog, LogEvent, Progress};
+
+/// A record that could not be decoded.
+pub struct Undecodable<'a> {
+    pub topic: &'a str,
+    pub part: i32,
+    pub offset: i64,
+    pub key: Option<&'a [u8]>,
+    pub payload: &'a [u8],
+    pub error: String,
+}
+
+enum Change {
+    Assigned(u32, i64, Checkpoint),
+    Revoked(u32),
+}
+
+/// The consumer's context: rebalances commit and report through shared state.
+pub struct LogContext {
+    group: String,
+    topic: String,
+    progress: Arc<Mutex<Progress>>,
+    changes: Arc<Mutex<VecDeque<Change>>>,
+}
+
+fn commit_list(topic: &str, commits: &[(u32, i64, Checkpoint)]) -> TopicPartitionList {
+    let mut tpl = TopicPartitionList::new();
+    for (p, o, c) in commits {
+        if *o < 0 {
+            continue;
+        }
+        let mut e = tpl.add_partition(topic, *p as i32);
+        if e.set_offset(Offset::Offset(*o)).is_ok() {
+            e.set_metadata(c.encode());
+        }
+    }
+    tpl
+}
+
+impl ClientContext for LogContext {
+    fn stats(&self, stats: Statistics) {
+        for (topic, t) in stats.topics {
+            for (p, part) in t.partitions {
+                if p < 0 || !part.desired {
+                    continue;
+                }
+                metrics::gauge!("weir_consumer_lag", "group" => self.group.clone(), "topic" => topic.clone(), "partition" => p.to_string())
+                    .set(part.consumer_lag.max(0) as f64);
+                metrics::gauge!("weir_consumer_high_watermark", "group" => self.group.clone(), "topic" => topic.clone(), "partition" => p.to_string())
+                    .set(part.hi_offset as f64);
+            }
+        }
+    }
+}
+
+impl ConsumerContext for LogContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            let parts: Vec<u32> = tpl
+                .elements_for_topic(&self.topic)
+                .iter()
+                .map(|e| e.partition() as u32)
+                .collect();
+            let commits: Vec<_> = match self.progress.lock() {
+                Ok(mut p) => p
+                    .committable()
+                    .into_iter()
+                    .filter(|(part, _, _)| parts.contains(part))
+                    .collect(),
+                Err(_) => Vec::new(),
+            };
+            let list = commit_list(&self.topic, &commits);
+            if list.count() > 0 {
+                match consumer.commit(&list, CommitMode::Sync) {
+                    Ok(()) => {
+                        tracing::info!(group = %self.group, partitions = ?parts, "committed revoked partitions")
+                    }
+                    Err(e) => {
+                        tracing::warn!(group = %self.group, error = %e, "commit on revoke failed; the next owner re-reads more")
+                    }
+                }
+            }
+            if let Ok(mut c) = self.changes.lock() {
+                c.extend(parts.into_iter().map(Change::Revoked));
+            }
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                // Where each partition resumes, and the checkpoint committed with it.
+                let committed = consumer
+                    .committed_offsets((*tpl).clone(), Duration::from_secs(10))
+                    .unwrap_or_else(|e| {
+                        tracing::warn!(group = %self.group, error = %e, "reading committed offsets");
+                        (*tpl).clone()
+                    });
+                let mut changes = Vec::new();
+                for e in committed.elements_for_topic(&self.topic) {
+                    let next = match e.offset() {
+                        Offset::Offset(o) => o,
+                        _ => -1,
+                    };
+                    let cp = Checkpoint::decode(e.metadata());
+                    tracing::info!(group = %self.group, partition = e.partition(), offset = next, checkpoint = ?cp, "partition assigned");
+                    changes.push(Change::Assigned(e.partition() as u32, next, cp));
+                }
+                if let Ok(mut c) = self.changes.lock() {
+                    c.extend(changes);
+                }
+            }
+            Rebalance::Revoke(_) => {}
+            Rebalance::Error(e) => {
+                tracing::error!(group = %self.group, error = %e, "rebalance error")
+            }
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+        let outcome = if result.is_ok() { "ok" } else { "failed" };
+        metrics::counter!("weir_consumer_commits_total", "group" => self.group.clone(), "outcome" => outcome).increment(1);
+        if let Err(e) = result {
+            tracing::warn!(group = %self.group, error = %e, "offset commit failed");
+        }
+    }
+}
+
+/// Turns a record's payload into events.
+pub type DecodeFn<K, V> = Box<dyn FnMut(&[u8], &mut Vec<(K, i64, V)>) -> Result<(), String>>;
+/// Takes records that could not be decoded (to a dead-letter topic); must not return
+/// before they are durable, since their offsets are committed afterwards.
+pub type DeadLetterFn = Box<dyn FnMut(Undecodable<'_>)>;
+
+/// A consumer-group member reading one topic.
+pub struct KafkaLog<K, V> {
+    consumer: BaseConsumer<LogContext>,
+    topic: String,
+    decode: DecodeFn<K, V>,
+    dead_letter: DeadLetterFn,
+    progress: Arc<Mutex<Progress>>,
+    changes: Arc<Mutex<VecDeque<Change>>>,
+    assigned: Vec<u32>,
+    paused: bool,
+    max_records_per_poll: usize,
+    commit_interval: Duration,
+    last_commit: Instant,
+    committed: HashMap<u32, i64>,
+    idle_polls: u32,
+}
+
+impl<K, V> KafkaLog<K, V> {
+    pub fn new(
+        config: &ClientConfig,
+        group: &str,
+        topic: &str,
+        decode: DecodeFn<K, V>,
+        dead_letter: DeadLetterFn,
+    ) -> KafkaResult<Self> {
+        let progress = Arc::new(Mutex::new(Progress::default()));
+        let changes = Arc::new(Mutex::new(VecDeque::new()));
+        let consumer: BaseConsumer<LogContext> = config.create_with_context(LogContext {
+            group: group.to_string(),
+            topic: topic.to_string(),
+            progress: progress.clone(),
+            changes: changes.clone(),
+        })?;
+        consumer.subscribe(&[topic])?;
+        Ok(Self {
+            consumer,
+            topic: topic.to_string(),
+            decode,
+            dead_letter,
+            progress,
+            changes,
+            assigned: Vec::new(),
+            paused: false,
+            max_records_per_poll: 256,
+            commit_interval: Duration::from_secs(1),
+            last_commit: Instant::now(),
+            committed: HashMap::new(),
+            idle_polls: 0,
+        })
+    }
+
+    fn drain_changes(
+        changes: &Mutex<VecDeque<Change>>,
+        assigned: &mut Vec<u32>,
+        committed: &mut HashMap<u32, i64>,
+        out: &mut Vec<LogEvent<K, V>>,
+    ) {
+        let Ok(mut c) = changes.lock() else {
+            return;
+        };
+        for ch in c.drain(..) {
+            match ch {
+                Change::Assigned(part, next_offset, checkpoint) => {
+                    assigned.push(part);
+                    out.push(LogEvent::Assigned {
+                        part,
+                        next_offset,
+                        checkpoint,
+                    });
+                }
+                Change::Revoked(part) => {
+                    assigned.retain(|p| *p != part);
+                    committed.remove(&part);
+                    out.push(LogEvent::Revoked { part });
+                }
+            }
+        }
+    }
+}
+
+impl<K: 'static, V: 'static> EventLog<K, V> for KafkaLog<K, V> {
+    fn poll(&mut self, out: &mut Vec<LogEvent<K, V>>) -> bool {
+        // Block a little only when the last polls found nothing: a busy source never
+        // waits, an idle one does not spin.
+        let mut timeout = if self.idle_polls > 2 {
+            Duration::from_millis(10)
+        } else {
+            Duration::ZERO
+        };
+        let mut n = 0;
+        while n < self.max_records_per_poll {
+            let msg = self.consumer.poll(timeout);
+            // Rebalance callbacks ran inside poll: their events go before any record.
+            Self::drain_changes(&self.changes, &mut self.assigned, &mut self.committed, out);
+            timeout = Duration::ZERO;
+            let Some(msg) = msg else { break };
+            let msg = match msg {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(topic = %self.topic, error = %e, "consumer error");
+                    break;
+                }
+            };
+            n += 1;
+            let part = msg.partition() as u32;
+            let offset = msg.offset();
+            let mut events = Vec::new();
+            let payload = msg.payload().unwrap_or_default();
+            if let Err(error) = (self.decode)(payload, &mut events) {
+                events.clear();
+                (self.dead_letter)(Undecodable {
+                    topic: &self.topic,
+                    part: msg.partition(),
+                    offset,
+                    key: msg.key(),
+                    payload,
+                    error,
+                });
+            }
+            out.push(LogEvent::Record {
+                part,
+                offset,
+                events,
+            });
+        }
+        self.idle_polls = if n == 0 {
+            self.idle_polls.saturating_add(1)
+        } else {
+            0
+        };
+        true
+    }
+
+    fn progress(&self) -> Arc<Mutex<Progress>> {
+        self.progress.clone()
+    }
+
+    fn commit(&mut self, force: bool) {
+        if !force && self.last_commit.elapsed() < self.commit_interval {
+            return;
+        }
+        self.last_commit = Instant::now();
+        let commits: Vec<_> = match self.progress.lock() {
+            Ok(mut p) => p.committable(),
+            Err(_) => return,
+        };
+        let changed: Vec<_> = commits
+            .into_iter()
+            .filter(|(p, o, _)| *o >= 0 && self.committed.get(p) != Some(o))
+            .collect();
+        if changed.is_empty() {
+            return;
+        }
+        let list = commit_list(&self.topic, &changed);
+        let mode = if force {
+            CommitMode::Sync
+        } else {
+            CommitMode::Async
+        };
+        match self.consumer.commit(&list, mode) {
+            Ok(()) => {
+                for (p, o, _) in changed {
+                    self.committed.insert(p, o);
+                }
+            }
+            Err(e) => tracing::warn!(topic = %self.topic, error = %e, "offset commit failed"),
+        }
+    }
+
+    fn set_paused(&mut self, paused: bool) {
+        if paused == self.paused {
+            return;
+        }
+        let mut tpl = TopicPartitionList::new();
+        for p in &self.assigned {
+            tpl.add_partition(&self.topic, *p as i32);
+        }
+        let r = if paused {
+            self.consumer.pause(&tpl)
+        } else {
+            self.consumer.resume(&tpl)
+        };
+        match r {
+            Ok(()) => self.paused = paused,
+            Err(e) => tracing::warn!(topic = %self.topic, error = %e, "pausing or resuming"),
+        }
+    }
+}
