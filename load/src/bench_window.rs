@@ -143,6 +143,7 @@ fn one_run(a: &WindowBenchArgs) -> anyhow::Result<(f64, f64, usize, usize)> {
         };
         let handles = SourceHandles::new(peers.clone());
         let acked = handles.acked.clone();
+        let partition_acked = handles.partition_acked.clone();
         let mut emitter = Emitter::new(tiers.allowed_lateness_ms);
         let rows = rows2.clone();
         worker.dataflow::<weir_window::Time, _, _>(|scope| {
@@ -154,6 +155,7 @@ fn one_run(a: &WindowBenchArgs) -> anyhow::Result<(f64, f64, usize, usize)> {
                 handles,
                 move |items, frontier| {
                     let e = emitter.absorb(items);
+                    e.acknowledge(&partition_acked);
                     rows.fetch_add(e.rows.len(), Ordering::Relaxed);
                     if frontier != i64::MAX {
                         acked.store(frontier, Ordering::Relaxed);

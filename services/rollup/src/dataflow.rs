@@ -88,6 +88,28 @@ pub struct Emission {
     pub late: Vec<Event<Key, f64>>,
     /// Rows left out because an earlier run already emitted them for good.
     pub suppressed: usize,
+    /// Partition watermarks that reached the end: once this emission is durable, every
+    /// window of the partition final by then is.
+    pub watermarks: Vec<(u32, i64)>,
+}
+
+impl Emission {
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+            && self.late.is_empty()
+            && self.watermarks.is_empty()
+            && self.suppressed == 0
+    }
+
+    /// Records, once the emission is durable, what it made final.
+    pub fn acknowledge(&self, acked: &std::sync::Mutex<std::collections::HashMap<u32, i64>>) {
+        if let Ok(mut a) = acked.lock() {
+            for (p, wm) in &self.watermarks {
+                let e = a.entry(*p).or_insert(*wm);
+                *e = (*e).max(*wm);
+            }
+        }
+    }
 }
 
 /// Turns flushed items into rows, leaving out windows that a checkpoint says were
@@ -139,6 +161,7 @@ impl Emitter {
                 Item::Revoked(part) => {
                     self.restored.remove(&part);
                 }
+                Item::Watermark(p, wm) => out.watermarks.push((p, wm)),
                 Item::Event(_) => {}
             }
         }

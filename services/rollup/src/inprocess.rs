@@ -56,6 +56,7 @@ pub fn run(partitions: &Partitions, tiers: &Tiers, timing: Timing, opts: RunOpti
         let committed = log.committed.clone();
         let handles = SourceHandles::new(peers2.clone());
         let acked = handles.acked.clone();
+        let partition_acked = handles.partition_acked.clone();
         let mut emitter = Emitter::new(tiers.allowed_lateness_ms);
         let out = out2.clone();
         let keep = opts2.keep_rows;
@@ -69,6 +70,8 @@ pub fn run(partitions: &Partitions, tiers: &Tiers, timing: Timing, opts: RunOpti
                 handles,
                 move |items, frontier| {
                     let e = emitter.absorb(items);
+                    // Nothing to make durable in memory: acknowledge at once.
+                    e.acknowledge(&partition_acked);
                     count.fetch_add(e.rows.len(), Ordering::Relaxed);
                     if keep || !e.late.is_empty() || e.suppressed > 0 {
                         if let Ok(mut o) = out.lock() {

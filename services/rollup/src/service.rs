@@ -2,7 +2,7 @@
 //! feeding a writer task that puts every flush into ClickHouse and the rollup topics and
 //! only then acknowledges the flush's frontier back to the worker's source (which commits
 //! offsets up to what is acknowledged).
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -36,8 +36,9 @@ struct Flush {
 #[derive(Clone)]
 struct WorkerLink {
     handles: SourceHandles,
-    /// The last frontier this worker flushed (the writer acknowledges up to it).
-    flushed: Arc<AtomicI64>,
+    /// Flushes this worker handed to the writer, and how many the writer finished.
+    sent: Arc<AtomicU64>,
+    written: Arc<AtomicU64>,
 }
 
 pub async fn run(topology: Topology, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -138,7 +139,8 @@ pub async fn run(topology: Topology, shutdown: CancellationToken) -> anyhow::Res
     let links: Vec<WorkerLink> = (0..cfg.workers)
         .map(|_| WorkerLink {
             handles: SourceHandles::new(peers.clone()),
-            flushed: Arc::new(AtomicI64::new(i64::MIN)),
+            sent: Arc::new(AtomicU64::new(0)),
+            written: Arc::new(AtomicU64::new(0)),
         })
         .collect();
     let pending_rows = Arc::new(AtomicUsize::new(0));
@@ -239,17 +241,22 @@ pub async fn run(topology: Topology, shutdown: CancellationToken) -> anyhow::Res
                     }
                 };
                 let tx = tx.clone();
-                let flushed = link.flushed.clone();
+                let sent = link.sent.clone();
                 let pending = pending_rows.clone();
                 let mut emitter = Emitter::new(tiers.allowed_lateness_ms);
                 worker.dataflow::<weir_window::Time, _, _>(|scope| {
                     build(scope, log, &tiers, timing, link.handles.clone(), move |items, frontier| {
                         let emission = emitter.absorb(items);
+                        // The input never ends; MAX only comes when the dataflow is
+                        // dropped at shutdown, with windows fired half full: not written.
                         if frontier == i64::MAX {
                             return;
                         }
+                        if emission.is_empty() {
+                            return;
+                        }
                         pending.fetch_add(emission.rows.len(), Ordering::Relaxed);
-                        flushed.store(frontier, Ordering::Release);
+                        sent.fetch_add(1, Ordering::AcqRel);
                         let _ = tx.send(Flush { worker: index, emission, frontier });
                     });
                 });
@@ -271,7 +278,7 @@ pub async fn run(topology: Topology, shutdown: CancellationToken) -> anyhow::Res
                 // commit what that allows, and leave the group.
                 link.handles.paused.store(true, Ordering::Relaxed);
                 let deadline = Instant::now() + Duration::from_secs(30);
-                while link.handles.acked.load(Ordering::Acquire) < link.flushed.load(Ordering::Acquire)
+                while link.written.load(Ordering::Acquire) < link.sent.load(Ordering::Acquire)
                     && Instant::now() < deadline
                 {
                     worker.step_or_park(Some(Duration::from_millis(10)));
@@ -330,13 +337,17 @@ async fn write_loop(
         let mut rows: Vec<TierRow> = Vec::new();
         let mut late = Vec::new();
         let mut acks: Vec<Option<i64>> = vec![None; links.len()];
-        for f in batch {
+        let mut done = vec![0u64; links.len()];
+        let mut finals: Vec<(usize, Emission)> = Vec::new();
+        for mut f in batch {
             metrics::counter!("weir_rollup_suppressed_rows_total")
                 .increment(f.emission.suppressed as u64);
-            rows.extend(f.emission.rows);
-            late.extend(f.emission.late);
+            rows.append(&mut f.emission.rows);
+            late.append(&mut f.emission.late);
             let a = &mut acks[f.worker];
             *a = Some(a.map_or(f.frontier, |x| x.max(f.frontier)));
+            done[f.worker] += 1;
+            finals.push((f.worker, f.emission));
         }
         let n = rows.len();
         let per_tier = by_tier(rows, tiers);
@@ -380,10 +391,15 @@ async fn write_loop(
         );
         metrics::gauge!("weir_rollup_pending_rows")
             .set(pending_rows.load(Ordering::Relaxed) as f64);
+        // Durable: what these flushes made final may now be committed past.
+        for (w, e) in finals {
+            e.acknowledge(&links[w].handles.partition_acked);
+        }
         for (w, a) in acks.into_iter().enumerate() {
             if let Some(a) = a {
                 links[w].handles.acked.fetch_max(a, Ordering::AcqRel);
             }
+            links[w].written.fetch_add(done[w], Ordering::AcqRel);
         }
     }
 }

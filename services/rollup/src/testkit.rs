@@ -87,7 +87,13 @@ impl DataSet {
                 order.push(((i + delay) * 2 + 1, i));
             }
             order.sort();
-            parts.push((p, order.into_iter().map(|(_, i)| records[i].1.clone()).collect()));
+            parts.push((
+                p,
+                order
+                    .into_iter()
+                    .map(|(_, i)| records[i].1.clone())
+                    .collect(),
+            ));
         }
         parts
     }
@@ -134,7 +140,10 @@ pub fn reference(
                 }
                 for (tier, size) in sizes_ms.iter().enumerate() {
                     let start = ts.div_euclid(*size) * size;
-                    samples.entry((tier, k.clone(), start)).or_default().push((*ts, *v));
+                    samples
+                        .entry((tier, k.clone(), start))
+                        .or_default()
+                        .push((*ts, *v));
                 }
             }
             for (_, ts, _) in rec {
@@ -206,7 +215,11 @@ pub fn compare(
             let exact = e.sorted[(q * (e.sorted.len() as f64 - 1.0)) as usize];
             let tol = SKETCH_RELATIVE_ERROR * exact.abs() + 1e-9;
             if (r.quantiles[i] - exact).abs() > tol {
-                problems.push(format!("{k:?}: p{} {} vs exact {exact}", q * 100.0, r.quantiles[i]));
+                problems.push(format!(
+                    "{k:?}: p{} {} vs exact {exact}",
+                    q * 100.0,
+                    r.quantiles[i]
+                ));
             }
         }
         if problems.len() > 10 {

@@ -48,7 +48,11 @@ fn as_log(parts: &[(u32, Vec<weir_rollup::testkit::Record>)]) -> Partitions {
         .map(|(p, recs)| {
             let recs = recs
                 .iter()
-                .map(|r| r.iter().map(|(k, ts, v)| (Key::from(k.as_str()), *ts, *v)).collect())
+                .map(|r| {
+                    r.iter()
+                        .map(|(k, ts, v)| (Key::from(k.as_str()), *ts, *v))
+                        .collect()
+                })
                 .collect();
             (*p, recs)
         })
@@ -79,7 +83,12 @@ fn final_rows(rows: &[TierRow]) -> BTreeMap<RowKey, Actual> {
                 first: x.first,
                 last: x.last,
                 increase: x.increase,
-                quantiles: [x.quantile(0.5), x.quantile(0.9), x.quantile(0.95), x.quantile(0.99)],
+                quantiles: [
+                    x.quantile(0.5),
+                    x.quantile(0.9),
+                    x.quantile(0.95),
+                    x.quantile(0.99),
+                ],
             };
             (k, a)
         })

@@ -38,5 +38,9 @@ pub enum Item<K, V, O> {
     Late(Event<K, V>),
     /// This worker now reads the partition, resuming from this checkpoint.
     Assigned(u32, Checkpoint),
+    /// The partition's own watermark advanced to this: its windows whose end plus
+    /// lateness it passed are final (a partition read again after a rebalance may be far
+    /// behind the frontier, so finality is per partition).
+    Watermark(u32, i64),
     Revoked(u32),
 }

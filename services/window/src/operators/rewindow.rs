@@ -50,19 +50,17 @@ struct Rewindows<K, C: Combine> {
     combine: C,
     keys: KeyMap<K, KeyCoarse<C::Output>>,
     due: BTreeMap<i64, Vec<K>>,
-    expiry: BTreeMap<i64, Vec<K>>,
+    /// Per partition, keys with a window whose lateness ends at this time.
+    expiry: KeyMap<u32, BTreeMap<i64, Vec<K>>>,
     refire: Vec<K>,
 }
 
 impl<K: Clone + Hash + Eq + 'static, C: Combine> Rewindows<K, C> {
-    fn add(&mut self, r: &WindowResult<K, C::Output>, frontier: i64) -> bool {
+    fn add(&mut self, r: &WindowResult<K, C::Output>, frontier: i64) {
         let spec = WindowSpec::tumbling(self.cfg.size_ms);
         let mut w = Window::new(0, 0);
         spec.assign(r.window.start, |x| w = x);
         let closes = w.end.saturating_add(self.cfg.allowed_lateness_ms);
-        if frontier >= closes {
-            return false;
-        }
         let kc = self.keys.entry(r.key.clone()).or_insert_with(|| KeyCoarse {
             part: r.part,
             open: Vec::with_capacity(2),
@@ -71,7 +69,12 @@ impl<K: Clone + Hash + Eq + 'static, C: Combine> Rewindows<K, C> {
             Some(i) => &mut kc.open[i],
             None => {
                 self.due.entry(w.end).or_default().push(r.key.clone());
-                self.expiry.entry(closes).or_default().push(r.key.clone());
+                self.expiry
+                    .entry(r.part)
+                    .or_default()
+                    .entry(closes)
+                    .or_default()
+                    .push(r.key.clone());
                 kc.open.push(Coarse {
                     window: w,
                     parts: Vec::new(),
@@ -89,7 +92,6 @@ impl<K: Clone + Hash + Eq + 'static, C: Combine> Rewindows<K, C> {
             self.refire.push(r.key.clone());
         }
         c.dirty = true;
-        true
     }
 
     fn emit_key(&mut self, key: &K, frontier: i64, out: &mut Vec<WindowResult<K, C::Output>>) {
@@ -125,18 +127,42 @@ impl<K: Clone + Hash + Eq + 'static, C: Combine> Rewindows<K, C> {
                 self.emit_key(&key, frontier, out);
             }
         }
+    }
+
+    /// Emits what changed in the coarse windows of `part` its watermark made final, then
+    /// drops them.
+    fn expire(&mut self, part: u32, watermark: i64, out: &mut Vec<WindowResult<K, C::Output>>) {
         let lateness = self.cfg.allowed_lateness_ms;
-        while let Some(entry) = self.expiry.first_entry() {
-            if *entry.key() > frontier {
+        let Some(expiry) = self.expiry.get_mut(&part) else {
+            return;
+        };
+        while let Some(entry) = expiry.first_entry() {
+            if *entry.key() > watermark {
                 break;
             }
             for key in entry.remove() {
-                if let Some(kc) = self.keys.get_mut(&key) {
-                    kc.open
-                        .retain(|c| c.window.end.saturating_add(lateness) > frontier);
-                    if kc.open.is_empty() {
-                        self.keys.remove(&key);
+                let Some(kc) = self.keys.get_mut(&key) else {
+                    continue;
+                };
+                for c in kc.open.iter_mut() {
+                    if c.dirty && c.window.end.saturating_add(lateness) <= watermark {
+                        let parts: Vec<&C::Output> = c.parts.iter().map(|p| &p.1).collect();
+                        out.push(WindowResult {
+                            key: key.clone(),
+                            part: kc.part,
+                            window: c.window,
+                            output: self.combine.combine(&parts, c.window),
+                            revision: c.revision,
+                            stage: self.cfg.stage,
+                        });
+                        c.dirty = false;
+                        c.revision += 1;
                     }
+                }
+                kc.open
+                    .retain(|c| c.window.end.saturating_add(lateness) > watermark);
+                if kc.open.is_empty() {
+                    self.keys.remove(&key);
                 }
             }
         }
@@ -171,28 +197,41 @@ where
                     combine,
                     keys: KeyMap::default(),
                     due: BTreeMap::new(),
-                    expiry: BTreeMap::new(),
+                    expiry: KeyMap::default(),
                     refire: Vec::new(),
                 };
                 let mut held: Option<Capability<Time>> = None;
                 let mut results = Vec::new();
+                let mut expired = Vec::new();
                 let mut last_frontier = i64::MIN;
                 move |(input, frontier), output| {
                     let f = frontier_ms(frontier);
+                    let port = output.output_index();
                     input.for_each(|cap, data| {
-                        for item in data.iter() {
+                        let mut session = output.session(&cap);
+                        for item in data.drain(..) {
                             match item {
-                                Item::Result(r) if r.stage == cfg.from_stage && !state.add(r, f) => {
-                                    metrics::counter!("weir_window_dropped_corrections_total", "stage" => cfg.stage.to_string()).increment(1);
+                                Item::Result(r) if r.stage == cfg.from_stage => {
+                                    state.add(&r, f);
+                                    session.give(Item::Result(r));
                                 }
-                                Item::Revoked(p) => state.keys.retain(|_, kc| kc.part != *p),
-                                _ => {}
+                                Item::Revoked(p) => {
+                                    state.keys.retain(|_, kc| kc.part != p);
+                                    state.expiry.remove(&p);
+                                    session.give(Item::Revoked(p));
+                                }
+                                Item::Watermark(p, wm) => {
+                                    state.expire(p, wm, &mut expired);
+                                    session.give_iterator(expired.drain(..).map(Item::Result));
+                                    session.give(Item::Watermark(p, wm));
+                                }
+                                other => session.give(other),
                             }
                         }
-                        output.session(&cap).give_container(data);
+                        drop(session);
                         if let Some(&t) = cap.least() {
                             if held.as_ref().is_none_or(|h| t < *h.time()) {
-                                held = cap.retain_least(output.output_index());
+                                held = cap.retain_least(port);
                             }
                         }
                     });

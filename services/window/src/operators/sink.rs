@@ -1,8 +1,11 @@
-//! The end of a pipeline: hands everything whose time the frontier passed to a callback,
-//! in time order, together with that frontier, so the callback can acknowledge up to it
-//! once what it wrote is durable.
-use std::collections::BTreeMap;
-
+//! The end of a pipeline: hands what arrives to a callback, in arrival order, with the
+//! frontier at that moment.
+//!
+//! Not only once the frontier passed an item's time: a stream whose input stops (the
+//! end of a replay, a fleet gone quiet) holds its frontier where it is, and results
+//! emitted at that time would otherwise wait for data that may never come. Arrival order
+//! is what the operators upstream rely on: each emits a partition's final results before
+//! the watermark that made them final.
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::Operator;
 use timely::dataflow::Stream;
@@ -10,9 +13,9 @@ use timely::dataflow::Stream;
 use super::{frontier_ms, Time};
 
 pub trait SinkExt<D> {
-    /// Calls `flush(items, frontier)` with the items stamped before `frontier` each time
-    /// the frontier advances (`i64::MAX` once the input is done). Items stay buffered
-    /// until then: a time's items are complete only when the frontier passed it.
+    /// Calls `flush(items, frontier)` with everything that arrived since the last call,
+    /// whenever something arrived or the frontier moved (`i64::MAX` once the input is
+    /// done): everything stamped before `frontier` has then been handed over.
     fn sink_frontier<F>(self, name: &str, flush: F)
     where
         F: FnMut(Vec<D>, i64) + 'static;
@@ -23,27 +26,15 @@ impl<'s, D: Clone + 'static> SinkExt<D> for Stream<'s, Time, Vec<D>> {
     where
         F: FnMut(Vec<D>, i64) + 'static,
     {
-        let mut pending: BTreeMap<Time, Vec<D>> = BTreeMap::new();
         let mut last = i64::MIN;
         self.sink(Pipeline, name, move |(input, frontier)| {
-            input.for_each(|cap, data| {
-                pending
-                    .entry(cap.least().copied().unwrap_or(0))
-                    .or_default()
-                    .append(data);
-            });
+            let mut ready = Vec::new();
+            input.for_each(|_cap, data| ready.append(data));
             let f = frontier_ms(frontier);
-            if f == last {
+            if ready.is_empty() && f == last {
                 return;
             }
             last = f;
-            let mut ready = Vec::new();
-            while let Some(entry) = pending.first_entry() {
-                if f != i64::MAX && *entry.key() >= f as Time {
-                    break;
-                }
-                ready.append(&mut entry.remove());
-            }
             flush(ready, f);
         });
     }

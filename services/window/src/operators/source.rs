@@ -42,21 +42,21 @@ pub enum LogEvent<K, V> {
 #[derive(Debug, Default)]
 pub struct Progress {
     pub trackers: HashMap<u32, OffsetTracker>,
-    /// What the sinks acknowledged: every window final at or below it is durable.
-    pub acked: Option<i64>,
+    /// Per partition, what the sinks acknowledged: every window of the partition whose
+    /// end plus lateness is at or below it was emitted for good and is durable.
+    pub acked: HashMap<u32, i64>,
 }
 
 impl Progress {
     /// The offset and checkpoint that may be committed for each partition now.
     pub fn committable(&mut self) -> Vec<(u32, i64, Checkpoint)> {
-        let Some(acked) = self.acked else {
-            return Vec::new();
-        };
+        let acked = &self.acked;
         self.trackers
             .iter_mut()
-            .map(|(p, t)| {
-                let (o, c) = t.committable(acked);
-                (*p, o, c)
+            .filter_map(|(p, t)| {
+                let a = acked.get(p)?;
+                let (o, c) = t.committable(*a);
+                Some((*p, o, c))
             })
             .collect()
     }
@@ -119,8 +119,12 @@ impl PeerWatermarks {
 /// Shared handles between a worker's source and its sinks.
 #[derive(Clone)]
 pub struct SourceHandles {
-    /// The sinks' acknowledged frontier (event-time ms), `i64::MIN` until the first.
+    /// The sinks' acknowledged frontier (event-time ms), `i64::MIN` until the first:
+    /// everything emitted before it is durable.
     pub acked: Arc<AtomicI64>,
+    /// Per partition, the partition watermark whose final results the sinks made
+    /// durable (a [`crate::Item::Watermark`] that reached the sinks and was written).
+    pub partition_acked: Arc<std::sync::Mutex<HashMap<u32, i64>>>,
     /// Set to pause reading.
     pub paused: Arc<std::sync::atomic::AtomicBool>,
     /// The worker's current watermark, for metrics and tests.
@@ -134,6 +138,7 @@ impl SourceHandles {
     pub fn new(peers: Arc<PeerWatermarks>) -> Self {
         Self {
             acked: Arc::new(AtomicI64::new(i64::MIN)),
+            partition_acked: Arc::new(std::sync::Mutex::new(HashMap::new())),
             paused: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             watermark: Arc::new(AtomicI64::new(i64::MIN)),
             commit_now: Arc::new(std::sync::atomic::AtomicBool::new(false)),
@@ -167,6 +172,9 @@ where
             let progress = log.progress();
             let mut polled = Vec::new();
             let paused = Rc::new(RefCell::new(false));
+            // Partition watermarks last announced downstream.
+            let mut announced: HashMap<u32, i64> = HashMap::new();
+            let mut touched: Vec<u32> = Vec::new();
             move |output| {
                 let now = Instant::now();
                 let open = log.poll(&mut polled);
@@ -186,13 +194,23 @@ where
                                         part,
                                         OffsetTracker::new(next_offset, checkpoint.max_event),
                                     );
+                                    // What was durable when the checkpoint was taken still is.
+                                    match checkpoint.watermark {
+                                        Some(w) => p.acked.insert(part, w),
+                                        None => p.acked.remove(&part),
+                                    };
                                 }
                                 session.give(Item::Assigned(part, checkpoint));
                             }
                             LogEvent::Revoked { part } => {
                                 marks.remove_partition(part);
+                                announced.remove(&part);
+                                if let Ok(mut a) = handles.partition_acked.lock() {
+                                    a.remove(&part);
+                                }
                                 if let Some(p) = prog.as_mut() {
                                     p.trackers.remove(&part);
+                                    p.acked.remove(&part);
                                 }
                                 session.give(Item::Revoked(part));
                             }
@@ -220,6 +238,7 @@ where
                                     Some(m) => marks.observe(part, m, now),
                                     None => marks.touch(part, now),
                                 }
+                                touched.push(part);
                                 if let Some(p) = prog.as_mut() {
                                     if let Some(t) = p.trackers.get_mut(&part) {
                                         t.record(offset, release, max_ts);
@@ -228,10 +247,25 @@ where
                             }
                         }
                     }
-                    let acked = handles.acked.load(Ordering::Relaxed);
-                    if let Some(p) = prog.as_mut() {
-                        if acked != i64::MIN {
-                            p.acked = Some(acked);
+                    // Each partition's own watermark, after the records it gave: what
+                    // makes its windows final.
+                    touched.sort_unstable();
+                    touched.dedup();
+                    for part in touched.drain(..) {
+                        if let Some(wm) = marks.partition_watermark(part) {
+                            if announced.get(&part).is_none_or(|a| *a < wm) {
+                                announced.insert(part, wm);
+                                session.give(Item::Watermark(part, wm));
+                            }
+                        }
+                    }
+                    if let (Some(p), Ok(acked)) = (prog.as_mut(), handles.partition_acked.lock()) {
+                        // Only partitions still held: a revoked one is someone else's.
+                        for (part, a) in acked.iter() {
+                            if p.trackers.contains_key(part) {
+                                let e = p.acked.entry(*part).or_insert(*a);
+                                *e = (*e).max(*a);
+                            }
                         }
                     }
                 }

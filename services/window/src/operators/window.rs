@@ -58,8 +58,8 @@ struct Windows<K, A: Aggregate> {
     keys: KeyMap<K, KeyWindows<A::State>>,
     /// Keys with a window ending at this time (may be stale; checked when popped).
     due: BTreeMap<i64, Vec<K>>,
-    /// Keys with a window whose lateness ends at this time.
-    expiry: BTreeMap<i64, Vec<K>>,
+    /// Per partition, keys with a window whose lateness ends at this time.
+    expiry: KeyMap<u32, BTreeMap<i64, Vec<K>>>,
     /// Keys updated after their window fired: emit the correction.
     refire: Vec<K>,
 }
@@ -82,7 +82,7 @@ impl<K: Clone + Hash + Eq + 'static, A: Aggregate> Windows<K, A> {
         } = self;
         cfg.spec.assign(e.ts, |w| {
             let closes = w.end.saturating_add(lateness);
-            let too_late = e.part_watermark.is_some_and(|pw| pw >= closes) || frontier >= closes;
+            let too_late = e.part_watermark.is_some_and(|pw| pw >= closes);
             if too_late {
                 return;
             }
@@ -95,7 +95,12 @@ impl<K: Clone + Hash + Eq + 'static, A: Aggregate> Windows<K, A> {
                 Some(i) => &mut kw.open[i],
                 None => {
                     due.entry(w.end).or_default().push(e.key.clone());
-                    expiry.entry(closes).or_default().push(e.key.clone());
+                    expiry
+                        .entry(e.part)
+                        .or_default()
+                        .entry(closes)
+                        .or_default()
+                        .push(e.key.clone());
                     kw.open.push(Open {
                         window: w,
                         state: agg.new_state(),
@@ -127,7 +132,7 @@ impl<K: Clone + Hash + Eq + 'static, A: Aggregate> Windows<K, A> {
             }
         }
         let closes = w.end.saturating_add(lateness);
-        if e.part_watermark.is_some_and(|pw| pw >= closes) || frontier >= closes {
+        if e.part_watermark.is_some_and(|pw| pw >= closes) {
             return false;
         }
         let kw = self
@@ -151,7 +156,12 @@ impl<K: Clone + Hash + Eq + 'static, A: Aggregate> Windows<K, A> {
         }
         self.agg.add(&mut state, e.ts, &e.value);
         self.due.entry(w.end).or_default().push(e.key.clone());
-        self.expiry.entry(closes).or_default().push(e.key.clone());
+        self.expiry
+            .entry(e.part)
+            .or_default()
+            .entry(closes)
+            .or_default()
+            .push(e.key.clone());
         if w.end <= frontier {
             self.refire.push(e.key.clone());
         }
@@ -197,18 +207,41 @@ impl<K: Clone + Hash + Eq + 'static, A: Aggregate> Windows<K, A> {
                 self.emit_key(&key, frontier, out);
             }
         }
+    }
+
+    /// Emits what changed in the windows of `part` that its watermark made final, then
+    /// drops them.
+    fn expire(&mut self, part: u32, watermark: i64, out: &mut Vec<WindowResult<K, A::Output>>) {
         let lateness = self.cfg.allowed_lateness_ms;
-        while let Some(entry) = self.expiry.first_entry() {
-            if *entry.key() > frontier {
+        let Some(expiry) = self.expiry.get_mut(&part) else {
+            return;
+        };
+        while let Some(entry) = expiry.first_entry() {
+            if *entry.key() > watermark {
                 break;
             }
             for key in entry.remove() {
-                if let Some(kw) = self.keys.get_mut(&key) {
-                    kw.open
-                        .retain(|o| o.window.end.saturating_add(lateness) > frontier);
-                    if kw.open.is_empty() {
-                        self.keys.remove(&key);
+                let Some(kw) = self.keys.get_mut(&key) else {
+                    continue;
+                };
+                for o in kw.open.iter_mut() {
+                    if o.dirty && o.window.end.saturating_add(lateness) <= watermark {
+                        out.push(WindowResult {
+                            key: key.clone(),
+                            part: kw.part,
+                            window: o.window,
+                            output: self.agg.finish(&o.state, o.window),
+                            revision: o.revision,
+                            stage: self.cfg.stage,
+                        });
+                        o.dirty = false;
+                        o.revision += 1;
                     }
+                }
+                kw.open
+                    .retain(|o| o.window.end.saturating_add(lateness) > watermark);
+                if kw.open.is_empty() {
+                    self.keys.remove(&key);
                 }
             }
         }
@@ -216,6 +249,7 @@ impl<K: Clone + Hash + Eq + 'static, A: Aggregate> Windows<K, A> {
 
     fn revoke(&mut self, part: u32) {
         self.keys.retain(|_, kw| kw.part != part);
+        self.expiry.remove(&part);
     }
 
     fn is_empty(&self) -> bool {
@@ -251,36 +285,43 @@ where
                     agg,
                     keys: KeyMap::default(),
                     due: BTreeMap::new(),
-                    expiry: BTreeMap::new(),
+                    expiry: KeyMap::default(),
                     refire: Vec::new(),
                 };
                 let mut held: Option<Capability<Time>> = None;
                 let mut results = Vec::new();
+                let mut expired = Vec::new();
                 let mut last_frontier = i64::MIN;
                 move |(input, frontier), output| {
                     let f = frontier_ms(frontier);
+                    let port = output.output_index();
                     input.for_each(|cap, data| {
-                        let mut passed = Vec::new();
+                        let mut session = output.session(&cap);
                         for item in data.drain(..) {
                             match item {
                                 Item::Event(e) => {
                                     if !windows.add(&e, f) {
-                                        passed.push(Item::Late(e));
+                                        session.give(Item::Late(e));
                                     }
                                 }
                                 Item::Revoked(p) => {
                                     windows.revoke(p);
-                                    passed.push(Item::Revoked(p));
+                                    session.give(Item::Revoked(p));
                                 }
-                                other => passed.push(other),
+                                Item::Watermark(p, wm) => {
+                                    // Final results before the watermark that made them
+                                    // final, so later stages see them before it.
+                                    windows.expire(p, wm, &mut expired);
+                                    session.give_iterator(expired.drain(..).map(Item::Result));
+                                    session.give(Item::Watermark(p, wm));
+                                }
+                                other => session.give(other),
                             }
                         }
-                        if !passed.is_empty() {
-                            output.session(&cap).give_iterator(passed.into_iter());
-                        }
+                        drop(session);
                         if let Some(&t) = cap.least() {
                             if held.as_ref().is_none_or(|h| t < *h.time()) {
-                                held = cap.retain_least(output.output_index());
+                                held = cap.retain_least(port);
                             }
                         }
                     });
