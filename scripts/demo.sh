@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # The quick start: installs and starts the local stack, builds weir, creates the topics,
-# runs the pipeline (the gateway) and pushes a simulated fleet of devices through it,
-# then prints what flowed. Services keep running afterwards; `scripts/stack.sh stop`
+# runs the pipeline (gateway, tsdb-writer, rollup) and pushes a simulated fleet of
+# devices through it, then prints what flowed. Services keep running afterwards; `scripts/stack.sh stop`
 # ends them.
 #
-#   scripts/demo.sh                 # 30 s of a 300-device fleet
+#   scripts/demo.sh                 # 80 s of a 300-device fleet (long enough for
+#                                   # the first 1-minute rollups to close)
 #   DEMO_DURATION=2m DEMO_DEVICES=2000 scripts/demo.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$WEIR_ROOT"
 
-DEMO_DURATION="${DEMO_DURATION:-30s}"
+DEMO_DURATION="${DEMO_DURATION:-80s}"
 DEMO_DEVICES="${DEMO_DEVICES:-300}"
 PIDS="$WEIR_STATE_DIR/pids"
 LOGS="$WEIR_STATE_DIR/logs"
@@ -39,6 +40,7 @@ start_service() {
 
 start_service weir-gateway "$GATEWAY_URL/readyz" gateway
 start_service weir-tsdb-writer "$WRITER_URL/readyz" tsdb-writer
+start_service weir-rollup "$ROLLUP_URL/readyz" rollup
 
 log "pushing a fleet of $DEMO_DEVICES devices for $DEMO_DURATION (JSON, Influx line protocol, remote write)"
 "$LOAD" fleet --gateway "$GATEWAY_URL" --devices "$DEMO_DEVICES" --duration "$DEMO_DURATION"
@@ -49,8 +51,10 @@ echo "-- gateway counters ($GATEWAY_URL/metrics)"
 curl -fsS "$GATEWAY_URL/metrics" | grep -E '^weir_gateway_(samples_total|records_total|requests_total)' | sort
 echo "-- tsdb-writer counters ($WRITER_URL/metrics)"
 curl -fsS "$WRITER_URL/metrics" | grep -E '^weir_(tsdb_writer_samples_total|tsdb_writer_requests_total|consumer_lag)' | sort
+echo "-- rollup counters ($ROLLUP_URL/metrics)"
+curl -fsS "$ROLLUP_URL/metrics" | grep -E '^weir_rollup_(samples_total|rows_total|watermark_seconds)' | sort
 echo "-- Kafka topics (records per partition)"
-"$WEIR" topics describe | grep -E '^metrics\.(raw|dlq)'
+"$WEIR" topics describe | grep -E '^metrics\.(raw|dlq|late|rollup)'
 echo "-- one decoded record of metrics.raw, as JSON (weir tail)"
 "$WEIR" tail --from-beginning --max-records 1 | cut -c1-600
 sleep 2  # let the writer flush its last batches
@@ -61,11 +65,17 @@ echo
 echo "-- VictoriaMetrics: raw samples of one device (export)"
 curl -fsS "$VM_URL/api/v1/export" --data-urlencode 'match[]=temperature_celsius{device="dev-00007"}'
 echo
+echo "-- ClickHouse: 1-minute rollups of the fleet's temperatures, by minute (FINAL: one row per series and window)"
+curl -fsS "$CH_URL/" --data-binary "SELECT window_start, count() AS series, sum(count) AS samples, round(sum(sum) / sum(count), 2) AS avg, round(max(max), 2) AS max, round(max(p99), 2) AS p99_max FROM weir.rollup_1m FINAL WHERE metric = 'temperature_celsius' GROUP BY window_start ORDER BY window_start FORMAT PrettyCompactMonoBlock"
+echo "-- ClickHouse: one device's 1-minute rows"
+curl -fsS "$CH_URL/" --data-binary "SELECT series, window_start, count, min, max, first, last, p50, p99 FROM weir.rollup_1m FINAL WHERE series LIKE 'temperature_celsius{%device=\"dev-00007\"%' ORDER BY window_start FORMAT PrettyCompactMonoBlock"
 cat <<MSG
 The pipeline keeps running on loopback:
   gateway        $GATEWAY_URL   (POST /api/v1/write, /write, /api/v2/write, /api/v1/push; GET /metrics)
   Kafka (tansu)  $KAFKA_ADDR    ($WEIR tail --from-beginning | head)
   tsdb-writer    $WRITER_URL   (metrics.raw -> VictoriaMetrics; GET /metrics)
+  rollup         $ROLLUP_URL   (metrics.raw -> 1m/5m/1h in ClickHouse weir.rollup_* and metrics.rollup.*)
+  ClickHouse     $CH_URL   (echo 'SELECT * FROM weir.rollup_1m FINAL LIMIT 5' | curl -s $CH_URL/ --data-binary @-)
   VictoriaMetrics $VM_URL  (curl '$VM_URL/api/v1/query?query=temperature_celsius')
   Prometheus     $PROM_URL      (scrapes weir's services and remote-writes through the gateway)
   logs           $LOGS

@@ -139,6 +139,8 @@ scrape_configs:
         labels: {role: gateway}
       - targets: ["127.0.0.1:9301"]
         labels: {role: tsdb-writer}
+      - targets: ["127.0.0.1:9302"]
+        labels: {role: rollup}
 remote_write:
   - url: http://127.0.0.1:8080/api/v1/write
     queue_config: {batch_send_deadline: 2s, min_backoff: 500ms, max_backoff: 5s}

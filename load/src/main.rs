@@ -7,7 +7,9 @@
 //!   tansu; plus bytes per sample on the topic against snappy remote write.
 //! - `bench-writer`: the tsdb-writer from Kafka to VictoriaMetrics, and lag after an outage.
 //! - `bench-window`: the window engine (rollup dataflow) in process.
+//! - `bench-rollup`: the rollup end to end through tansu into ClickHouse.
 mod bench_gateway;
+mod bench_rollup;
 mod bench_window;
 mod bench_writer;
 mod fleet;
@@ -38,6 +40,8 @@ enum Command {
     BenchWriter(bench_writer::WriterBenchArgs),
     /// Measure window-engine (rollup dataflow) samples per CPU-second in process
     BenchWindow(bench_window::WindowBenchArgs),
+    /// Measure the rollup end to end: tansu -> weir rollup -> ClickHouse and rollup topics
+    BenchRollup(bench_rollup::RollupBenchArgs),
 }
 
 #[tokio::main]
@@ -49,6 +53,9 @@ async fn main() -> anyhow::Result<()> {
         // Blocking HTTP and its own runtime: run it off the async one.
         Command::BenchWriter(a) => {
             tokio::task::spawn_blocking(move || bench_writer::run(a)).await?
+        }
+        Command::BenchRollup(a) => {
+            tokio::task::spawn_blocking(move || bench_rollup::run(a)).await?
         }
         Command::BenchWindow(a) => {
             tokio::task::spawn_blocking(move || bench_window::run(a)).await?

@@ -14,33 +14,46 @@
 //! fires when the frontier passes its end. A worker holding no active partition follows
 //! the highest watermark of its peers instead of holding everything back.
 //!
-//! # Lateness
-//! A record arriving after its window fired, but before the frontier passed the window's
-//! end plus the allowed lateness, updates the window, which is emitted again with the
-//! next revision. Later records are "late": they come out of the window operator as
-//! [`Item::Late`] for the caller to count and publish. Whether a record is too late is
-//! judged against *its own partition's* watermark when it was read, which depends only on
-//! the order of that partition in the log — so a replay, or a restart from a checkpoint,
-//! makes exactly the same decisions as the first run, however partitions interleave.
+//! # Lateness and finality
+//! A record arriving after its window fired, but before its partition's watermark passed
+//! the window's end plus the allowed lateness, updates the window, which is emitted
+//! again with the next revision. Later records are "late": they come out of the window
+//! operator as [`Item::Late`] for the caller to count and publish. Whether a record is
+//! too late is judged against *its own partition's* watermark when it was read, which
+//! depends only on the order of that partition in the log — so a replay, or a restart
+//! from a checkpoint, makes exactly the same decisions as the first run, however
+//! partitions interleave.
+//!
+//! For the same reason a window's state is dropped (its result is *final*) when its own
+//! partition's watermark passes its end plus lateness: the source announces each
+//! partition's watermark downstream ([`Item::Watermark`]) after the records that moved
+//! it, and every stage emits the partition's final results *before* forwarding the
+//! watermark. A partition read again after a rebalance may be far behind the frontier
+//! (which never goes back); its windows fire at once and are corrected as its records
+//! come in, and only its own watermark closes them. A partition that goes silent keeps
+//! its open windows until it speaks again.
 //!
 //! # Checkpoints
 //! Nothing but offsets is stored; the log is the source of truth. For each partition the
 //! source remembers, per record, when every window the record fed is final (the end of
-//! its coarsest window plus lateness: [`SourceConfig::release_at`]). Sinks acknowledge
-//! the frontier up to which their writes are durable; the committed offset is the first
-//! record whose windows are not all final *and* acknowledged. The commit's metadata
-//! ([`Checkpoint`]) carries the partition's highest event time before that offset and
-//! the acknowledged watermark. After a restart or a rebalance the new reader:
+//! its coarsest window plus lateness: [`SourceConfig::release_at`]). When a partition's
+//! watermark reaches the sink and the sink wrote everything before it, the sink
+//! acknowledges that watermark for the partition ([`SourceHandles::partition_acked`]):
+//! every window of the partition final by then is durable. The committed offset is the
+//! first record with a window not yet final-and-durable. The commit's metadata
+//! ([`Checkpoint`]) carries the partition's highest event time before that offset and the
+//! acknowledged watermark. After a restart or a rebalance the new reader:
 //! - resumes the partition's watermark from the checkpoint, so lateness is judged as
 //!   before;
-//! - reads again from the offset, which rebuilds every window that was still open — each
-//!   completely, since none of its records lies before the offset;
-//! - suppresses results of windows final by the checkpointed watermark (they were
-//!   emitted and acknowledged already; their partial rebuilds still feed coarser stages
-//!   only where those are final too).
+//! - reads again from the offset, which rebuilds every window that was not yet final —
+//!   each completely, since none of its records lies before the offset;
+//! - suppresses results of windows final by the checkpointed watermark (emitted and
+//!   written already; their partial rebuilds still feed coarser stages, which are then
+//!   final too and suppressed as well).
 //!
-//! Re-emitted windows carry the same content as before, so idempotent sinks (rows keyed by
-//! series and window) end up exactly as after an uninterrupted run.
+//! Re-emitted windows carry the same content as before or more, so idempotent sinks
+//! (rows keyed by series and window, the most complete winning) end up exactly as after
+//! an uninterrupted run.
 //!
 //! # Workers
 //! Every timely worker owns its own consumer in the group, so the group's partitions

@@ -61,10 +61,18 @@ impl<K: Clone + Hash + Eq + 'static, C: Combine> Rewindows<K, C> {
         let mut w = Window::new(0, 0);
         spec.assign(r.window.start, |x| w = x);
         let closes = w.end.saturating_add(self.cfg.allowed_lateness_ms);
-        let kc = self.keys.entry(r.key.clone()).or_insert_with(|| KeyCoarse {
-            part: r.part,
-            open: Vec::with_capacity(2),
-        });
+        if !self.keys.contains_key(&r.key) {
+            self.keys.insert(
+                r.key.clone(),
+                KeyCoarse {
+                    part: r.part,
+                    open: Vec::with_capacity(2),
+                },
+            );
+        }
+        let Some(kc) = self.keys.get_mut(&r.key) else {
+            return;
+        };
         let c = match kc.open.iter_mut().position(|c| c.window == w) {
             Some(i) => &mut kc.open[i],
             None => {

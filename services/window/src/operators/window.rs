@@ -87,10 +87,21 @@ impl<K: Clone + Hash + Eq + 'static, A: Aggregate> Windows<K, A> {
                 return;
             }
             accepted = true;
-            let kw = keys.entry(e.key.clone()).or_insert_with(|| KeyWindows {
-                part: e.part,
-                open: Vec::with_capacity(2),
-            });
+            // Look up before inserting: `entry` needs an owned key, and cloning it per
+            // sample (a reference count up and down) was a measurable share of the
+            // per-sample cost.
+            if !keys.contains_key(&e.key) {
+                keys.insert(
+                    e.key.clone(),
+                    KeyWindows {
+                        part: e.part,
+                        open: Vec::with_capacity(2),
+                    },
+                );
+            }
+            let Some(kw) = keys.get_mut(&e.key) else {
+                return;
+            };
             let open = match kw.open.iter_mut().position(|o| o.window == w) {
                 Some(i) => &mut kw.open[i],
                 None => {

@@ -1,0 +1,229 @@
+//! Rollup end to end: samples preloaded on a tansu topic, the real `weir rollup` binary
+//! reads them and writes 1m/5m/1h rows to ClickHouse and to the rollup topics. Prints
+//! samples per CPU-second of the rollup process and the wall time until the last tier
+//! was written.
+use std::ffi::OsStr;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use clap::Args;
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use weir_contract::avro::BatchEncoder;
+use weir_contract::{Label, Sample, Series};
+
+use crate::proc_stat::cpu_seconds;
+use crate::process::spawn_weir;
+
+#[derive(Debug, Args)]
+pub struct RollupBenchArgs {
+    #[arg(long, default_value = "target/release/weir")]
+    weir: PathBuf,
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    kafka: String,
+    #[arg(long, default_value = "http://127.0.0.1:8123")]
+    clickhouse: String,
+    /// Distinct series.
+    #[arg(long, default_value_t = 100_000)]
+    series: usize,
+    /// Samples per series, 10 s apart.
+    #[arg(long, default_value_t = 30)]
+    samples_per_series: usize,
+    /// Series per Kafka record (the gateway writes one record per partition per request).
+    #[arg(long, default_value_t = 1000)]
+    series_per_record: usize,
+    #[arg(long, default_value_t = 8)]
+    partitions: usize,
+    /// Timely workers of the rollup process.
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+}
+
+fn metric(addr: SocketAddr, prefix: &str) -> f64 {
+    reqwest::blocking::get(format!("http://{addr}/metrics"))
+        .and_then(|r| r.text())
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix(prefix).and_then(|v| v.trim().parse().ok()))
+        })
+        .unwrap_or(0.0)
+}
+
+fn series(id: usize, ts: i64, v: f64) -> Series {
+    Series::new(
+        "bench_rollup_value",
+        vec![
+            Label::new("instance", format!("host-{:06}:9100", id / 10)),
+            Label::new("job", "node"),
+            Label::new("series", format!("{id}")),
+        ],
+        vec![Sample::new(ts, v)],
+    )
+}
+
+pub fn run(a: RollupBenchArgs) -> anyhow::Result<()> {
+    if !a.weir.exists() {
+        bail!(
+            "{} not found: cargo build --release -p weir",
+            a.weir.display()
+        );
+    }
+    let tag = format!("{}_{}", std::process::id(), crate::fleet::now_ms());
+    let (raw, late, dlq) = (
+        format!("bench.raw.{tag}"),
+        format!("bench.late.{tag}"),
+        format!("bench.dlq.{tag}"),
+    );
+    let database = format!("weir_bench_{tag}");
+    let tiers = [("1m", 60_000i64), ("5m", 300_000), ("1h", 3_600_000)];
+    let dir = tempfile::tempdir()?;
+    let mut yaml = format!(
+        "version: 1\nkafka: {{bootstrap_servers: '{}'}}\ntopics:\n  {raw}: {{partitions: {}, compression: lz4}}\n  {late}: {{partitions: 1}}\n  {dlq}: {{partitions: 1}}\n",
+        a.kafka, a.partitions
+    );
+    for (n, _) in tiers {
+        yaml.push_str(&format!(
+            "  bench.rollup.{n}.{tag}: {{partitions: {}, compression: lz4}}\n",
+            a.partitions
+        ));
+    }
+    yaml.push_str(&format!(
+        "consumer_groups:\n  g: {{role: rollup, topics: [{raw}], sink: ch}}\nsinks:\n  ch: {{type: clickhouse, url: '{}', database: {database}}}\ngateway: {{topic: {raw}}}\nrollup:\n  group: g\n  listen: 127.0.0.1:0\n  workers: {}\n  dead_letter_topic: {dlq}\n  late_topic: {late}\n  tiers:\n",
+        a.clickhouse, a.workers
+    ));
+    for (n, size) in tiers {
+        yaml.push_str(&format!("    - {{name: '{n}', size: {size}ms, retention: 30d, topic: bench.rollup.{n}.{tag}}}\n"));
+    }
+    let topo = dir.path().join("topology.yaml");
+    std::fs::write(&topo, yaml)?;
+    let st = std::process::Command::new(&a.weir)
+        .args([
+            OsStr::new("topics"),
+            OsStr::new("apply"),
+            OsStr::new("-f"),
+            topo.as_os_str(),
+        ])
+        .status()?;
+    if !st.success() {
+        bail!("weir topics apply failed");
+    }
+
+    // Preload: each record holds `series_per_record` series of one partition at one time.
+    let hour = 3_600_000;
+    let t0 = (crate::fleet::now_ms() / hour - 2) * hour;
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &a.kafka)
+        .set("compression.type", "lz4")
+        .set("linger.ms", "5")
+        .create()?;
+    let rt = tokio::runtime::Runtime::new()?;
+    let per_part: Vec<Vec<usize>> = (0..a.partitions)
+        .map(|p| (0..a.series).filter(|s| s % a.partitions == p).collect())
+        .collect();
+    let mut records = 0usize;
+    rt.block_on(async {
+        let mut pending = Vec::new();
+        for round in 0..a.samples_per_series {
+            let ts = t0 + round as i64 * 10_000;
+            for (p, ids) in per_part.iter().enumerate() {
+                for chunk in ids.chunks(a.series_per_record) {
+                    let mut e = BatchEncoder::new();
+                    for id in chunk {
+                        // A counter per series, resetting now and then.
+                        e.push(&series(*id, ts, ((round + id) % 50) as f64 * 2.0));
+                    }
+                    let payload = e.finish();
+                    let f = producer.send_result(
+                        FutureRecord::<(), _>::to(&raw)
+                            .partition(p as i32)
+                            .payload(&payload),
+                    );
+                    pending.push(f.map_err(|(e, _)| anyhow::anyhow!("{e}"))?);
+                    records += 1;
+                }
+            }
+            if pending.len() > 2000 {
+                for f in pending.drain(..) {
+                    f.await?.map_err(|(e, _)| anyhow::anyhow!("{e}"))?;
+                }
+            }
+        }
+        // One record per partition far ahead: the watermark passes every window.
+        for p in 0..a.partitions {
+            let mut e = BatchEncoder::new();
+            e.push(&series(1_000_000_000 + p, t0 + 3 * hour, 0.0));
+            let payload = e.finish();
+            let f = producer.send_result(
+                FutureRecord::<(), _>::to(&raw)
+                    .partition(p as i32)
+                    .payload(&payload),
+            );
+            pending.push(f.map_err(|(e, _)| anyhow::anyhow!("{e}"))?);
+        }
+        for f in pending {
+            f.await?.map_err(|(e, _)| anyhow::anyhow!("{e}"))?;
+        }
+        anyhow::Ok(())
+    })?;
+    let samples = a.series * a.samples_per_series;
+    let span = a.samples_per_series as i64 * 10_000;
+    let want_1h = a.series * (((span - 1) / hour) as usize + 1);
+
+    let (proc, addr) = spawn_weir(
+        &a.weir,
+        [OsStr::new("rollup"), OsStr::new("-f"), topo.as_os_str()],
+        "warn,weir_rollup=info",
+        "rollup listening",
+    )?;
+    let start = Instant::now();
+    let mut read_done = None;
+    loop {
+        let read = metric(addr, "weir_rollup_samples_total{outcome=\"read\"} ");
+        if read_done.is_none() && read as usize >= samples {
+            read_done = Some((start.elapsed(), cpu_seconds(proc.id())?));
+        }
+        let rows_1h = metric(addr, "weir_rollup_rows_total{tier=\"1h\"} ");
+        if rows_1h as usize >= want_1h && metric(addr, "weir_rollup_pending_rows ") == 0.0 {
+            break;
+        }
+        if start.elapsed() > Duration::from_secs(900) {
+            bail!("the rollup did not finish in 900 s (read {read} of {samples}, 1h rows {rows_1h} of {want_1h})");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let wall = start.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(proc.id())?;
+    let rows: f64 = tiers
+        .iter()
+        .map(|(n, _)| metric(addr, &format!("weir_rollup_rows_total{{tier=\"{n}\"}} ")))
+        .sum();
+    drop(proc);
+    let _ = reqwest::blocking::Client::new()
+        .post(&a.clickhouse)
+        .body(format!("DROP DATABASE IF EXISTS {database}"))
+        .send();
+    println!("== rollup: Kafka (tansu) -> window engine -> ClickHouse + rollup topics");
+    println!(
+        "   workload: {samples} samples = {} series x {} samples 10 s apart, preloaded as {records} records of up to {} series, {} partitions; {} timely workers",
+        a.series, a.samples_per_series, a.series_per_record, a.partitions, a.workers
+    );
+    if let Some((t, c)) = read_done {
+        println!(
+            "   all samples read after {:.2} s wall, {:.2} rollup CPU-s",
+            t.as_secs_f64(),
+            c
+        );
+    }
+    println!(
+        "   done (every tier written, {rows:.0} rows to ClickHouse and as many Avro records to tansu) after {wall:.2} s wall; rollup CPU {cpu:.2} s (its whole process, /proc/PID/stat)"
+    );
+    println!(
+        "   => {:.0} samples per rollup CPU-second end to end; {:.0} samples/s wall",
+        samples as f64 / cpu,
+        samples as f64 / wall
+    );
+    Ok(())
+}
