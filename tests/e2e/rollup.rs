@@ -24,6 +24,7 @@ const CLICKHOUSE: &str = "http://127.0.0.1:8123/";
 struct Pipeline {
     topo: TestTopology,
     raw: String,
+    tier_topics: Vec<String>,
     late: String,
     database: String,
     prefix: String,
@@ -49,9 +50,9 @@ impl Pipeline {
             yaml.push_str(&format!("  {t}: {{partitions: 2}}\n"));
         }
         yaml.push_str(&format!(
-            "consumer_groups:\n  rollups: {{role: rollup, topics: [{raw}], sink: ch}}\n  replay: {{role: rollup, topics: [{raw}], sink: ch}}\nsinks:\n  ch: {{type: clickhouse, url: 'http://127.0.0.1:8123', database: {database}}}\ngateway: {{listen: '127.0.0.1:0', topic: {raw}}}\nrollup:\n  group: rollups\n  listen: 127.0.0.1:0\n  workers: 2\n  out_of_orderness: {OOO_MS}ms\n  allowed_lateness: {LATENESS_MS}ms\n  idle_timeout: 5s\n  dead_letter_topic: {dlq}\n  late_topic: {late}\n  tiers:\n"
+            "consumer_groups:\n  rollups: {{role: rollup, topics: [{raw}], sink: ch}}\n  replay: {{role: rollup, topics: [{raw}], sink: ch}}\nsinks:\n  ch: {{type: clickhouse, url: 'http://127.0.0.1:8123', database: {database}}}\ngateway: {{listen: '127.0.0.1:0', topic: {raw}}}\nrollup:\n  group: rollups\n  listen: 127.0.0.1:0\n  workers: 2\n  out_of_orderness: {OOO_MS}ms\n  allowed_lateness: {LATENESS_MS}ms\n  idle_timeout: 5s\n  retention_interval: 2s\n  dead_letter_topic: {dlq}\n  late_topic: {late}\n  tiers:\n"
         ));
-        for ((n, size), t) in TIERS.iter().zip(&tier_topics) {
+        for ((n, size), t) in TIERS.iter().zip(tier_topics.iter()) {
             yaml.push_str(&format!(
                 "    - {{name: '{n}', size: {size}ms, retention: 30d, topic: {t}}}\n"
             ));
@@ -61,6 +62,7 @@ impl Pipeline {
         Self {
             topo,
             raw,
+            tier_topics,
             late,
             database,
             prefix,
@@ -310,6 +312,21 @@ fn rollup_rows_equal_the_batch_computation_and_a_replay_reproduces_them() {
         "every late sample on the late topic"
     );
     assert!(metric(&rollup, "weir_rollup_rows_total{tier=\"1m\"} ") > 0.0);
+    // Every row also went to its tier's topic as single-object Avro, keyed by series.
+    let hours = expected.keys().filter(|k| k.0 == 2).count();
+    let records = read_topic(&p.tier_topics[2], 2, Duration::from_secs(30), |r| {
+        r.len() >= hours
+    });
+    let fingerprint = weir_contract::avro::rollup_fingerprint().to_le_bytes();
+    for r in &records {
+        assert_eq!(&r.payload[..2], &[0xC3, 0x01]);
+        assert_eq!(&r.payload[2..10], &fingerprint);
+        let key = String::from_utf8(r.key.clone().unwrap()).unwrap();
+        assert!(
+            r.payload.windows(key.len()).any(|w| w == key.as_bytes()),
+            "keyed by its series"
+        );
+    }
     assert!(rollup.terminate().success());
 
     // Replay: a fresh group reads metrics.raw from the beginning into the same tables.
@@ -394,4 +411,39 @@ fn two_rollups_one_stopped_mid_run_end_with_the_same_rows() {
     feed.join().unwrap();
     p.assert_exact(&expected, Duration::from_secs(120));
     drop(first);
+}
+
+#[test]
+fn rows_older_than_a_tiers_retention_are_dropped_by_partition() {
+    ensure_stack();
+    let p = Pipeline::new();
+    let rollup = p.rollup("rollups");
+    // The rollup created the tables; put in a row 40 days old and one from now.
+    let day = 86_400;
+    let now = now_ms() / 1000;
+    for (series, ws) in [("old", now - 40 * day), ("new", now)] {
+        clickhouse(&format!(
+            "INSERT INTO {}.rollup_1m (series, metric, window_start, window_end, count, version) VALUES ('{}_{series}', 'm', {ws}, {}, 1, 1)",
+            p.database,
+            p.prefix,
+            ws + 60
+        ));
+    }
+    let count = |series: &str| -> usize {
+        clickhouse(&format!(
+            "SELECT count() FROM {}.rollup_1m WHERE series = '{}_{series}'",
+            p.database, p.prefix
+        ))
+        .trim()
+        .parse()
+        .unwrap()
+    };
+    // Retention is 30 days in the test topology, checked every 2 s.
+    wait_until(
+        "the 40-day-old partition dropped",
+        Duration::from_secs(60),
+        || count("old") == 0,
+    );
+    assert_eq!(count("new"), 1, "rows within the retention stay");
+    drop(rollup);
 }
