@@ -38,10 +38,13 @@ impl Aggregate for CountSum {
 
 type Rec = Vec<(HashedKey, i64, f64)>;
 
+/// (key, window start, window end).
+type ResultKey = (String, i64, i64);
+
 #[derive(Debug, Default)]
 struct Seen {
-    /// Every emission per (key, window): (revision, count, sum).
-    results: BTreeMap<(String, i64, i64), Vec<(u32, u64, f64)>>,
+    /// Every emission per key and window: (revision, count, sum).
+    results: BTreeMap<ResultKey, Vec<(u32, u64, f64)>>,
     late: Vec<(String, i64)>,
 }
 
