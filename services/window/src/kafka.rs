@@ -242,7 +242,21 @@ impl<K: 'static, V: 'static> EventLog<K, V> for KafkaLog<K, V> {
         while n < self.max_records_per_poll {
             let msg = self.consumer.poll(timeout);
             // Rebalance callbacks ran inside poll: their events go before any record.
+            let changes = out.len();
             Self::drain_changes(&self.changes, &mut self.assigned, &mut self.committed, out);
+            let assigned_now = out[changes..]
+                .iter()
+                .any(|e| matches!(e, LogEvent::Assigned { .. }));
+            if self.paused && assigned_now {
+                // Partitions assigned while the sinks are behind wait like the rest.
+                let mut tpl = TopicPartitionList::new();
+                for p in &self.assigned {
+                    tpl.add_partition(&self.topic, *p as i32);
+                }
+                if let Err(e) = self.consumer.pause(&tpl) {
+                    tracing::warn!(topic = %self.topic, error = %e, "pausing newly assigned partitions");
+                }
+            }
             timeout = Duration::ZERO;
             let Some(msg) = msg else { break };
             let msg = match msg {
