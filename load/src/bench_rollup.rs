@@ -3,7 +3,6 @@
 //! samples per CPU-second of the rollup process and the wall time until the last tier
 //! was written.
 use std::ffi::OsStr;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -15,7 +14,7 @@ use weir_contract::avro::BatchEncoder;
 use weir_contract::{Label, Sample, Series};
 
 use crate::proc_stat::cpu_seconds;
-use crate::process::spawn_weir;
+use crate::process::{scrape as metric, spawn_weir};
 
 #[derive(Debug, Args)]
 pub struct RollupBenchArgs {
@@ -39,17 +38,6 @@ pub struct RollupBenchArgs {
     /// Timely workers of the rollup process.
     #[arg(long, default_value_t = 2)]
     workers: usize,
-}
-
-fn metric(addr: SocketAddr, prefix: &str) -> f64 {
-    reqwest::blocking::get(format!("http://{addr}/metrics"))
-        .and_then(|r| r.text())
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find_map(|l| l.strip_prefix(prefix).and_then(|v| v.trim().parse().ok()))
-        })
-        .unwrap_or(0.0)
 }
 
 fn series(id: usize, ts: i64, v: f64) -> Series {
@@ -124,24 +112,32 @@ pub fn run(a: RollupBenchArgs) -> anyhow::Result<()> {
         .map(|p| (0..a.series).filter(|s| s % a.partitions == p).collect())
         .collect();
     let mut records = 0usize;
+    // One batch of series as one record on partition `p`.
+    let send = |p: usize, batch: &mut dyn Iterator<Item = Series>| {
+        let mut e = BatchEncoder::new();
+        for s in batch {
+            e.push(&s);
+        }
+        let payload = e.finish();
+        producer
+            .send_result(
+                FutureRecord::<(), _>::to(&raw)
+                    .partition(p as i32)
+                    .payload(&payload),
+            )
+            .map_err(|(e, _)| anyhow::anyhow!("{e}"))
+    };
     rt.block_on(async {
         let mut pending = Vec::new();
         for round in 0..a.samples_per_series {
             let ts = t0 + round as i64 * 10_000;
             for (p, ids) in per_part.iter().enumerate() {
                 for chunk in ids.chunks(a.series_per_record) {
-                    let mut e = BatchEncoder::new();
-                    for id in chunk {
-                        // A counter per series, resetting now and then.
-                        e.push(&series(*id, ts, ((round + id) % 50) as f64 * 2.0));
-                    }
-                    let payload = e.finish();
-                    let f = producer.send_result(
-                        FutureRecord::<(), _>::to(&raw)
-                            .partition(p as i32)
-                            .payload(&payload),
-                    );
-                    pending.push(f.map_err(|(e, _)| anyhow::anyhow!("{e}"))?);
+                    // A counter per series, resetting now and then.
+                    let mut batch = chunk
+                        .iter()
+                        .map(|id| series(*id, ts, ((round + id) % 50) as f64 * 2.0));
+                    pending.push(send(p, &mut batch)?);
                     records += 1;
                 }
             }
@@ -153,15 +149,8 @@ pub fn run(a: RollupBenchArgs) -> anyhow::Result<()> {
         }
         // One record per partition far ahead: the watermark passes every window.
         for p in 0..a.partitions {
-            let mut e = BatchEncoder::new();
-            e.push(&series(1_000_000_000 + p, t0 + 3 * hour, 0.0));
-            let payload = e.finish();
-            let f = producer.send_result(
-                FutureRecord::<(), _>::to(&raw)
-                    .partition(p as i32)
-                    .payload(&payload),
-            );
-            pending.push(f.map_err(|(e, _)| anyhow::anyhow!("{e}"))?);
+            let mut one = std::iter::once(series(1_000_000_000 + p, t0 + 3 * hour, 0.0));
+            pending.push(send(p, &mut one)?);
         }
         for f in pending {
             f.await?.map_err(|(e, _)| anyhow::anyhow!("{e}"))?;

@@ -1,14 +1,14 @@
 //! Window-engine throughput in process: the rollup dataflow (1m, 5m from 1m, 1h from 5m)
 //! over synthetic records, no Kafka and no sinks. Samples are generated as the source
 //! polls (generation is part of the measured cost, decoding is not).
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use weir_rollup::dataflow::{build, Emitter, Key, Timing};
+use weir_rollup::dataflow::{Key, Timing};
+use weir_rollup::inprocess::run_logs;
 use weir_rollup::tiers::Tiers;
-use weir_window::{EventLog, LogEvent, PeerWatermarks, Progress, SourceHandles};
+use weir_window::{EventLog, LogEvent, Progress};
 
 #[derive(Debug, Args, Clone)]
 pub struct WindowBenchArgs {
@@ -107,14 +107,10 @@ fn one_run(a: &WindowBenchArgs) -> anyhow::Result<(f64, f64, usize, usize)> {
         out_of_orderness: Duration::from_secs(10),
         idle_timeout: Duration::from_secs(30),
     };
-    let rows = Arc::new(AtomicUsize::new(0));
-    let peers = PeerWatermarks::new(a.workers);
     let args = a.clone();
-    let rows2 = rows.clone();
     let cpu0 = crate::proc_stat::cpu_seconds(std::process::id())?;
     let wall0 = Instant::now();
-    let guards = timely::execute(timely::Config::process(a.workers), move |worker| {
-        let (index, peers_n) = (worker.index(), worker.peers());
+    let out = run_logs(a.workers, &tiers, timing, false, move |index, peers_n| {
         let parts: Vec<(u32, Vec<Key>)> = (0..args.partitions)
             .filter(|p| *p as usize % peers_n == index)
             .map(|p| {
@@ -131,7 +127,7 @@ fn one_run(a: &WindowBenchArgs) -> anyhow::Result<(f64, f64, usize, usize)> {
             })
             .collect();
         let n = parts.len();
-        let log = SyntheticLog {
+        SyntheticLog {
             parts,
             done: vec![0; n],
             per_series: args.samples_per_series,
@@ -140,37 +136,12 @@ fn one_run(a: &WindowBenchArgs) -> anyhow::Result<(f64, f64, usize, usize)> {
             t0: 1_700_000_000_000 / 3_600_000 * 3_600_000,
             assigned: false,
             progress: Arc::new(Mutex::new(Progress::default())),
-        };
-        let handles = SourceHandles::new(peers.clone());
-        let acked = handles.acked.clone();
-        let partition_acked = handles.partition_acked.clone();
-        let mut emitter = Emitter::new(tiers.allowed_lateness_ms);
-        let rows = rows2.clone();
-        worker.dataflow::<weir_window::Time, _, _>(|scope| {
-            build(
-                scope,
-                log,
-                &tiers,
-                timing,
-                handles,
-                move |items, frontier| {
-                    let e = emitter.absorb(items);
-                    e.acknowledge(&partition_acked);
-                    rows.fetch_add(e.rows.len(), Ordering::Relaxed);
-                    if frontier != i64::MAX {
-                        acked.store(frontier, Ordering::Relaxed);
-                    }
-                },
-            );
-        });
-        while worker.step_or_park(None) {}
-    })
-    .map_err(|e| anyhow::anyhow!("timely: {e}"))?;
-    drop(guards);
+        }
+    });
     let wall = wall0.elapsed().as_secs_f64();
     let cpu = crate::proc_stat::cpu_seconds(std::process::id())? - cpu0;
     let samples = a.series * a.samples_per_series;
-    Ok((cpu, wall, samples, rows.load(Ordering::Relaxed)))
+    Ok((cpu, wall, samples, out.rows_out))
 }
 
 pub fn run(a: WindowBenchArgs) -> anyhow::Result<()> {

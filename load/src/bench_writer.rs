@@ -20,7 +20,7 @@ use weir_contract::avro::BatchEncoder;
 use weir_contract::{Label, Sample, Series};
 
 use crate::proc_stat::cpu_seconds;
-use crate::process::{free_port, spawn_weir, start_vm, Proc};
+use crate::process::{free_port, scrape, spawn_weir, start_vm, Proc};
 
 #[derive(Debug, Args)]
 pub struct WriterBenchArgs {
@@ -63,16 +63,10 @@ fn start_writer(weir: &Path, topology: &Path) -> anyhow::Result<(Proc, SocketAdd
 
 /// The writer's acknowledged-samples counter.
 fn acknowledged(addr: SocketAddr) -> u64 {
-    reqwest::blocking::get(format!("http://{addr}/metrics"))
-        .and_then(|r| r.text())
-        .ok()
-        .and_then(|t| {
-            t.lines().find_map(|l| {
-                l.strip_prefix("weir_tsdb_writer_samples_total{outcome=\"acknowledged\"} ")
-                    .map(|v| v.trim().parse::<f64>().unwrap_or(0.0) as u64)
-            })
-        })
-        .unwrap_or(0)
+    scrape(
+        addr,
+        "weir_tsdb_writer_samples_total{outcome=\"acknowledged\"} ",
+    ) as u64
 }
 
 /// Distinct series the benchmark's records walk over (one sample each per round, 15 s

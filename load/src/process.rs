@@ -106,3 +106,16 @@ pub fn start_vm(port: u16, dir: &Path) -> anyhow::Result<Proc> {
     }
     Ok(proc)
 }
+
+/// The value of the first line of a service's `/metrics` at `addr` that starts with
+/// `prefix` (name and labels as rendered), or 0.
+pub fn scrape(addr: std::net::SocketAddr, prefix: &str) -> f64 {
+    reqwest::blocking::get(format!("http://{addr}/metrics"))
+        .and_then(|r| r.text())
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix(prefix).and_then(|v| v.trim().parse().ok()))
+        })
+        .unwrap_or(0.0)
+}

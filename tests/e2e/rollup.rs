@@ -44,7 +44,7 @@ impl Pipeline {
             .map(|(n, _)| unique(&format!("test.rollup.{n}")))
             .collect();
         let mut yaml = format!(
-            "version: 1\nkafka: {{bootstrap_servers: '{}', consumer: {{session.timeout.ms: '6000', heartbeat.interval.ms: '1000'}}}}\ntopics:\n  {raw}: {{partitions: 4, compression: lz4}}\n  {dlq}: {{partitions: 1}}\n  {late}: {{partitions: 1}}\n",
+            "version: 1\nkafka: {{bootstrap_servers: '{}', consumer: {{session.timeout.ms: '4000', heartbeat.interval.ms: '1000'}}}}\ntopics:\n  {raw}: {{partitions: 4, compression: lz4}}\n  {dlq}: {{partitions: 1}}\n  {late}: {{partitions: 1}}\n",
             bootstrap()
         );
         for t in &tier_topics {
@@ -181,6 +181,11 @@ impl Drop for Pipeline {
             .body(format!("DROP DATABASE IF EXISTS {}", self.database))
             .send();
     }
+}
+
+/// Samples a rollup process has read.
+fn read(rollup: &Service) -> f64 {
+    metric(rollup, "weir_rollup_samples_total{outcome=\"read\"} ")
 }
 
 fn clickhouse(q: &str) -> String {
@@ -385,17 +390,23 @@ fn a_rollup_killed_three_times_ends_with_the_same_rows() {
         std::thread::spawn(move || produce(&raw, &data, &prefix, Duration::from_secs(40)))
     };
     let mut rng = rand::rng();
+    let mut rollup = p.rollup("rollups");
     for kill in 1..=3 {
-        let rollup = p.rollup("rollups");
-        std::thread::sleep(Duration::from_millis(rng.random_range(3_000..9_000)));
-        eprintln!("killing the rollup ({kill} of 3)");
+        // A random point: after this process read a random number of samples.
+        let point = rng.random_range(500.0..5_000.0);
+        wait_until("the rollup reading", Duration::from_secs(60), || {
+            read(&rollup) >= point
+        });
+        eprintln!("killing the rollup after {point:.0} samples ({kill} of 3)");
         rollup.kill9();
-        // tansu hands a dead member's partitions out again only once its session (6 s
-        // here) expired; see the tsdb-writer tests.
-        std::thread::sleep(Duration::from_secs(8));
+        rollup = start_owning_all(
+            || p.rollup("rollups"),
+            "rollups",
+            4,
+            Duration::from_secs(60),
+        );
     }
     feed.join().unwrap();
-    let rollup = p.rollup("rollups");
     p.assert_exact(&expected, Duration::from_secs(120));
     drop(rollup);
 }
@@ -418,7 +429,9 @@ fn two_rollups_one_stopped_mid_run_end_with_the_same_rows() {
             stop.store(true, Ordering::Relaxed);
         })
     };
-    std::thread::sleep(Duration::from_secs(12));
+    wait_until("both members reading", Duration::from_secs(60), || {
+        read(&first) > 0.0 && read(&second) > 0.0
+    });
     assert!(
         !stop.load(Ordering::Relaxed),
         "stopped mid-run, while records still arrive"

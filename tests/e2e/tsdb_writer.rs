@@ -38,7 +38,7 @@ impl Pipeline {
         let group = unique("test.tsdb-writers");
         let run = unique("run").replace('.', "_");
         let yaml = format!(
-            "version: 1\nkafka: {{bootstrap_servers: '{}', consumer: {{session.timeout.ms: '10000', heartbeat.interval.ms: '1000', max.poll.interval.ms: '20000'}}}}\ntopics:\n  {raw}: {{partitions: {partitions}, compression: lz4}}\n  {dlq}: {{partitions: 1}}\nconsumer_groups:\n  {group}: {{role: tsdb-writer, topics: [{raw}], sink: vm}}\nsinks:\n  vm: {{type: prometheus_remote_write, url: '{}'}}\ngateway: {{listen: '127.0.0.1:0', topic: {raw}}}\ntsdb_writer: {{group: {group}, listen: '127.0.0.1:0', dead_letter_topic: {dlq}, max_batch_delay: 200ms, max_batch_samples: 500, max_buffered_samples: 1000, retry_max: 2s}}\n",
+            "version: 1\nkafka: {{bootstrap_servers: '{}', consumer: {{session.timeout.ms: '4000', heartbeat.interval.ms: '1000', max.poll.interval.ms: '20000'}}}}\ntopics:\n  {raw}: {{partitions: {partitions}, compression: lz4}}\n  {dlq}: {{partitions: 1}}\nconsumer_groups:\n  {group}: {{role: tsdb-writer, topics: [{raw}], sink: vm}}\nsinks:\n  vm: {{type: prometheus_remote_write, url: '{}'}}\ngateway: {{listen: '127.0.0.1:0', topic: {raw}}}\ntsdb_writer: {{group: {group}, listen: '127.0.0.1:0', dead_letter_topic: {dlq}, max_batch_delay: 200ms, max_batch_samples: 500, max_buffered_samples: 1000, retry_max: 2s}}\n",
             bootstrap,
             sink_url
         );
@@ -375,12 +375,7 @@ fn a_writer_killed_mid_batch_and_restarted_loses_and_duplicates_nothing() {
         acknowledged(&writer) > 0.0
     });
     writer.kill9();
-    // The restart comes after the dead member's session (10 s here) expired. tansu 0.6
-    // only rebalances a dead member away when a join finds its session expired; a
-    // member that joins earlier gets only its share and the dead member's share is never
-    // handed out (see the two-writer test below). On Kafka either works.
-    std::thread::sleep(Duration::from_secs(12));
-    let restarted = p.writer();
+    let restarted = start_owning_all(|| p.writer(), &p.group, 4, Duration::from_secs(60));
     wait_until("writes after the restart", Duration::from_secs(60), || {
         acknowledged(&restarted) > 0.0
     });
@@ -389,30 +384,27 @@ fn a_writer_killed_mid_batch_and_restarted_loses_and_duplicates_nothing() {
     assert_exact(&vm, &p, &expected.lock().unwrap(), Duration::from_secs(90));
 }
 
-#[test]
-fn of_two_writers_one_stopped_the_other_takes_its_partitions_over() {
-    ensure_stack();
-    let vm = Vm::start();
-    let p = Pipeline::new(&vm, 4);
+/// Two writers in the group; `end` stops one of them mid-stream. The survivor must come
+/// to hold every partition, keep writing, and VictoriaMetrics must hold every
+/// acknowledged sample exactly once.
+fn survivor_takes_over(vm: &Vm, p: &Pipeline, end: impl FnOnce(Service)) {
     let gw = Gateway::start(&p.topo);
     let expected = Arc::new(Mutex::new(Expected::new()));
     let stop = Arc::new(AtomicBool::new(false));
-    // The member is stopped with SIGTERM: it drains, commits and leaves the group, and
-    // the survivor takes its partitions over. With SIGKILL, tansu 0.6 never hands a dead
-    // member's partitions to the survivor: its Formed-state heartbeat evicts the member
-    // and answers RebalanceInProgress but stays in the old generation, so the rejoin gets
-    // the old assignment (tansu-broker/src/coordinator/group/administrator.rs, `heartbeat`
-    // and `join` of `Inner<O, Formed>`). tansu also has no ListGroups/DescribeGroups, so a
-    // survivor cannot even see it is alone. On Kafka a killed member's share moves; the
-    // test below shows it with SIGKILL on librdkafka's mock cluster.
     let first = p.writer();
     let second = p.writer();
     let pusher = keep_pushing(&gw, &p.run, 50, expected.clone(), stop.clone());
     wait_until("both writers writing", Duration::from_secs(60), || {
         acknowledged(&first) > 0.0 && acknowledged(&second) > 0.0
     });
-    assert!(second.terminate().success());
+    end(second);
     let before = acknowledged(&first);
+    let gauge = format!("weir_consumer_assigned_partitions{{group=\"{}\"", p.group);
+    wait_until(
+        "the survivor holding all four partitions",
+        Duration::from_secs(60),
+        || metric_sum(&first, &gauge) == 4.0,
+    );
     wait_until(
         "the survivor writing after the rebalance",
         Duration::from_secs(60),
@@ -420,8 +412,23 @@ fn of_two_writers_one_stopped_the_other_takes_its_partitions_over() {
     );
     stop.store(true, Ordering::Relaxed);
     pusher.join().unwrap();
-    assert_exact(&vm, &p, &expected.lock().unwrap(), Duration::from_secs(120));
-    drop(first);
+    assert_exact(vm, p, &expected.lock().unwrap(), Duration::from_secs(120));
+}
+
+/// The member is stopped with SIGTERM: it drains, commits and leaves the group, and the
+/// survivor takes its partitions over. With SIGKILL, tansu 0.6 never hands a dead
+/// member's partitions to the survivor: its Formed-state heartbeat evicts the member and
+/// answers RebalanceInProgress but stays in the old generation, so the rejoin gets the
+/// old assignment (tansu-broker/src/coordinator/group/administrator.rs, `heartbeat` and
+/// `join` of `Inner<O, Formed>`). tansu also has no ListGroups/DescribeGroups, so a
+/// survivor cannot even see it is alone. On Kafka a killed member's share moves; the
+/// test below shows it with SIGKILL on librdkafka's mock cluster.
+#[test]
+fn of_two_writers_one_stopped_the_other_takes_its_partitions_over() {
+    ensure_stack();
+    let vm = Vm::start();
+    let p = Pipeline::new(&vm, 4);
+    survivor_takes_over(&vm, &p, |second| assert!(second.terminate().success()));
 }
 
 /// Two writers, one killed with SIGKILL: the survivor takes the dead member's partitions
@@ -436,38 +443,7 @@ fn of_two_writers_one_killed_the_other_takes_its_partitions_over() {
     let p = Pipeline::on_kafka(&mock.bootstrap_servers(), &vm.url("/api/v1/write"), 4);
     mock.create_topic(&p.raw, 4, 1).unwrap();
     mock.create_topic(&p.dlq, 1, 1).unwrap();
-    let gw = Gateway::start(&p.topo);
-    let expected = Arc::new(Mutex::new(Expected::new()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let first = p.writer();
-    let second = p.writer();
-    let pusher = keep_pushing(&gw, &p.run, 50, expected.clone(), stop.clone());
-    wait_until("both writers writing", Duration::from_secs(60), || {
-        acknowledged(&first) > 0.0 && acknowledged(&second) > 0.0
-    });
-    second.kill9();
-    let before = acknowledged(&first);
-    wait_until(
-        "the survivor holding all four partitions",
-        Duration::from_secs(60),
-        || {
-            let gauge = format!(
-                "weir_consumer_assigned_partitions{{group=\"{}\"}} ",
-                p.group
-            );
-            metric(&first, &gauge) == 4.0
-        },
-    );
-    wait_until(
-        "the survivor writing after the rebalance",
-        Duration::from_secs(60),
-        || acknowledged(&first) > before,
-    );
-    stop.store(true, Ordering::Relaxed);
-    pusher.join().unwrap();
-    assert_exact(&vm, &p, &expected.lock().unwrap(), Duration::from_secs(120));
-    drop(first);
-    drop(gw);
+    survivor_takes_over(&vm, &p, Service::kill9);
 }
 
 /// A Prometheus of the test's own, as a remote-write receiver that refuses samples it

@@ -465,6 +465,56 @@ pub fn metric(service: &Service, prefix: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// The sum of every line of a service's `/metrics` that starts with `prefix` (a metric
+/// name and some of its labels), or 0.
+pub fn metric_sum(service: &Service, prefix: &str) -> f64 {
+    client()
+        .get(service.url("/metrics"))
+        .send()
+        .and_then(|r| r.text())
+        .map(|t| {
+            t.lines()
+                .filter(|l| l.starts_with(prefix))
+                .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
+                .sum()
+        })
+        .unwrap_or(0.0)
+}
+
+/// Starts a consumer (with `start`) that takes over a group whose other member was
+/// killed, and returns it once it holds all `partitions` of `group`.
+///
+/// tansu 0.6 hands a killed member's partitions out again only to a member that joins
+/// after the dead member's session expired; one that joins earlier gets its share and
+/// never the rest. So a start that is not given everything within a few seconds is
+/// stopped and tried again, until it is or `timeout` passes — waiting on the takeover
+/// itself rather than a fixed sleep for the session to run out. On Kafka the first
+/// start gets everything once the session expires.
+pub fn start_owning_all(
+    start: impl Fn() -> Service,
+    group: &str,
+    partitions: u32,
+    timeout: Duration,
+) -> Service {
+    let deadline = Instant::now() + timeout;
+    let gauge = format!("weir_consumer_assigned_partitions{{group=\"{group}\"");
+    loop {
+        let s = start();
+        let attempt = Instant::now() + Duration::from_secs(6);
+        while Instant::now() < attempt {
+            if metric_sum(&s, &gauge) == partitions as f64 {
+                return s;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no member of {group} came to hold all {partitions} partitions in {timeout:?}"
+        );
+        let _ = s.terminate();
+    }
+}
+
 /// A free loopback port (bound then released; fine for tests).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -1,11 +1,9 @@
-//! The rollup dataflow over an in-memory log, without Kafka or sinks: for the reference
+//! The rollup dataflow over in-memory logs, without Kafka or sinks: for the reference
 //! tests and the throughput benchmark.
-use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use weir_window::memory::MemoryLog;
-use weir_window::{Checkpoint, PeerWatermarks, SourceHandles};
+use weir_window::{EventLog, PeerWatermarks, SourceHandles};
 
 use crate::dataflow::{build, Emitter, Key, TierRow, Timing};
 use crate::tiers::Tiers;
@@ -16,12 +14,13 @@ pub type Partitions = Vec<(u32, Vec<Vec<(Key, i64, f64)>>)>;
 /// What a run produced.
 #[derive(Debug, Default)]
 pub struct Outcome {
-    /// Every row emitted, corrections included, in emission order per worker.
+    /// Every row emitted, corrections included, in emission order per worker (only
+    /// with `keep_rows`).
     pub rows: Vec<TierRow>,
+    /// How many rows were emitted.
+    pub rows_out: usize,
     pub late: usize,
     pub suppressed: usize,
-    /// The last commit per partition.
-    pub commits: HashMap<u32, (i64, Checkpoint)>,
 }
 
 /// How a run reads its input.
@@ -29,38 +28,53 @@ pub struct Outcome {
 pub struct RunOptions {
     pub workers: usize,
     pub records_per_poll: usize,
-    /// Resume from these commits (a restart) instead of the beginning.
-    pub resume: HashMap<u32, (i64, Checkpoint)>,
     /// Keep rows (off for the benchmark, which only counts).
     pub keep_rows: bool,
 }
 
+/// Runs over `partitions`, each worker reading the partitions `p % workers == index`.
 pub fn run(partitions: &Partitions, tiers: &Tiers, timing: Timing, opts: RunOptions) -> Outcome {
-    let workers = opts.workers.max(1);
-    let outcome = Arc::new(Mutex::new(Outcome::default()));
-    let rows_emitted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let peers = PeerWatermarks::new(workers);
     let parts = Arc::new(partitions.clone());
-    let (tiers, opts2, out2, peers2) =
-        (tiers.clone(), opts.clone(), outcome.clone(), peers.clone());
-    let count = rows_emitted.clone();
-    let guards = timely::execute(timely::Config::process(workers), move |worker| {
-        let index = worker.index();
-        let peers_n = worker.peers();
-        let mine: Vec<_> = parts
-            .iter()
-            .filter(|(p, _)| *p as usize % peers_n == index)
-            .map(|(p, recs)| (*p, recs.clone()))
-            .collect();
-        let log = MemoryLog::new(mine, opts2.records_per_poll.max(1)).resume_from(&opts2.resume);
-        let committed = log.committed.clone();
-        let handles = SourceHandles::new(peers2.clone());
-        let acked = handles.acked.clone();
+    let per_poll = opts.records_per_poll.max(1);
+    run_logs(
+        opts.workers,
+        tiers,
+        timing,
+        opts.keep_rows,
+        move |index, peers| {
+            let mine = parts
+                .iter()
+                .filter(|(p, _)| *p as usize % peers == index)
+                .map(|(p, recs)| (*p, recs.clone()))
+                .collect();
+            MemoryLog::new(mine, per_poll)
+        },
+    )
+}
+
+/// Runs on `workers` threads, worker `i` of `n` reading the log `make_log(i, n)`; sinks
+/// acknowledge at once (nothing to make durable in memory).
+pub fn run_logs<L, F>(
+    workers: usize,
+    tiers: &Tiers,
+    timing: Timing,
+    keep_rows: bool,
+    make_log: F,
+) -> Outcome
+where
+    L: EventLog<Key, f64>,
+    F: Fn(usize, usize) -> L + Send + Sync + 'static,
+{
+    let workers = workers.max(1);
+    let outcome = Arc::new(Mutex::new(Outcome::default()));
+    let peers = PeerWatermarks::new(workers);
+    let (tiers, out) = (tiers.clone(), outcome.clone());
+    timely::execute(timely::Config::process(workers), move |worker| {
+        let log = make_log(worker.index(), worker.peers());
+        let handles = SourceHandles::new(peers.clone());
         let partition_acked = handles.partition_acked.clone();
         let mut emitter = Emitter::new(tiers.allowed_lateness_ms);
-        let out = out2.clone();
-        let keep = opts2.keep_rows;
-        let count = count.clone();
+        let out = out.clone();
         worker.dataflow::<weir_window::Time, _, _>(|scope| {
             build(
                 scope,
@@ -68,39 +82,24 @@ pub fn run(partitions: &Partitions, tiers: &Tiers, timing: Timing, opts: RunOpti
                 &tiers,
                 timing,
                 handles,
-                move |items, frontier| {
+                move |items, _frontier| {
                     let e = emitter.absorb(items);
-                    // Nothing to make durable in memory: acknowledge at once.
                     e.acknowledge(&partition_acked);
-                    count.fetch_add(e.rows.len(), Ordering::Relaxed);
-                    if keep || !e.late.is_empty() || e.suppressed > 0 {
-                        if let Ok(mut o) = out.lock() {
-                            o.late += e.late.len();
-                            o.suppressed += e.suppressed;
-                            if keep {
-                                o.rows.extend(e.rows);
-                            }
+                    if let Ok(mut o) = out.lock() {
+                        o.rows_out += e.rows.len();
+                        o.late += e.late.len();
+                        o.suppressed += e.suppressed;
+                        if keep_rows {
+                            o.rows.extend(e.rows);
                         }
-                    }
-                    // Nothing to make durable in memory: acknowledge at once.
-                    if frontier != i64::MAX {
-                        acked.store(frontier, Ordering::Relaxed);
                     }
                 },
             );
         });
         while worker.step_or_park(None) {}
-        committed.lock().map(|c| c.clone()).unwrap_or_default()
     })
-    .expect("timely workers start");
-    let mut commits = HashMap::new();
-    for c in guards.join().into_iter().flatten() {
-        commits.extend(c);
-    }
-    let mut o = std::mem::take(&mut *outcome.lock().expect("no worker panicked"));
-    o.commits = commits;
-    if !opts.keep_rows {
-        o.rows.clear();
-    }
+    .expect("timely workers start")
+    .join();
+    let o = std::mem::take(&mut *outcome.lock().expect("no worker panicked"));
     o
 }

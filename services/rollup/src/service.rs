@@ -1,7 +1,7 @@
 //! `weir rollup` as a process: timely workers, each a member of the consumer group,
 //! feeding a writer task that puts every flush into ClickHouse and the rollup topics and
-//! only then acknowledges the flush's frontier back to the worker's source (which commits
-//! offsets up to what is acknowledged).
+//! only then acknowledges the partition watermarks the flush carried back to the worker's
+//! source (which commits offsets up to what is acknowledged).
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,20 +16,20 @@ use weir_runtime::dead_letter::{DeadLetter, DeadLetters};
 use weir_runtime::kafka::consumer_config;
 use weir_runtime::ops::{self, Health};
 use weir_runtime::Topology;
-use weir_window::kafka::{KafkaLog, Undecodable};
+use weir_window::kafka::KafkaLog;
 use weir_window::{HashedKey, PeerWatermarks, SourceHandles};
 
 use crate::dataflow::{build, Emission, Emitter, Key, TierRow, Timing};
-use crate::sink::by_tier;
 use crate::sink::clickhouse::ClickHouseSink;
 use crate::sink::topics::TopicSink;
+use crate::sink::{by_tier, record_of};
 use crate::tiers::Tiers;
+use weir_contract::avro::RollupRecord;
 
 /// One worker's flush on its way to the sinks.
 struct Flush {
     worker: usize,
     emission: Emission,
-    frontier: i64,
 }
 
 /// What a worker shares with the writer and the process.
@@ -55,24 +55,18 @@ pub async fn run(topology: Topology, shutdown: CancellationToken) -> anyhow::Res
     let [topic] = group_spec.topics.as_slice() else {
         anyhow::bail!("consumer group {} must read exactly one topic", cfg.group);
     };
-    for (what, t) in [
-        ("dead_letter_topic", &cfg.dead_letter_topic),
-        ("late_topic", &cfg.late_topic),
-    ] {
-        if topology.topic(t).is_none() {
-            anyhow::bail!("rollup.{what}: topic {t:?} is not declared under topics");
-        }
-    }
-    let tier_topics: Vec<(String, String)> = cfg
+    let declared = |what: &str, t: &str| {
+        topology.topic(t).cloned().ok_or_else(|| {
+            anyhow::anyhow!("rollup.{what}: topic {t:?} is not declared under topics")
+        })
+    };
+    declared("dead_letter_topic", &cfg.dead_letter_topic)?;
+    let late_spec = declared("late_topic", &cfg.late_topic)?;
+    let tier_topics = cfg
         .tiers
         .iter()
-        .map(|t| (t.name.clone(), t.topic()))
-        .collect();
-    for (_, t) in &tier_topics {
-        if topology.topic(t).is_none() {
-            anyhow::bail!("rollup.tiers: topic {t:?} is not declared under topics");
-        }
-    }
+        .map(|t| Ok((t.topic(), declared("tiers", &t.topic())?)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
 
     let health = Health::new();
     health.set_not_ready("creating ClickHouse tables");
@@ -81,15 +75,7 @@ pub async fn run(topology: Topology, shutdown: CancellationToken) -> anyhow::Res
         .with_context(|| format!("cannot listen on {}", cfg.listen))?;
     tracing::info!(addr = %listener.local_addr()?, group = %cfg.group, topic = %topic, workers = cfg.workers, clickhouse = %url, "rollup listening");
     let ops_stop = CancellationToken::new();
-    let ops_task = {
-        let stop = ops_stop.clone();
-        let router = ops::router(health.clone());
-        tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await
-        })
-    };
+    let ops_task = ops::spawn(listener, health.clone(), ops_stop.clone());
 
     let clickhouse = Arc::new(ClickHouseSink::new(url, database, cfg.tiers.clone()));
     // ClickHouse may come up after us: retry until the tables exist.
@@ -111,7 +97,7 @@ pub async fn run(topology: Topology, shutdown: CancellationToken) -> anyhow::Res
     let topics = Arc::new(TopicSink::new(
         &topology.kafka,
         &tier_topics,
-        &cfg.late_topic,
+        (&cfg.late_topic, &late_spec),
     )?);
     let dlq = Arc::new(DeadLetters::new(
         &topology.kafka,
@@ -206,22 +192,13 @@ pub async fn run(topology: Topology, shutdown: CancellationToken) -> anyhow::Res
                     Ok(())
                 });
                 let (dlq, rt2, group2) = (dlq.clone(), rt.clone(), group.clone());
-                let dead_letter = Box::new(move |u: Undecodable<'_>| {
-                    let kind = "undecodable";
-                    tracing::warn!(topic = u.topic, partition = u.part, offset = u.offset, error = %u.error, "undecodable record to the dead-letter topic");
+                let dead_letter = Box::new(move |d: DeadLetter<'_>| {
+                    tracing::warn!(topic = d.source_topic, partition = d.partition, offset = d.offset, error = %d.error, "undecodable record to the dead-letter topic");
                     // Its offset is committed after this returns: wait until the dead
                     // letter is durable, retrying while the topic is unavailable.
                     let mut delay = Duration::from_millis(100);
                     loop {
-                        let r = rt2.block_on(dlq.send(DeadLetter {
-                            source_topic: u.topic,
-                            partition: u.part,
-                            offset: u.offset,
-                            key: u.key,
-                            payload: u.payload,
-                            kind,
-                            error: &u.error,
-                        }));
+                        let r = rt2.block_on(dlq.send(d.clone()));
                         match r {
                             Ok(()) => break,
                             Err(e) => {
@@ -233,7 +210,7 @@ pub async fn run(topology: Topology, shutdown: CancellationToken) -> anyhow::Res
                     }
                     metrics::counter!("weir_rollup_dead_letters_total").increment(1);
                 });
-                let log = match KafkaLog::new(&client, &group, &topic, decode, dead_letter) {
+                let log = match KafkaLog::new(&client, &group, &index.to_string(), &topic, decode, dead_letter) {
                     Ok(l) => l,
                     Err(e) => {
                         tracing::error!(error = %e, "creating the Kafka consumer");
@@ -257,7 +234,7 @@ pub async fn run(topology: Topology, shutdown: CancellationToken) -> anyhow::Res
                         }
                         pending.fetch_add(emission.rows.len(), Ordering::Relaxed);
                         sent.fetch_add(1, Ordering::AcqRel);
-                        let _ = tx.send(Flush { worker: index, emission, frontier });
+                        let _ = tx.send(Flush { worker: index, emission });
                     });
                 });
                 let wm_gauge = metrics::gauge!("weir_rollup_watermark_seconds", "worker" => index.to_string());
@@ -315,8 +292,8 @@ pub async fn run(topology: Topology, shutdown: CancellationToken) -> anyhow::Res
 }
 
 /// Takes flushes, batches what arrives within a moment, writes every tier to ClickHouse
-/// and Kafka (retrying with backoff while a sink fails), then acknowledges each worker's
-/// frontier.
+/// and Kafka (retrying with backoff while a sink fails), then acknowledges what each
+/// worker's flushes made final.
 async fn write_loop(
     mut rx: mpsc::UnboundedReceiver<Flush>,
     links: Vec<WorkerLink>,
@@ -336,7 +313,6 @@ async fn write_loop(
         }
         let mut rows: Vec<TierRow> = Vec::new();
         let mut late = Vec::new();
-        let mut acks: Vec<Option<i64>> = vec![None; links.len()];
         let mut done = vec![0u64; links.len()];
         let mut finals: Vec<(usize, Emission)> = Vec::new();
         for mut f in batch {
@@ -344,17 +320,25 @@ async fn write_loop(
                 .increment(f.emission.suppressed as u64);
             rows.append(&mut f.emission.rows);
             late.append(&mut f.emission.late);
-            let a = &mut acks[f.worker];
-            *a = Some(a.map_or(f.frontier, |x| x.max(f.frontier)));
             done[f.worker] += 1;
             finals.push((f.worker, f.emission));
         }
         let n = rows.len();
         let per_tier = by_tier(rows, tiers);
+        // Each row flattened once (quantiles read from its sketch once) for both sinks.
+        let records: Vec<Vec<RollupRecord<'_>>> = per_tier
+            .iter()
+            .enumerate()
+            .map(|(t, rows)| {
+                rows.iter()
+                    .map(|r| record_of(r, &cfg.tiers[t].name))
+                    .collect()
+            })
+            .collect();
         let mut delay = Duration::from_millis(100);
         loop {
             let started = Instant::now();
-            let r = write_all(&clickhouse, &topics, &per_tier, &late).await;
+            let r = write_all(&clickhouse, &topics, &records, &late).await;
             metrics::histogram!("weir_rollup_sink_seconds").record(started.elapsed().as_secs_f64());
             match r {
                 Ok(()) => {
@@ -395,11 +379,8 @@ async fn write_loop(
         for (w, e) in finals {
             e.acknowledge(&links[w].handles.partition_acked);
         }
-        for (w, a) in acks.into_iter().enumerate() {
-            if let Some(a) = a {
-                links[w].handles.acked.fetch_max(a, Ordering::AcqRel);
-            }
-            links[w].written.fetch_add(done[w], Ordering::AcqRel);
+        for (link, n) in links.iter().zip(done) {
+            link.written.fetch_add(n, Ordering::AcqRel);
         }
     }
 }
@@ -407,10 +388,10 @@ async fn write_loop(
 async fn write_all(
     clickhouse: &ClickHouseSink,
     topics: &TopicSink,
-    per_tier: &[Vec<TierRow>],
+    records: &[Vec<RollupRecord<'_>>],
     late: &[weir_window::Event<Key, f64>],
 ) -> anyhow::Result<()> {
-    for (t, rows) in per_tier.iter().enumerate() {
+    for (t, rows) in records.iter().enumerate() {
         clickhouse.write(t, rows).await?;
         topics.write(t, rows).await?;
     }

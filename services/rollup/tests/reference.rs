@@ -109,7 +109,6 @@ fn every_row_equals_the_batch_computation() {
             workers: 1,
             records_per_poll: 1,
             keep_rows: true,
-            ..Default::default()
         },
     );
     assert_eq!(out.late, late, "late samples counted");
@@ -136,7 +135,6 @@ fn two_workers_and_another_interleaving_give_the_same_rows() {
             workers: 2,
             records_per_poll: 17,
             keep_rows: true,
-            ..Default::default()
         },
     );
     assert_eq!(out.late, late);

@@ -132,26 +132,13 @@ fn parts(tpl: &TopicPartitionList) -> Vec<PartitionId> {
 
 impl ClientContext for GroupContext {
     fn stats(&self, stats: Statistics) {
-        for (topic, t) in stats.topics {
-            for (p, part) in t.partitions {
-                if p < 0 || !part.desired {
-                    continue;
-                }
-                // consumer_lag is librdkafka's high watermark (or last stable offset)
-                // minus the committed offset, refreshed from the broker each interval.
-                metrics::gauge!("weir_consumer_lag", "group" => self.group.clone(), "topic" => topic.clone(), "partition" => p.to_string())
-                    .set(part.consumer_lag.max(0) as f64);
-                metrics::gauge!("weir_consumer_high_watermark", "group" => self.group.clone(), "topic" => topic.clone(), "partition" => p.to_string())
-                    .set(part.hi_offset as f64);
-            }
-        }
+        publish_lag(&self.group, stats);
     }
 }
 
 impl GroupContext {
     fn publish_assigned(&self) {
-        metrics::gauge!("weir_consumer_assigned_partitions", "group" => self.group.clone())
-            .set(self.assignment.assigned_count() as f64);
+        publish_assigned(&self.group, "0", self.assignment.assigned_count());
     }
 }
 
@@ -196,12 +183,41 @@ impl ConsumerContext for GroupContext {
     }
 
     fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
-        let outcome = if result.is_ok() { "ok" } else { "failed" };
-        metrics::counter!("weir_consumer_commits_total", "group" => self.group.clone(), "outcome" => outcome).increment(1);
-        if let Err(e) = result {
-            tracing::warn!(group = %self.group, error = %e, "offset commit failed");
+        record_commit(&self.group, &result);
+    }
+}
+
+/// Publishes lag and high watermark per partition from librdkafka's statistics.
+pub fn publish_lag(group: &str, stats: Statistics) {
+    for (topic, t) in stats.topics {
+        for (p, part) in t.partitions {
+            if p < 0 || !part.desired {
+                continue;
+            }
+            // consumer_lag is librdkafka's high watermark (or last stable offset) minus
+            // the committed offset, refreshed from the broker each interval.
+            metrics::gauge!("weir_consumer_lag", "group" => group.to_string(), "topic" => topic.clone(), "partition" => p.to_string())
+                .set(part.consumer_lag.max(0) as f64);
+            metrics::gauge!("weir_consumer_high_watermark", "group" => group.to_string(), "topic" => topic.clone(), "partition" => p.to_string())
+                .set(part.hi_offset as f64);
         }
     }
+}
+
+/// Counts an offset commit, logging a failed one.
+pub fn record_commit(group: &str, result: &KafkaResult<()>) {
+    let outcome = if result.is_ok() { "ok" } else { "failed" };
+    metrics::counter!("weir_consumer_commits_total", "group" => group.to_string(), "outcome" => outcome).increment(1);
+    if let Err(e) = result {
+        tracing::warn!(group = %group, error = %e, "offset commit failed");
+    }
+}
+
+/// How many partitions one member of a group holds now (a process may run several
+/// members: the rollup's timely workers).
+pub fn publish_assigned(group: &str, member: &str, count: usize) {
+    metrics::gauge!("weir_consumer_assigned_partitions", "group" => group.to_string(), "member" => member.to_string())
+        .set(count as f64);
 }
 
 /// Stores `next` (the offset of the first record not yet acknowledged) for commit.

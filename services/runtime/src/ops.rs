@@ -75,6 +75,21 @@ pub fn router(health: Health) -> Router {
         )
 }
 
+/// Serves the ops routes on an already bound listener (so the caller can log the
+/// address it got) until `stop` is cancelled.
+pub fn spawn(
+    listener: tokio::net::TcpListener,
+    health: Health,
+    stop: CancellationToken,
+) -> tokio::task::JoinHandle<std::io::Result<()>> {
+    let router = router(health);
+    tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await
+    })
+}
+
 /// Serves `router` on `addr` until `shutdown` is cancelled, then lets in-flight requests
 /// finish.
 pub async fn serve(

@@ -76,15 +76,7 @@ pub async fn run(topology: Topology, shutdown: CancellationToken) -> anyhow::Res
         .with_context(|| format!("cannot listen on {}", cfg.listen))?;
     tracing::info!(addr = %listener.local_addr()?, group = %cfg.group, topics = ?topics, sink = sink.url(), "tsdb-writer listening");
     let ops_stop = CancellationToken::new();
-    let ops_task = {
-        let stop = ops_stop.clone();
-        let router = ops::router(health.clone());
-        tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await
-        })
-    };
+    let ops_task = ops::spawn(listener, health.clone(), ops_stop.clone());
 
     let (done_tx, done_rx) = mpsc::unbounded_channel();
     let shared = Arc::new(Shared {

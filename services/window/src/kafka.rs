@@ -14,18 +14,11 @@ use rdkafka::message::Message;
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 
+use weir_runtime::consumer::{publish_assigned, publish_lag, record_commit};
+use weir_runtime::dead_letter::DeadLetter;
+
 use crate::checkpoint::Checkpoint;
 use crate::operators::source::{EventLog, LogEvent, Progress};
-
-/// A record that could not be decoded.
-pub struct Undecodable<'a> {
-    pub topic: &'a str,
-    pub part: i32,
-    pub offset: i64,
-    pub key: Option<&'a [u8]>,
-    pub payload: &'a [u8],
-    pub error: String,
-}
 
 enum Change {
     Assigned(u32, i64, Checkpoint),
@@ -56,17 +49,7 @@ fn commit_list(topic: &str, commits: &[(u32, i64, Checkpoint)]) -> TopicPartitio
 
 impl ClientContext for LogContext {
     fn stats(&self, stats: Statistics) {
-        for (topic, t) in stats.topics {
-            for (p, part) in t.partitions {
-                if p < 0 || !part.desired {
-                    continue;
-                }
-                metrics::gauge!("weir_consumer_lag", "group" => self.group.clone(), "topic" => topic.clone(), "partition" => p.to_string())
-                    .set(part.consumer_lag.max(0) as f64);
-                metrics::gauge!("weir_consumer_high_watermark", "group" => self.group.clone(), "topic" => topic.clone(), "partition" => p.to_string())
-                    .set(part.hi_offset as f64);
-            }
-        }
+        publish_lag(&self.group, stats);
     }
 }
 
@@ -135,11 +118,7 @@ impl ConsumerContext for LogContext {
     }
 
     fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
-        let outcome = if result.is_ok() { "ok" } else { "failed" };
-        metrics::counter!("weir_consumer_commits_total", "group" => self.group.clone(), "outcome" => outcome).increment(1);
-        if let Err(e) = result {
-            tracing::warn!(group = %self.group, error = %e, "offset commit failed");
-        }
+        record_commit(&self.group, &result);
     }
 }
 
@@ -147,11 +126,14 @@ impl ConsumerContext for LogContext {
 pub type DecodeFn<K, V> = Box<dyn FnMut(&[u8], &mut Vec<(K, i64, V)>) -> Result<(), String>>;
 /// Takes records that could not be decoded (to a dead-letter topic); must not return
 /// before they are durable, since their offsets are committed afterwards.
-pub type DeadLetterFn = Box<dyn FnMut(Undecodable<'_>)>;
+pub type DeadLetterFn = Box<dyn FnMut(DeadLetter<'_>)>;
 
 /// A consumer-group member reading one topic.
 pub struct KafkaLog<K, V> {
     consumer: BaseConsumer<LogContext>,
+    group: String,
+    /// Names this member in metrics (the timely worker index).
+    member: String,
     topic: String,
     decode: DecodeFn<K, V>,
     dead_letter: DeadLetterFn,
@@ -170,6 +152,7 @@ impl<K, V> KafkaLog<K, V> {
     pub fn new(
         config: &ClientConfig,
         group: &str,
+        member: &str,
         topic: &str,
         decode: DecodeFn<K, V>,
         dead_letter: DeadLetterFn,
@@ -185,6 +168,8 @@ impl<K, V> KafkaLog<K, V> {
         consumer.subscribe(&[topic])?;
         Ok(Self {
             consumer,
+            group: group.to_string(),
+            member: member.to_string(),
             topic: topic.to_string(),
             decode,
             dead_letter,
@@ -198,6 +183,14 @@ impl<K, V> KafkaLog<K, V> {
             committed: HashMap::new(),
             idle_polls: 0,
         })
+    }
+
+    fn assigned_list(&self) -> TopicPartitionList {
+        let mut tpl = TopicPartitionList::new();
+        for p in &self.assigned {
+            tpl.add_partition(&self.topic, *p as i32);
+        }
+        tpl
     }
 
     fn drain_changes(
@@ -244,16 +237,15 @@ impl<K: 'static, V: 'static> EventLog<K, V> for KafkaLog<K, V> {
             // Rebalance callbacks ran inside poll: their events go before any record.
             let changes = out.len();
             Self::drain_changes(&self.changes, &mut self.assigned, &mut self.committed, out);
+            if out.len() > changes {
+                publish_assigned(&self.group, &self.member, self.assigned.len());
+            }
             let assigned_now = out[changes..]
                 .iter()
                 .any(|e| matches!(e, LogEvent::Assigned { .. }));
             if self.paused && assigned_now {
                 // Partitions assigned while the sinks are behind wait like the rest.
-                let mut tpl = TopicPartitionList::new();
-                for p in &self.assigned {
-                    tpl.add_partition(&self.topic, *p as i32);
-                }
-                if let Err(e) = self.consumer.pause(&tpl) {
+                if let Err(e) = self.consumer.pause(&self.assigned_list()) {
                     tracing::warn!(topic = %self.topic, error = %e, "pausing newly assigned partitions");
                 }
             }
@@ -273,13 +265,14 @@ impl<K: 'static, V: 'static> EventLog<K, V> for KafkaLog<K, V> {
             let payload = msg.payload().unwrap_or_default();
             if let Err(error) = (self.decode)(payload, &mut events) {
                 events.clear();
-                (self.dead_letter)(Undecodable {
-                    topic: &self.topic,
-                    part: msg.partition(),
+                (self.dead_letter)(DeadLetter {
+                    source_topic: &self.topic,
+                    partition: msg.partition(),
                     offset,
                     key: msg.key(),
                     payload,
-                    error,
+                    kind: "undecodable",
+                    error: &error,
                 });
             }
             out.push(LogEvent::Record {
@@ -336,10 +329,7 @@ impl<K: 'static, V: 'static> EventLog<K, V> for KafkaLog<K, V> {
         if paused == self.paused {
             return;
         }
-        let mut tpl = TopicPartitionList::new();
-        for p in &self.assigned {
-            tpl.add_partition(&self.topic, *p as i32);
-        }
+        let tpl = self.assigned_list();
         let r = if paused {
             self.consumer.pause(&tpl)
         } else {

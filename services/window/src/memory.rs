@@ -12,8 +12,6 @@ pub type Records<K, V> = Vec<Vec<(K, i64, V)>>;
 /// `records_per_poll` records of each partition per poll.
 pub struct MemoryLog<K, V> {
     partitions: Vec<(u32, Records<K, V>)>,
-    /// Where each partition starts, and the checkpoint committed there.
-    starts: HashMap<u32, (i64, Checkpoint)>,
     positions: Vec<usize>,
     records_per_poll: usize,
     assigned: bool,
@@ -27,24 +25,12 @@ impl<K, V> MemoryLog<K, V> {
         let n = partitions.len();
         Self {
             partitions,
-            starts: HashMap::new(),
             positions: vec![0; n],
             records_per_poll: records_per_poll.max(1),
             assigned: false,
             progress: Arc::new(Mutex::new(Progress::default())),
             committed: Arc::new(Mutex::new(HashMap::new())),
         }
-    }
-
-    /// Resumes from commits of an earlier run (a restart).
-    pub fn resume_from(mut self, commits: &HashMap<u32, (i64, Checkpoint)>) -> Self {
-        for (i, (p, _)) in self.partitions.iter().enumerate() {
-            if let Some((o, c)) = commits.get(p) {
-                self.positions[i] = (*o).max(0) as usize;
-                self.starts.insert(*p, (*o, *c));
-            }
-        }
-        self
     }
 }
 
@@ -53,11 +39,10 @@ impl<K: Clone + 'static, V: Clone + 'static> EventLog<K, V> for MemoryLog<K, V> 
         if !self.assigned {
             self.assigned = true;
             for (p, _) in &self.partitions {
-                let (next_offset, checkpoint) = self.starts.get(p).copied().unwrap_or_default();
                 out.push(LogEvent::Assigned {
                     part: *p,
-                    next_offset,
-                    checkpoint,
+                    next_offset: 0,
+                    checkpoint: Checkpoint::default(),
                 });
             }
         }

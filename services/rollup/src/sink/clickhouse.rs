@@ -5,10 +5,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
+use weir_contract::avro::RollupRecord;
 use weir_runtime::config::TierConfig;
 
 use super::metric_of;
-use crate::dataflow::TierRow;
 
 const TIER_DDL: &str = include_str!("../../../../schemas/clickhouse/rollup_tier.sql");
 
@@ -38,28 +38,27 @@ pub struct ChRow {
 }
 
 impl ChRow {
-    pub fn from_row(r: &TierRow) -> Self {
-        let x = &r.rollup;
+    pub fn from_record(r: &RollupRecord<'_>) -> Self {
         Self {
-            series: r.key.to_string(),
-            metric: metric_of(&r.key).to_string(),
-            window_start: (r.window.start / 1000).max(0) as u32,
-            window_end: (r.window.end / 1000).max(0) as u32,
-            count: x.count,
-            sum: x.sum,
-            min: x.min,
-            max: x.max,
-            first: x.first,
-            first_ts: x.first_ts,
-            last: x.last,
-            last_ts: x.last_ts,
-            increase: x.increase,
-            p50: x.quantile(0.5),
-            p90: x.quantile(0.9),
-            p95: x.quantile(0.95),
-            p99: x.quantile(0.99),
+            series: r.series.to_string(),
+            metric: metric_of(r.series).to_string(),
+            window_start: (r.window_start / 1000).max(0) as u32,
+            window_end: (r.window_end / 1000).max(0) as u32,
+            count: r.count as u64,
+            sum: r.sum,
+            min: r.min,
+            max: r.max,
+            first: r.first,
+            first_ts: r.first_ts,
+            last: r.last,
+            last_ts: r.last_ts,
+            increase: r.increase,
+            p50: r.p50,
+            p90: r.p90,
+            p95: r.p95,
+            p99: r.p99,
             // More samples is a more complete window: the most complete row wins.
-            version: x.count,
+            version: r.count as u64,
         }
     }
 }
@@ -128,7 +127,7 @@ impl ClickHouseSink {
         Ok(())
     }
 
-    pub async fn write(&self, tier: usize, rows: &[TierRow]) -> anyhow::Result<()> {
+    pub async fn write(&self, tier: usize, rows: &[RollupRecord<'_>]) -> anyhow::Result<()> {
         let Some(t) = self.tiers.get(tier) else {
             return Ok(());
         };
@@ -143,7 +142,7 @@ impl ClickHouseSink {
             .with_context(|| format!("insert into {}.{table}", self.database))?;
         for r in rows {
             insert
-                .write(&ChRow::from_row(r))
+                .write(&ChRow::from_record(r))
                 .await
                 .with_context(|| format!("insert into {}.{table}", self.database))?;
         }

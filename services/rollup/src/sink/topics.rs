@@ -8,83 +8,65 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use weir_contract::avro::{encode_rollup, BatchEncoder, RollupRecord};
 use weir_contract::series_key::parse_key;
 use weir_contract::{MetricType, Sample, Series};
-use weir_runtime::config::KafkaConfig;
+use weir_runtime::config::{KafkaConfig, TopicSpec};
+use weir_runtime::kafka::producer_config;
 use weir_window::Event;
 
-use crate::dataflow::{Key, TierRow};
+use crate::dataflow::Key;
+
+/// A topic and the producer writing it (compression follows each topic's spec).
+struct Output {
+    topic: String,
+    producer: FutureProducer,
+}
+
+impl Output {
+    fn new(kafka: &KafkaConfig, topic: &str, spec: &TopicSpec) -> anyhow::Result<Self> {
+        let mut cfg = producer_config(kafka, spec);
+        // Keyed by series: partitioned as a Java producer would (the data contract).
+        cfg.set("partitioner", "murmur2_random");
+        Ok(Self {
+            topic: topic.to_string(),
+            producer: cfg
+                .create()
+                .with_context(|| format!("creating the producer of {topic}"))?,
+        })
+    }
+}
 
 pub struct TopicSink {
-    producer: FutureProducer,
-    tier_topics: Vec<(String, String)>,
-    late_topic: String,
+    /// By tier index.
+    tiers: Vec<Output>,
+    late: Output,
 }
 
 impl TopicSink {
+    /// `tiers` are the tier topics in tier order, `late` the late-data topic, each with
+    /// its spec from the topology.
     pub fn new(
         kafka: &KafkaConfig,
-        tiers: &[(String, String)],
-        late_topic: &str,
+        tiers: &[(String, TopicSpec)],
+        late: (&str, &TopicSpec),
     ) -> anyhow::Result<Self> {
-        let mut cfg = weir_runtime::kafka::client_config(kafka);
-        cfg.set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("compression.type", "lz4")
-            .set("linger.ms", "20")
-            .set("partitioner", "murmur2_random");
-        for (k, v) in &kafka.producer {
-            cfg.set(k, v);
-        }
         Ok(Self {
-            producer: cfg.create().context("creating the rollup producer")?,
-            tier_topics: tiers.to_vec(),
-            late_topic: late_topic.to_string(),
+            tiers: tiers
+                .iter()
+                .map(|(t, spec)| Output::new(kafka, t, spec))
+                .collect::<anyhow::Result<_>>()?,
+            late: Output::new(kafka, late.0, late.1)?,
         })
     }
 
-    /// Produces the rows and waits until Kafka acknowledged every one.
-    pub async fn write(&self, tier: usize, rows: &[TierRow]) -> anyhow::Result<()> {
-        let Some((name, topic)) = self.tier_topics.get(tier) else {
+    /// Produces the rows, keyed by series, and waits until Kafka acknowledged every one.
+    pub async fn write(&self, tier: usize, rows: &[RollupRecord<'_>]) -> anyhow::Result<()> {
+        let Some(out) = self.tiers.get(tier) else {
             return Ok(());
         };
-        let mut pending = Vec::with_capacity(rows.len());
-        for r in rows {
-            let x = &r.rollup;
-            let value = encode_rollup(&RollupRecord {
-                series: &r.key,
-                tier: name,
-                window_start: r.window.start,
-                window_end: r.window.end,
-                count: x.count as i64,
-                sum: x.sum,
-                min: x.min,
-                max: x.max,
-                first: x.first,
-                first_ts: x.first_ts,
-                last: x.last,
-                last_ts: x.last_ts,
-                increase: x.increase,
-                p50: x.quantile(0.5),
-                p90: x.quantile(0.9),
-                p95: x.quantile(0.95),
-                p99: x.quantile(0.99),
-            });
-            let key = r.key.as_str().as_bytes().to_vec();
-            let producer = self.producer.clone();
-            let topic = topic.clone();
-            pending.push(async move {
-                producer
-                    .send(
-                        FutureRecord::to(&topic).key(&key).payload(&value),
-                        Duration::from_secs(30),
-                    )
-                    .await
-                    .map_err(|(e, _)| anyhow::anyhow!("producing to {topic}: {e}"))
-            });
-        }
-        for r in futures::future::join_all(pending).await {
-            r?;
-        }
-        Ok(())
+        let records = rows
+            .iter()
+            .map(|r| (r.series.as_bytes().to_vec(), encode_rollup(r)))
+            .collect();
+        Self::send_all(out, records).await
     }
 
     /// Late samples, one record per series, in `metrics.raw`'s Avro.
@@ -96,7 +78,7 @@ impl TopicSink {
                 .or_default()
                 .push(Sample::new(e.ts, e.value));
         }
-        let mut pending = Vec::new();
+        let mut records = Vec::new();
         for (key, samples) in by_key {
             let Some((name, labels)) = parse_key(key) else {
                 continue;
@@ -105,20 +87,27 @@ impl TopicSink {
             let mut s = Series::new(name, labels, samples);
             s.metric_type = MetricType::Unknown;
             enc.push(&s);
-            let value = enc.finish();
-            let key = key.as_bytes().to_vec();
-            let producer = self.producer.clone();
-            let topic = self.late_topic.clone();
-            pending.push(async move {
+            records.push((key.as_bytes().to_vec(), enc.finish()));
+        }
+        Self::send_all(&self.late, records).await
+    }
+
+    /// Produces `(key, value)` records and waits for every acknowledgement.
+    async fn send_all(out: &Output, records: Vec<(Vec<u8>, Vec<u8>)>) -> anyhow::Result<()> {
+        let topic = out.topic.as_str();
+        let pending = records.into_iter().map(|(key, value)| {
+            let producer = out.producer.clone();
+            async move {
                 producer
                     .send(
-                        FutureRecord::to(&topic).key(&key).payload(&value),
+                        FutureRecord::to(topic).key(&key).payload(&value),
                         Duration::from_secs(30),
                     )
                     .await
+                    .map(|_| ())
                     .map_err(|(e, _)| anyhow::anyhow!("producing to {topic}: {e}"))
-            });
-        }
+            }
+        });
         for r in futures::future::join_all(pending).await {
             r?;
         }

@@ -6,7 +6,7 @@ pub mod window;
 
 /// Per-key state. foldhash: several times cheaper than SipHash on series keys and still
 /// seeded per process, so crafted keys cannot aim at collisions.
-pub(crate) type KeyMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+pub(crate) type KeyMap<K, V> = hashbrown::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// Timely timestamps are watermarks in milliseconds since the epoch.
 pub type Time = u64;

@@ -119,9 +119,6 @@ impl PeerWatermarks {
 /// Shared handles between a worker's source and its sinks.
 #[derive(Clone)]
 pub struct SourceHandles {
-    /// The sinks' acknowledged frontier (event-time ms), `i64::MIN` until the first:
-    /// everything emitted before it is durable.
-    pub acked: Arc<AtomicI64>,
     /// Per partition, the partition watermark whose final results the sinks made
     /// durable (a [`crate::Item::Watermark`] that reached the sinks and was written).
     pub partition_acked: Arc<std::sync::Mutex<HashMap<u32, i64>>>,
@@ -137,7 +134,6 @@ pub struct SourceHandles {
 impl SourceHandles {
     pub fn new(peers: Arc<PeerWatermarks>) -> Self {
         Self {
-            acked: Arc::new(AtomicI64::new(i64::MIN)),
             partition_acked: Arc::new(std::sync::Mutex::new(HashMap::new())),
             paused: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             watermark: Arc::new(AtomicI64::new(i64::MIN)),

@@ -1,13 +1,17 @@
 //! Keyed event-time windows with allowed lateness.
 //!
 //! A window fires when the frontier (the watermark) passes its end, and fires again,
-//! corrected, for each later record that arrives within the allowed lateness; its state
-//! is dropped once the frontier passes end plus lateness. Whether a record is too late
-//! is judged against its own partition's watermark (carried on the event), so the
-//! decision depends on the log alone and a replay decides the same way.
+//! corrected, for each later record that arrives within the allowed lateness. Whether a
+//! record is too late, and when a window is final (its state dropped), is judged against
+//! the record's own partition's watermark, so the decisions depend on the log alone and a
+//! replay decides the same way (see the crate docs).
+//!
+//! [`WindowExt::window`] windows raw events; the cascade ([`super::rewindow`]) runs the
+//! same operator over a finer stage's results.
 use std::collections::BTreeMap;
 use std::hash::Hash;
 
+use hashbrown::hash_map::RawEntryMut;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::{Capability, Operator};
@@ -65,10 +69,60 @@ struct Windows<K, A: Aggregate> {
 }
 
 impl<K: Clone + Hash + Eq + 'static, A: Aggregate> Windows<K, A> {
+    fn new(cfg: WindowConfig, agg: A) -> Self {
+        Self {
+            cfg,
+            agg,
+            keys: KeyMap::default(),
+            due: BTreeMap::new(),
+            expiry: KeyMap::default(),
+            refire: Vec::new(),
+        }
+    }
+
+    /// The key's windows, created on first sight. Looked up by reference: cloning the
+    /// key (a reference count up and down) per sample was a measurable share of the
+    /// per-sample cost.
+    fn key_windows<'a>(
+        keys: &'a mut KeyMap<K, KeyWindows<A::State>>,
+        key: &K,
+        part: u32,
+    ) -> &'a mut KeyWindows<A::State> {
+        match keys.raw_entry_mut().from_key(key) {
+            RawEntryMut::Occupied(o) => o.into_mut(),
+            RawEntryMut::Vacant(v) => {
+                v.insert(
+                    key.clone(),
+                    KeyWindows {
+                        part,
+                        open: Vec::with_capacity(2),
+                    },
+                )
+                .1
+            }
+        }
+    }
+
+    /// Indexes a new window of `key`: due at its end, final at `closes`.
+    fn schedule(
+        due: &mut BTreeMap<i64, Vec<K>>,
+        expiry: &mut KeyMap<u32, BTreeMap<i64, Vec<K>>>,
+        key: &K,
+        part: u32,
+        end: i64,
+        closes: i64,
+    ) {
+        due.entry(end).or_default().push(key.clone());
+        expiry
+            .entry(part)
+            .or_default()
+            .entry(closes)
+            .or_default()
+            .push(key.clone());
+    }
+
     /// Adds an event; `false` if it is too late for every window it belongs to.
     fn add(&mut self, e: &Event<K, A::Value>, frontier: i64) -> bool {
-        let lateness = self.cfg.allowed_lateness_ms;
-        let mut accepted = false;
         if let WindowSpec::Session { gap_ms } = self.cfg.spec {
             return self.add_session(e, gap_ms, frontier);
         }
@@ -80,38 +134,19 @@ impl<K: Clone + Hash + Eq + 'static, A: Aggregate> Windows<K, A> {
             expiry,
             refire,
         } = self;
+        let lateness = cfg.allowed_lateness_ms;
+        let mut accepted = false;
         cfg.spec.assign(e.ts, |w| {
             let closes = w.end.saturating_add(lateness);
-            let too_late = e.part_watermark.is_some_and(|pw| pw >= closes);
-            if too_late {
+            if e.part_watermark.is_some_and(|pw| pw >= closes) {
                 return;
             }
             accepted = true;
-            // Look up before inserting: `entry` needs an owned key, and cloning it per
-            // sample (a reference count up and down) was a measurable share of the
-            // per-sample cost.
-            if !keys.contains_key(&e.key) {
-                keys.insert(
-                    e.key.clone(),
-                    KeyWindows {
-                        part: e.part,
-                        open: Vec::with_capacity(2),
-                    },
-                );
-            }
-            let Some(kw) = keys.get_mut(&e.key) else {
-                return;
-            };
-            let open = match kw.open.iter_mut().position(|o| o.window == w) {
+            let kw = Self::key_windows(keys, &e.key, e.part);
+            let open = match kw.open.iter().position(|o| o.window == w) {
                 Some(i) => &mut kw.open[i],
                 None => {
-                    due.entry(w.end).or_default().push(e.key.clone());
-                    expiry
-                        .entry(e.part)
-                        .or_default()
-                        .entry(closes)
-                        .or_default()
-                        .push(e.key.clone());
+                    Self::schedule(due, expiry, &e.key, e.part, w.end, closes);
                     kw.open.push(Open {
                         window: w,
                         state: agg.new_state(),
@@ -146,13 +181,7 @@ impl<K: Clone + Hash + Eq + 'static, A: Aggregate> Windows<K, A> {
         if e.part_watermark.is_some_and(|pw| pw >= closes) {
             return false;
         }
-        let kw = self
-            .keys
-            .entry(e.key.clone())
-            .or_insert_with(|| KeyWindows {
-                part: e.part,
-                open: Vec::new(),
-            });
+        let kw = Self::key_windows(&mut self.keys, &e.key, e.part);
         let mut state = self.agg.new_state();
         let mut revision = 0;
         let mut i = 0;
@@ -166,31 +195,38 @@ impl<K: Clone + Hash + Eq + 'static, A: Aggregate> Windows<K, A> {
             }
         }
         self.agg.add(&mut state, e.ts, &e.value);
-        self.due.entry(w.end).or_default().push(e.key.clone());
-        self.expiry
-            .entry(e.part)
-            .or_default()
-            .entry(closes)
-            .or_default()
-            .push(e.key.clone());
-        if w.end <= frontier {
-            self.refire.push(e.key.clone());
-        }
         kw.open.push(Open {
             window: w,
             state,
             dirty: true,
             revision,
         });
+        Self::schedule(
+            &mut self.due,
+            &mut self.expiry,
+            &e.key,
+            e.part,
+            w.end,
+            closes,
+        );
+        if w.end <= frontier {
+            self.refire.push(e.key.clone());
+        }
         true
     }
 
-    fn emit_key(&mut self, key: &K, frontier: i64, out: &mut Vec<WindowResult<K, A::Output>>) {
+    /// Emits the key's changed windows that `ready` says may go out.
+    fn emit_key(
+        &mut self,
+        key: &K,
+        ready: impl Fn(&Window) -> bool,
+        out: &mut Vec<WindowResult<K, A::Output>>,
+    ) {
         let Some(kw) = self.keys.get_mut(key) else {
             return;
         };
         for o in kw.open.iter_mut() {
-            if o.dirty && o.window.end <= frontier {
+            if o.dirty && ready(&o.window) {
                 out.push(WindowResult {
                     key: key.clone(),
                     part: kw.part,
@@ -205,17 +241,18 @@ impl<K: Clone + Hash + Eq + 'static, A: Aggregate> Windows<K, A> {
         }
     }
 
-    /// Emits what the frontier made due and drops what it made final.
+    /// Emits what the frontier made due, and corrections.
     fn advance(&mut self, frontier: i64, out: &mut Vec<WindowResult<K, A::Output>>) {
+        let ready = |w: &Window| w.end <= frontier;
         for key in std::mem::take(&mut self.refire) {
-            self.emit_key(&key, frontier, out);
+            self.emit_key(&key, ready, out);
         }
         while let Some(entry) = self.due.first_entry() {
             if *entry.key() > frontier {
                 break;
             }
             for key in entry.remove() {
-                self.emit_key(&key, frontier, out);
+                self.emit_key(&key, ready, out);
             }
         }
     }
@@ -224,33 +261,21 @@ impl<K: Clone + Hash + Eq + 'static, A: Aggregate> Windows<K, A> {
     /// drops them.
     fn expire(&mut self, part: u32, watermark: i64, out: &mut Vec<WindowResult<K, A::Output>>) {
         let lateness = self.cfg.allowed_lateness_ms;
+        let is_final = |w: &Window| w.end.saturating_add(lateness) <= watermark;
         let Some(expiry) = self.expiry.get_mut(&part) else {
             return;
         };
+        let mut keys = Vec::new();
         while let Some(entry) = expiry.first_entry() {
             if *entry.key() > watermark {
                 break;
             }
-            for key in entry.remove() {
-                let Some(kw) = self.keys.get_mut(&key) else {
-                    continue;
-                };
-                for o in kw.open.iter_mut() {
-                    if o.dirty && o.window.end.saturating_add(lateness) <= watermark {
-                        out.push(WindowResult {
-                            key: key.clone(),
-                            part: kw.part,
-                            window: o.window,
-                            output: self.agg.finish(&o.state, o.window),
-                            revision: o.revision,
-                            stage: self.cfg.stage,
-                        });
-                        o.dirty = false;
-                        o.revision += 1;
-                    }
-                }
-                kw.open
-                    .retain(|o| o.window.end.saturating_add(lateness) > watermark);
+            keys.extend(entry.remove());
+        }
+        for key in keys {
+            self.emit_key(&key, is_final, out);
+            if let Some(kw) = self.keys.get_mut(&key) {
+                kw.open.retain(|o| !is_final(&o.window));
                 if kw.open.is_empty() {
                     self.keys.remove(&key);
                 }
@@ -266,6 +291,105 @@ impl<K: Clone + Hash + Eq + 'static, A: Aggregate> Windows<K, A> {
     fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }
+}
+
+/// What a stage takes from an input item: an event to window (if any) and the item to
+/// pass on (if any).
+pub(crate) type Intake<K, V, O, W> = (Option<Event<K, W>>, Option<Item<K, V, O>>);
+
+/// The windowing operator both stages share. `take` picks the events a stage windows;
+/// `late` says what to pass on for an event too late for every window. Revocations drop
+/// a partition's state, partition watermarks make its windows final; both flow on, each
+/// watermark after the final results it released so later stages see those first.
+pub(crate) fn windowed<'s, K, V, O, A, T, L>(
+    stream: Stream<'s, Time, Vec<Item<K, V, O>>>,
+    cfg: WindowConfig,
+    agg: A,
+    name: &str,
+    mut take: T,
+    late: L,
+) -> Stream<'s, Time, Vec<Item<K, V, O>>>
+where
+    K: Clone + Hash + Eq + 'static,
+    V: Clone + 'static,
+    O: Clone + 'static,
+    A: Aggregate<Output = O>,
+    T: FnMut(Item<K, V, O>) -> Intake<K, V, O, A::Value> + 'static,
+    L: Fn(Event<K, A::Value>) -> Option<Item<K, V, O>> + 'static,
+{
+    stream.unary_frontier::<CapacityContainerBuilder<Vec<Item<K, V, O>>>, _, _, _>(
+        Pipeline,
+        name,
+        move |_cap, _info| {
+            let mut windows = Windows::new(cfg, agg);
+            let mut held: Option<Capability<Time>> = None;
+            let mut results = Vec::new();
+            let mut expired = Vec::new();
+            let mut last_frontier = i64::MIN;
+            move |(input, frontier), output| {
+                let f = frontier_ms(frontier);
+                let port = output.output_index();
+                input.for_each(|cap, data| {
+                    let mut session = output.session(&cap);
+                    for item in data.drain(..) {
+                        match item {
+                            Item::Revoked(p) => {
+                                windows.revoke(p);
+                                session.give(Item::Revoked(p));
+                            }
+                            Item::Watermark(p, wm) => {
+                                windows.expire(p, wm, &mut expired);
+                                session.give_iterator(expired.drain(..).map(Item::Result));
+                                session.give(Item::Watermark(p, wm));
+                            }
+                            item => {
+                                let (event, pass) = take(item);
+                                if let Some(pass) = pass {
+                                    session.give(pass);
+                                }
+                                if let Some(e) = event {
+                                    if !windows.add(&e, f) {
+                                        if let Some(l) = late(e) {
+                                            session.give(l);
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    drop(session);
+                    if let Some(&t) = cap.least() {
+                        if held.as_ref().is_none_or(|h| t < *h.time()) {
+                            held = cap.retain_least(port);
+                        }
+                    }
+                });
+                if f != last_frontier || !windows.refire.is_empty() {
+                    last_frontier = f;
+                    windows.advance(f, &mut results);
+                    if let Some(h) = held.as_mut() {
+                        if !results.is_empty() {
+                            let at = if f == i64::MAX {
+                                h.clone()
+                            } else {
+                                h.delayed(&(f as Time).max(*h.time()))
+                            };
+                            output
+                                .session(&at)
+                                .give_iterator(results.drain(..).map(Item::Result));
+                        }
+                        if f != i64::MAX && (f as Time) > *h.time() {
+                            h.downgrade(&(f as Time));
+                        }
+                    }
+                    results.clear();
+                }
+                if windows.is_empty() || f == i64::MAX {
+                    held = None;
+                }
+            }
+        },
+    )
 }
 
 pub trait WindowExt<'s, K, V, O> {
@@ -287,80 +411,16 @@ where
         A: Aggregate<Value = V, Output = O>,
     {
         let name = format!("Window[{}]", cfg.stage);
-        self.unary_frontier::<CapacityContainerBuilder<Vec<Item<K, V, O>>>, _, _, _>(
-            Pipeline,
+        windowed(
+            self,
+            cfg,
+            agg,
             &name,
-            move |_cap, _info| {
-                let mut windows = Windows {
-                    cfg,
-                    agg,
-                    keys: KeyMap::default(),
-                    due: BTreeMap::new(),
-                    expiry: KeyMap::default(),
-                    refire: Vec::new(),
-                };
-                let mut held: Option<Capability<Time>> = None;
-                let mut results = Vec::new();
-                let mut expired = Vec::new();
-                let mut last_frontier = i64::MIN;
-                move |(input, frontier), output| {
-                    let f = frontier_ms(frontier);
-                    let port = output.output_index();
-                    input.for_each(|cap, data| {
-                        let mut session = output.session(&cap);
-                        for item in data.drain(..) {
-                            match item {
-                                Item::Event(e) => {
-                                    if !windows.add(&e, f) {
-                                        session.give(Item::Late(e));
-                                    }
-                                }
-                                Item::Revoked(p) => {
-                                    windows.revoke(p);
-                                    session.give(Item::Revoked(p));
-                                }
-                                Item::Watermark(p, wm) => {
-                                    // Final results before the watermark that made them
-                                    // final, so later stages see them before it.
-                                    windows.expire(p, wm, &mut expired);
-                                    session.give_iterator(expired.drain(..).map(Item::Result));
-                                    session.give(Item::Watermark(p, wm));
-                                }
-                                other => session.give(other),
-                            }
-                        }
-                        drop(session);
-                        if let Some(&t) = cap.least() {
-                            if held.as_ref().is_none_or(|h| t < *h.time()) {
-                                held = cap.retain_least(port);
-                            }
-                        }
-                    });
-                    if f != last_frontier || !windows.refire.is_empty() {
-                        last_frontier = f;
-                        windows.advance(f, &mut results);
-                        if let Some(h) = held.as_mut() {
-                            if !results.is_empty() {
-                                let at = if f == i64::MAX {
-                                    h.clone()
-                                } else {
-                                    h.delayed(&(f as Time).max(*h.time()))
-                                };
-                                output
-                                    .session(&at)
-                                    .give_iterator(results.drain(..).map(Item::Result));
-                            }
-                            if f != i64::MAX && (f as Time) > *h.time() {
-                                h.downgrade(&(f as Time));
-                            }
-                        }
-                        results.clear();
-                    }
-                    if windows.is_empty() || f == i64::MAX {
-                        held = None;
-                    }
-                }
+            |item| match item {
+                Item::Event(e) => (Some(e), None),
+                other => (None, Some(other)),
             },
+            |e| Some(Item::Late(e)),
         )
     }
 }
