@@ -145,8 +145,75 @@ pub fn series_of(entry: &[u8]) -> anyhow::Result<Series> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use weir_contract::remote_write::push_timeseries;
     use weir_contract::{Label, Sample};
+    use weir_runtime::config::BasicAuth;
+
+    /// Sends one request with `spec` to a loopback listener and returns the request's
+    /// head (lowercased) as the receiver saw it.
+    async fn request_head(
+        headers: &[(&str, &str)],
+        basic_auth: Option<BasicAuth>,
+        bearer_token: Option<&str>,
+    ) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 16 * 1024];
+            let mut seen = Vec::new();
+            while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = conn.read(&mut buf).await.unwrap();
+                assert!(n > 0, "connection closed before the request head");
+                seen.extend_from_slice(&buf[..n]);
+            }
+            conn.write_all(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
+                .await
+                .unwrap();
+            String::from_utf8_lossy(&seen).to_lowercase()
+        });
+        let spec = SinkSpec::PrometheusRemoteWrite {
+            url: format!("http://{addr}/api/v1/write"),
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>(),
+            basic_auth,
+            bearer_token: bearer_token.map(str::to_string),
+        };
+        let sink = RemoteWriteSink::new(&spec, Duration::from_secs(5)).unwrap();
+        sink.send(bytes::Bytes::from_static(b"x")).await.unwrap();
+        server.await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn extra_headers_and_basic_auth_reach_the_receiver() {
+        let head = request_head(
+            &[("X-Scope-OrgID", "tenant-a")],
+            Some(BasicAuth {
+                username: "weir".into(),
+                password: "s3cret".into(),
+            }),
+            None,
+        )
+        .await;
+        assert!(head.contains("x-scope-orgid: tenant-a"), "{head}");
+        // base64("weir:s3cret")
+        assert!(
+            head.contains("authorization: basic d2vpcjpzm2nyzxq="),
+            "{head}"
+        );
+        assert!(head.contains("content-encoding: snappy"), "{head}");
+    }
+
+    #[tokio::test]
+    async fn a_bearer_token_from_the_environment_reaches_the_receiver() {
+        std::env::set_var("WEIR_TEST_SINK_TOKEN", "tok-123");
+        let head = request_head(&[], None, Some("env:WEIR_TEST_SINK_TOKEN")).await;
+        assert!(head.contains("authorization: bearer tok-123"), "{head}");
+    }
 
     #[test]
     fn entries_read_back_into_series() {
