@@ -407,6 +407,25 @@ pub fn sample_count(records: &[Record]) -> usize {
         .sum()
 }
 
+/// The distinct samples of Avro records, as (series key, timestamp, value bits): a side
+/// topic written at least once may carry a sample twice after a rebalance.
+pub fn distinct_samples(records: &[Record]) -> std::collections::BTreeSet<(String, i64, u64)> {
+    let decoder = weir_contract::avro::Decoder::new();
+    let mut out = std::collections::BTreeSet::new();
+    for b in records
+        .iter()
+        .filter_map(|r| decoder.decode(&r.payload).ok())
+    {
+        for s in &b.series {
+            let key = s.key();
+            for x in &s.samples {
+                out.insert((key.clone(), x.timestamp_ms, x.value.to_bits()));
+            }
+        }
+    }
+    out
+}
+
 /// Snappy-compressed protobuf body of a remote-write request.
 pub fn remote_write_body(req: &weir_contract::remote_write::WriteRequest) -> Vec<u8> {
     use prost::Message;

@@ -51,6 +51,12 @@
 //!   written already; their partial rebuilds still feed coarser stages, which are then
 //!   final too and suppressed as well).
 //!
+//! A broker that drops commit metadata (tansu 0.6 answers offset fetches with empty
+//! metadata) restores no checkpoint: the partition watermark restarts at the committed
+//! offset and nothing is suppressed. Rows stay right (windows are rebuilt from their first
+//! record); only samples that were late before may be judged on time, and late samples
+//! re-read are sent to the late topic again (it is at least once, like every sink).
+//!
 //! Re-emitted windows carry the same content as before or more, so idempotent sinks
 //! (rows keyed by series and window, the most complete winning) end up exactly as after
 //! an uninterrupted run.
