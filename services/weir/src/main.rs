@@ -57,6 +57,9 @@ enum Command {
     TsdbWriter(commands::tsdb_writer::TsdbWriterArgs),
     /// Rollup: metrics.raw to 1m/5m/1h aggregates in ClickHouse and metrics.rollup.<tier>
     Rollup(commands::rollup::RollupArgs),
+    /// Alert rule files: `check` validates them, `test` runs promtool-format unit tests
+    #[command(subcommand)]
+    Rules(commands::rules::RulesCommand),
     /// Kafka topics of a topology: create what is missing, report drift
     #[command(subcommand)]
     Topics(commands::topics::TopicsCommand),
@@ -87,6 +90,7 @@ fn main() -> ExitCode {
             Command::Gateway(a) => commands::gateway::run(a).await,
             Command::TsdbWriter(a) => commands::tsdb_writer::run(a).await,
             Command::Rollup(a) => commands::rollup::run(a).await,
+            Command::Rules(c) => commands::rules::run(c),
             Command::Topics(c) => commands::topics::run(c).await,
             Command::Check(a) => commands::check::run(a),
             Command::Tail(a) => commands::tail::run(a).await,
