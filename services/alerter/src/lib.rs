@@ -7,12 +7,16 @@
 //!   partitions);
 //! - [`alerting`]: the pending/firing/resolved state machine of an alerting rule;
 //! - [`template`]: label and annotation templates;
-//! - [`promtool`]: promtool's rule unit tests, run through the same engine.
+//! - [`promtool`]: promtool's rule unit tests, run through the same engine;
+//! - [`notify`], [`alertmanager`]: what is sent to Alertmanager and when (firing alerts
+//!   re-sent so they never expire, resolves announced), and its v2 API client.
 pub mod alerting;
+pub mod alertmanager;
 pub mod engine;
 pub mod evaluate;
 pub mod functions;
 pub mod labels;
+pub mod notify;
 pub mod plan;
 pub mod promtool;
 pub mod rules;

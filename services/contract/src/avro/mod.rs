@@ -6,6 +6,7 @@
 //! fingerprint, the datum). Read: single-object encoding and the Confluent wire format
 //! (`00`, the 4-byte big-endian schema id, the datum), the id mapped to a known schema
 //! version by config.
+mod alert;
 mod canonical;
 mod codec;
 mod decoder;
@@ -20,6 +21,9 @@ use apache_avro::Schema;
 
 pub use canonical::{parsing_canonical_form, rabin};
 
+pub use alert::{
+    alert_event_fingerprint, encode_alert_event, AlertEvent, AlertStatus, ALERT_EVENT_V1_AVSC,
+};
 pub use codec::{decode_current, visit_current, BatchEncoder, SeriesRef};
 pub use decoder::{DecodeError, Decoder};
 pub use framing::{single_object_header, split_framing, Framing};

@@ -1,0 +1,135 @@
+//! Avro on `alerts.triggered`: one record per firing or resolved alert, in schema
+//! `schemas/avro/alert_event.v1.avsc`, single-object encoded.
+use std::sync::OnceLock;
+
+use super::canonical::{parsing_canonical_form, rabin};
+use super::codec::{put_double, put_long, put_str};
+use super::framing::single_object_header;
+
+pub const ALERT_EVENT_V1_AVSC: &str = include_str!("../../../../schemas/avro/alert_event.v1.avsc");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlertStatus {
+    Firing,
+    Resolved,
+}
+
+/// An alert event; labels and annotations sorted by name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertEvent<'a> {
+    pub status: AlertStatus,
+    pub alertname: &'a str,
+    pub labels: &'a [(String, String)],
+    pub annotations: &'a [(String, String)],
+    pub value: f64,
+    pub starts_at: i64,
+    pub ends_at: Option<i64>,
+    pub fingerprint: &'a str,
+    pub episode: &'a str,
+    pub group: &'a str,
+    pub expr: &'a str,
+}
+
+/// The schema's CRC-64-AVRO fingerprint.
+pub fn alert_event_fingerprint() -> u64 {
+    static F: OnceLock<u64> = OnceLock::new();
+    *F.get_or_init(|| {
+        let pcf = parsing_canonical_form(ALERT_EVENT_V1_AVSC)
+            .expect("schemas/avro/alert_event.v1.avsc is part of the build and valid");
+        rabin(pcf.as_bytes())
+    })
+}
+
+fn put_map(b: &mut Vec<u8>, m: &[(String, String)]) {
+    if !m.is_empty() {
+        put_long(b, m.len() as i64);
+        for (k, v) in m {
+            put_str(b, k);
+            put_str(b, v);
+        }
+    }
+    put_long(b, 0);
+}
+
+/// Single-object encoding of one event.
+pub fn encode_alert_event(e: &AlertEvent<'_>) -> Vec<u8> {
+    let mut b = Vec::with_capacity(256);
+    b.extend_from_slice(&single_object_header(alert_event_fingerprint()));
+    put_long(
+        &mut b,
+        match e.status {
+            AlertStatus::Firing => 0,
+            AlertStatus::Resolved => 1,
+        },
+    );
+    put_str(&mut b, e.alertname);
+    put_map(&mut b, e.labels);
+    put_map(&mut b, e.annotations);
+    put_double(&mut b, e.value);
+    put_long(&mut b, e.starts_at);
+    match e.ends_at {
+        None => put_long(&mut b, 0),
+        Some(t) => {
+            put_long(&mut b, 1);
+            put_long(&mut b, t);
+        }
+    }
+    for s in [e.fingerprint, e.episode, e.group, e.expr] {
+        put_str(&mut b, s);
+    }
+    b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use apache_avro::types::Value;
+
+    #[test]
+    fn apache_avro_reads_what_is_written() {
+        let labels = vec![
+            ("alertname".to_string(), "Hot".to_string()),
+            ("device".to_string(), "d-1".to_string()),
+        ];
+        let ann = vec![("summary".to_string(), "d-1 is hot".to_string())];
+        for (status, ends_at) in [
+            (AlertStatus::Firing, None),
+            (AlertStatus::Resolved, Some(1_700_000_300_000)),
+        ] {
+            let e = AlertEvent {
+                status,
+                alertname: "Hot",
+                labels: &labels,
+                annotations: &ann,
+                value: 85.5,
+                starts_at: 1_700_000_000_000,
+                ends_at,
+                fingerprint: "00112233aabbccdd",
+                episode: "00112233aabbccdd-1700000000000",
+                group: "fleet",
+                expr: "temp > 80",
+            };
+            let bytes = encode_alert_event(&e);
+            assert_eq!(&bytes[..2], &[0xC3, 0x01]);
+            assert_eq!(&bytes[2..10], &alert_event_fingerprint().to_le_bytes());
+            let schema = apache_avro::Schema::parse_str(ALERT_EVENT_V1_AVSC).unwrap();
+            let v = apache_avro::from_avro_datum(&schema, &mut &bytes[10..], None).unwrap();
+            let Value::Record(fields) = v else { panic!() };
+            let get = |n: &str| fields.iter().find(|f| f.0 == n).unwrap().1.clone();
+            let Value::Map(m) = get("labels") else {
+                panic!()
+            };
+            assert_eq!(m.get("device"), Some(&Value::String("d-1".into())));
+            assert_eq!(get("value"), Value::Double(85.5));
+            assert_eq!(get("starts_at"), Value::TimestampMillis(e.starts_at));
+            match ends_at {
+                None => assert_eq!(get("ends_at"), Value::Union(0, Box::new(Value::Null))),
+                Some(t) => assert_eq!(
+                    get("ends_at"),
+                    Value::Union(1, Box::new(Value::TimestampMillis(t)))
+                ),
+            }
+            assert_eq!(get("expr"), Value::String("temp > 80".into()));
+        }
+    }
+}
