@@ -77,20 +77,16 @@ impl Notifier {
 
     /// The alert fired, or its value or annotations changed while firing.
     pub fn firing(&mut self, a: &Alert, generator_url: &str) {
-        let e = self.alerts.entry(a.fingerprint()).or_insert(Tracked {
-            alert: a.clone(),
-            generator_url: generator_url.to_string(),
-            last_sent: None,
-            resolved_wall: None,
-            resolve_sent: false,
-        });
-        e.alert = a.clone();
-        e.resolved_wall = None;
-        e.resolve_sent = false;
+        self.track(a, generator_url).resolved_wall = None;
     }
 
     /// The alert resolved at event time `a.resolved_at`.
     pub fn resolved(&mut self, a: &Alert, generator_url: &str, now: i64) {
+        self.track(a, generator_url).resolved_wall = Some(now);
+    }
+
+    /// The tracked entry of `a`, updated to it and due to announce a resolve again.
+    fn track(&mut self, a: &Alert, generator_url: &str) -> &mut Tracked {
         let e = self.alerts.entry(a.fingerprint()).or_insert(Tracked {
             alert: a.clone(),
             generator_url: generator_url.to_string(),
@@ -99,8 +95,8 @@ impl Notifier {
             resolve_sent: false,
         });
         e.alert = a.clone();
-        e.resolved_wall = Some(now);
         e.resolve_sent = false;
+        e
     }
 
     pub fn len(&self) -> usize {
