@@ -31,7 +31,9 @@ start_service() {
   mkdir -p "$PIDS" "$LOGS"
   if [ -f "$PIDS/$name.pid" ] && kill -0 "$(cat "$PIDS/$name.pid")" 2>/dev/null; then
     # A binary rebuilt since it started is restarted so the demo runs the current code.
-    kill -TERM "$(cat "$PIDS/$name.pid")"; sleep 1
+    local pid; pid="$(cat "$PIDS/$name.pid")"
+    kill -TERM "$pid"
+    for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   fi
   nohup "$WEIR" --log-format json "$@" >>"$LOGS/$name.log" 2>&1 </dev/null &
   echo $! >"$PIDS/$name.pid"
@@ -57,7 +59,12 @@ echo "-- Kafka topics (records per partition)"
 "$WEIR" topics describe | grep -E '^metrics\.(raw|dlq|late|rollup)'
 echo "-- one decoded record of metrics.raw, as JSON (weir tail)"
 "$WEIR" tail --from-beginning --max-records 1 | cut -c1-600
-sleep 2  # let the writer flush its last batches
+# The writer has written everything once its consumer lag is zero on every partition.
+writer_caught_up() {
+  curl -fsS --max-time 2 "$WRITER_URL/metrics" |
+    awk '/^weir_consumer_lag\{/ { seen = 1; if ($NF + 0 != 0) behind = 1 } END { exit !(seen && !behind) }'
+}
+wait_for 60 "the writer's catch-up" writer_caught_up || log "the writer is still catching up; numbers below may be short"
 curl -fsS "$VM_URL/internal/force_flush" >/dev/null
 echo "-- VictoriaMetrics: devices reporting, by site"
 curl -fsS "$VM_URL/api/v1/query" --data-urlencode 'query=count by (site) (temperature_celsius)'

@@ -307,6 +307,9 @@ fn dlq_headers(topic: &str) -> BTreeMap<String, String> {
     panic!("no dead letter");
 }
 
+/// How long VictoriaMetrics is down in the outage test.
+const OUTAGE: Duration = Duration::from_secs(30);
+
 #[test]
 fn victoriametrics_down_for_30s_loses_and_duplicates_nothing() {
     ensure_stack();
@@ -321,31 +324,42 @@ fn victoriametrics_down_for_30s_loses_and_duplicates_nothing() {
         acknowledged(&writer) > 0.0
     });
     vm.stop();
-    std::thread::sleep(Duration::from_secs(30));
-    // While the sink is down the writer is not ready and keeps the records uncommitted.
-    let ready = client()
-        .get(writer.url("/readyz"))
-        .send()
-        .unwrap()
-        .status()
-        .as_u16();
-    assert_eq!(ready, 503, "not ready while the sink is down");
-    // Its buffers filled up and it paused partitions instead of growing without bound.
-    let metrics = client()
-        .get(writer.url("/metrics"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
-    let paused: f64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("weir_tsdb_writer_paused_partitions "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0);
-    assert!(
-        paused > 0.0,
-        "no partition paused during the outage:\n{metrics}"
-    );
+    let stopped = Instant::now();
+    let ready = || {
+        client()
+            .get(writer.url("/readyz"))
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    let paused = || {
+        let metrics = client()
+            .get(writer.url("/metrics"))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        let n: f64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("weir_tsdb_writer_paused_partitions "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0);
+        (n, metrics)
+    };
+    // While the sink is down the writer turns not ready, and its buffers fill up so it
+    // pauses partitions instead of growing without bound.
+    wait_until("not ready and partitions paused", OUTAGE, || {
+        ready() == 503 && paused().0 > 0.0
+    });
+    // The outage lasts its full length (the 30 s) whatever the writer did so far.
+    if let Some(rest) = OUTAGE.checked_sub(stopped.elapsed()) {
+        std::thread::sleep(rest);
+    }
+    // Still not ready at its end, records uncommitted, partitions still paused.
+    assert_eq!(ready(), 503, "not ready while the sink is down");
+    let (n, metrics) = paused();
+    assert!(n > 0.0, "no partition paused during the outage:\n{metrics}");
     let before = acknowledged(&writer);
     vm.restart();
     // Traffic keeps flowing until the writer has written again.

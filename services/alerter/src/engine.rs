@@ -63,10 +63,12 @@ impl Engine {
         self.store.push(labels, t, v);
     }
 
-    /// The state of a rule's alerts.
-    pub fn state(&self, r: RuleRef) -> &RuleState {
-        let i = self.refs.iter().position(|x| *x == r).unwrap_or(0);
-        &self.states[i]
+    /// Every rule with the state of its alerts, in group order.
+    pub fn rules(&self) -> impl Iterator<Item = (&AlertRule, &RuleState)> {
+        self.refs
+            .iter()
+            .zip(&self.states)
+            .map(|(r, s)| (self.rule(*r), s))
     }
 
     /// Evaluates every step at or before `watermark` not evaluated yet, in time order

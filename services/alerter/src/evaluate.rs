@@ -172,7 +172,11 @@ impl SeriesStore {
             for &r in &s.rules {
                 match &self.plans[r] {
                     Plan::Series(e) => {
-                        if let Some((labels, value)) = series_value(e, s, t) {
+                        if let Some((value, drop_name)) = series_value(e, s, t) {
+                            let mut labels = s.labels.clone();
+                            if drop_name {
+                                labels.remove(METRIC_NAME);
+                            }
                             out.entry(r)
                                 .or_default()
                                 .push(Partial::Element { labels, value });
@@ -181,17 +185,21 @@ impl SeriesStore {
                     Plan::Aggregate {
                         series, grouping, ..
                     } => {
-                        if let Some((labels, value)) = series_value(series, s, t) {
+                        if let Some((value, drop_name)) = series_value(series, s, t) {
+                            let mut key = grouping.key(&s.labels);
+                            if drop_name {
+                                // Only `by (__name__)` could have kept it.
+                                key.remove(METRIC_NAME);
+                            }
                             let acc = Acc::of(value);
                             groups
-                                .entry((r, grouping.key(&labels)))
+                                .entry((r, key))
                                 .and_modify(|a| a.merge(&acc))
                                 .or_insert(acc);
                         }
                     }
                     Plan::Absent { range_ms, .. } => {
-                        let in_range = window(&s.points, t - range_ms, t);
-                        if in_range.iter().any(|p| !is_stale(p.1)) {
+                        if window(&s.points, t - range_ms, t).any(|p| !is_stale(p.1)) {
                             let v = out.entry(r).or_default();
                             if !v.contains(&Partial::Present) {
                                 v.push(Partial::Present);
@@ -223,37 +231,36 @@ impl SeriesStore {
 }
 
 /// Samples with `from <= ts <= to` (ranges are closed at both ends in Prometheus 2.42).
-fn window(points: &VecDeque<Point>, from: i64, to: i64) -> Vec<Point> {
+fn window(points: &VecDeque<Point>, from: i64, to: i64) -> impl Iterator<Item = &Point> {
     let start = points.partition_point(|p| p.0 < from);
     let end = points.partition_point(|p| p.0 <= to);
-    points.range(start..end).copied().collect()
+    points.range(start..end)
 }
 
-/// One series' element of a per-series expression at `t`.
-fn series_value(e: &SeriesExpr, s: &SeriesState, t: i64) -> Option<(Labels, f64)> {
-    let mut labels = s.labels.clone();
-    let value = match e.inner {
+/// One series' value of a per-series expression at `t`, and whether the expression
+/// dropped the metric name.
+fn series_value(e: &SeriesExpr, s: &SeriesState, t: i64) -> Option<(f64, bool)> {
+    let (value, dropped) = match e.inner {
         Inner::Instant => {
             let end = s.points.partition_point(|p| p.0 <= t);
             let &(ts, v) = s.points.get(end.checked_sub(1)?)?;
             if ts < t - LOOKBACK_MS || is_stale(v) {
                 return None;
             }
-            v
+            (v, false)
         }
         Inner::Range { func, range_ms } => {
-            let mut pts = window(&s.points, t - range_ms, t);
-            pts.retain(|p| !is_stale(p.1));
+            let pts: Vec<Point> = window(&s.points, t - range_ms, t)
+                .filter(|p| !is_stale(p.1))
+                .copied()
+                .collect();
             let v = functions::range_fn(func, &pts, t, range_ms)?;
             // Every range function drops the metric name but `last_over_time`.
-            if func != crate::plan::RangeFn::Last {
-                labels.remove(METRIC_NAME);
-            }
-            v
+            (v, func != crate::plan::RangeFn::Last)
         }
     };
-    let value = apply_steps(&e.steps, value, &mut labels)?;
-    Some((labels, value))
+    let (value, by_steps) = apply_steps(&e.steps, value)?;
+    Some((value, dropped || by_steps))
 }
 
 /// Stage two: a rule's result vector at one step from the partials of every partition.
@@ -283,8 +290,11 @@ pub fn merge(plan: &Plan, partials: &[Partial]) -> Vec<(Labels, f64)> {
             groups
                 .into_iter()
                 .filter_map(|(g, acc)| {
+                    let (v, drop_name) = apply_steps(steps, acc.value(*op))?;
                     let mut labels = g.clone();
-                    let v = apply_steps(steps, acc.value(*op), &mut labels)?;
+                    if drop_name {
+                        labels.remove(METRIC_NAME);
+                    }
                     Some((labels, v))
                 })
                 .collect()
@@ -293,9 +303,9 @@ pub fn merge(plan: &Plan, partials: &[Partial]) -> Vec<(Labels, f64)> {
             if partials.contains(&Partial::Present) {
                 return Vec::new();
             }
-            let mut labels = labels.clone();
-            match apply_steps(steps, 1.0, &mut labels) {
-                Some(v) => vec![(labels, v)],
+            // Its labels come from equality matchers: never a metric name to drop.
+            match apply_steps(steps, 1.0) {
+                Some((v, _)) => vec![(labels.clone(), v)],
                 None => Vec::new(),
             }
         }

@@ -565,16 +565,17 @@ impl Step {
     }
 }
 
-/// Applies steps in order; `None` once a filter drops the element.
-pub fn apply_steps(steps: &[Step], mut v: f64, labels: &mut Labels) -> Option<f64> {
+/// Applies steps in order: the value and whether the metric name was dropped on the
+/// way; `None` once a filter drops the element. Labels are left to the caller, so an
+/// element a filter drops costs no label copy.
+pub fn apply_steps(steps: &[Step], mut v: f64) -> Option<(f64, bool)> {
+    let mut dropped = false;
     for s in steps {
         let (nv, drop_name) = s.apply(v)?;
-        if drop_name {
-            labels.remove(METRIC_NAME);
-        }
+        dropped |= drop_name;
         v = nv;
     }
-    Some(v)
+    Some((v, dropped))
 }
 
 #[cfg(test)]

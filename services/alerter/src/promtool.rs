@@ -5,7 +5,7 @@
 //! rule group is evaluated at each multiple of the file's `evaluation_interval` up to the
 //! last `eval_time`, and an `alert_rule_test` compares the alerts *firing* after the
 //! evaluation at or just before its `eval_time`.
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -43,7 +43,9 @@ struct TestGroup {
     promql_expr_test: Vec<serde_yaml::Value>,
     #[serde(default)]
     external_labels: BTreeMap<String, String>,
-    external_url: Option<String>,
+    /// Accepted as promtool does; `$externalURL` is not among the supported templates.
+    #[serde(rename = "external_url")]
+    _external_url: Option<String>,
     name: Option<String>,
 }
 
@@ -109,9 +111,13 @@ fn run(path: &Path, report: &mut FileReport) -> Result<(), String> {
         None => 60_000,
     };
     let dir = path.parent().unwrap_or(Path::new("."));
-    let mut rule_paths: Vec<PathBuf> = Vec::new();
+    let mut groups = Vec::new();
     for f in &file.rule_files {
-        rule_paths.push(dir.join(f));
+        groups.extend(load_file(&dir.join(f)).map_err(|e| e.to_string())?);
+    }
+    // promtool evaluates every group at every evaluation interval.
+    for g in &mut groups {
+        g.interval_ms = eval_interval;
     }
     for (i, tg) in file.tests.iter().enumerate() {
         if !tg.promql_expr_test.is_empty() {
@@ -120,27 +126,11 @@ fn run(path: &Path, report: &mut FileReport) -> Result<(), String> {
                 i + 1
             ));
         }
-        let mut groups = Vec::new();
-        for p in &rule_paths {
-            groups.extend(load_file(p).map_err(|e| e.to_string())?);
-        }
-        // promtool evaluates every group at every evaluation interval.
-        for g in &mut groups {
-            g.interval_ms = eval_interval;
-        }
         let interval = match &tg.interval {
             Some(d) => duration_ms(d)?,
             None => eval_interval,
         };
-        let mut ext = Labels::new(
-            tg.external_labels
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-        );
-        let _ = &tg.external_url;
-        ext.remove("");
-        let mut engine = Engine::new(groups, ext, 0);
+        let mut engine = Engine::new(groups.clone(), to_labels(&tg.external_labels), 0);
         for s in &tg.input_series {
             let labels = parse_series(&s.series)?;
             for (k, v) in parse_values(&s.values)?.into_iter().enumerate() {
@@ -201,21 +191,12 @@ fn to_labels(m: &BTreeMap<String, String>) -> Labels {
 }
 
 fn firing(engine: &Engine, name: &str) -> Vec<(Labels, Labels)> {
-    let mut out = Vec::new();
-    for (g, group) in engine.groups().iter().enumerate() {
-        for (r, rule) in group.rules.iter().enumerate() {
-            if rule.name != name {
-                continue;
-            }
-            let state = engine.state(crate::engine::RuleRef { group: g, rule: r });
-            out.extend(
-                state
-                    .firing()
-                    .into_iter()
-                    .map(|a: &Alert| (a.labels.clone(), a.annotations.clone())),
-            );
-        }
-    }
+    let mut out: Vec<(Labels, Labels)> = engine
+        .rules()
+        .filter(|(rule, _)| rule.name == name)
+        .flat_map(|(_, state)| state.firing())
+        .map(|a: &Alert| (a.labels.clone(), a.annotations.clone()))
+        .collect();
     out.sort();
     out
 }
@@ -335,11 +316,7 @@ fn number(s: &str) -> Option<f64> {
 /// Runs files and prints promtool's report; `true` when every file passed.
 pub fn run_files(paths: &[PathBuf], out: &mut impl std::io::Write) -> bool {
     let mut ok = true;
-    let mut seen: HashMap<&Path, ()> = HashMap::new();
     for p in paths {
-        if seen.insert(p.as_path(), ()).is_some() {
-            continue;
-        }
         let _ = writeln!(out, "Unit Testing:  {}", p.display());
         let r = run_file(p);
         if r.passed() {

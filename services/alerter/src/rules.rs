@@ -89,7 +89,8 @@ pub struct Group {
 }
 
 /// Parses a Prometheus duration (`90s`, `1h30m`, `2d`, `0m`): units `y w d h m s ms`,
-/// each at most once, largest first.
+/// each at most once, largest first. Not promql-parser's: it refuses zero durations such
+/// as promtool's `eval_time: 0m`.
 pub fn duration_ms(s: &str) -> Result<i64, String> {
     const UNITS: [(&str, i64); 7] = [
         ("y", 365 * 24 * 3_600_000),
