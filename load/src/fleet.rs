@@ -1,6 +1,8 @@
 //! The demo fleet: simulated edge devices pushing their readings to a gateway, a third
-//! each over JSON push, Influx line protocol and Prometheus remote write.
-use std::collections::BTreeMap;
+//! each over JSON push, Influx line protocol and Prometheus remote write. Optional
+//! incidents (`--overheat`, `--silent`) give the demo alert rules (rules/fleet.rules.yml)
+//! something to fire on.
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Args;
@@ -27,6 +29,18 @@ pub struct FleetArgs {
     /// Bearer API key, when the gateway has auth on.
     #[arg(long, env = "WEIR_API_KEY")]
     api_key: Option<String>,
+    /// Device whose temperature climbs above 80 °C during the incident (repeatable).
+    #[arg(long, value_name = "DEVICE")]
+    overheat: Vec<String>,
+    /// Device that stops sending anything from the incident on (repeatable).
+    #[arg(long, value_name = "DEVICE")]
+    silent: Vec<String>,
+    /// When the incidents start, counted from the fleet's start.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    incident_after: Duration,
+    /// How long an overheating device stays hot before it returns to normal.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    overheat_for: Duration,
 }
 
 pub fn now_ms() -> i64 {
@@ -45,14 +59,34 @@ struct Device {
     cpu: f64,
     packets: f64,
     boot_ms: i64,
+    /// Named by --overheat.
+    overheats: bool,
+    /// Named by --silent.
+    silent: bool,
 }
 
 const SITES: [&str; 4] = ["ams", "fra", "lhr", "waw"];
 const MODELS: [&str; 3] = ["edge-a1", "edge-b2", "gw-x9"];
 
 impl Device {
-    fn tick(&mut self, rng: &mut impl Rng) {
-        self.temperature = (self.temperature + rng.random_range(-0.5..0.5)).clamp(20.0, 75.0);
+    /// `overheat_now`: the --overheat incident is under way.
+    fn tick(&mut self, rng: &mut impl Rng, overheat_now: bool) {
+        if self.overheats && overheat_now {
+            // Well above the demo rules' 80 °C threshold, with noise that never dips
+            // below it: one cool sample would reset DeviceOverheating's `for`.
+            let base = if self.temperature < 86.0 {
+                rng.random_range(86.0..90.0)
+            } else {
+                self.temperature
+            };
+            self.temperature = (base + rng.random_range(-0.5..0.5)).clamp(86.0, 90.0);
+        } else if self.overheats && self.temperature > 75.0 {
+            // The incident is over: back to the normal range in one step, so the alert
+            // resolves at the next evaluation instead of after a slow cool-down.
+            self.temperature = rng.random_range(45.0..55.0);
+        } else {
+            self.temperature = (self.temperature + rng.random_range(-0.5..0.5)).clamp(20.0, 75.0);
+        }
         self.cpu = (self.cpu + rng.random_range(-0.05..0.05)).clamp(0.01, 0.99);
         self.packets += rng.random_range(100.0..5000.0_f64).round();
     }
@@ -71,19 +105,40 @@ impl Device {
 }
 
 pub async fn run(a: FleetArgs) -> anyhow::Result<()> {
+    let overheat: BTreeSet<&str> = a.overheat.iter().map(String::as_str).collect();
+    let silent: BTreeSet<&str> = a.silent.iter().map(String::as_str).collect();
     let mut rng = rand::rngs::StdRng::seed_from_u64(1);
     let start = now_ms();
     let mut devices: Vec<Device> = (0..a.devices)
-        .map(|i| Device {
-            id: format!("dev-{i:05}"),
-            site: SITES[i % SITES.len()],
-            model: MODELS[i % MODELS.len()],
-            temperature: rng.random_range(30.0..55.0),
-            cpu: rng.random_range(0.05..0.6),
-            packets: 0.0,
-            boot_ms: start - rng.random_range(60_000..86_400_000),
+        .map(|i| {
+            let id = format!("dev-{i:05}");
+            Device {
+                site: SITES[i % SITES.len()],
+                model: MODELS[i % MODELS.len()],
+                temperature: rng.random_range(30.0..55.0),
+                cpu: rng.random_range(0.05..0.6),
+                packets: 0.0,
+                boot_ms: start - rng.random_range(60_000..86_400_000),
+                overheats: overheat.contains(id.as_str()),
+                silent: silent.contains(id.as_str()),
+                id,
+            }
         })
         .collect();
+    // A misspelt or out-of-range name would otherwise run a demo in which nothing fires.
+    for (flag, names) in [("--overheat", &overheat), ("--silent", &silent)] {
+        for name in names.iter() {
+            if !devices.iter().any(|d| d.id == *name) {
+                anyhow::bail!(
+                    "{flag} {name}: no such device (the fleet has dev-00000 to dev-{:05})",
+                    a.devices.saturating_sub(1)
+                );
+            }
+        }
+    }
+    // Saturating: an absurdly long --incident-after or --overheat-for just means the
+    // overheating never ends within the run, not a panic.
+    let overheat_end = a.incident_after.saturating_add(a.overheat_for);
     let http = reqwest::Client::new();
     let began = Instant::now();
     let mut statuses: BTreeMap<String, u64> = BTreeMap::new();
@@ -93,19 +148,45 @@ pub async fn run(a: FleetArgs) -> anyhow::Result<()> {
         "fleet: {} devices, 4 metrics each, every {:?}, for {:?} -> {}",
         a.devices, a.interval, a.duration, a.gateway
     );
+    let incidents: Vec<String> = overheat
+        .iter()
+        .map(|d| {
+            format!(
+                "{d} overheats from +{:?} for {:?}",
+                a.incident_after, a.overheat_for
+            )
+        })
+        .chain(
+            silent
+                .iter()
+                .map(|d| format!("{d} goes silent from +{:?}", a.incident_after)),
+        )
+        .collect();
+    if !incidents.is_empty() {
+        println!("fleet: {}", incidents.join("; "));
+    }
     while began.elapsed() < a.duration {
         let tick = Instant::now();
         let now = now_ms();
+        let since = tick.duration_since(began);
+        let incident = since >= a.incident_after;
+        let overheat_now = incident && since < overheat_end;
         for d in devices.iter_mut() {
-            d.tick(&mut rng);
+            d.tick(&mut rng, overheat_now);
         }
+        // Chunk the whole fleet and drop silent devices within each chunk, so that every
+        // other device keeps its chunk and therefore its protocol for the whole run.
         for (chunk_no, chunk) in devices.chunks(a.batch).enumerate() {
+            let chunk: Vec<&Device> = chunk.iter().filter(|d| !(incident && d.silent)).collect();
+            if chunk.is_empty() {
+                continue;
+            }
             let (protocol, req) = match chunk_no % 3 {
-                0 => ("json", json_request(&http, &a.gateway, chunk, now)),
-                1 => ("influx", influx_request(&http, &a.gateway, chunk, now)),
+                0 => ("json", json_request(&http, &a.gateway, &chunk, now)),
+                1 => ("influx", influx_request(&http, &a.gateway, &chunk, now)),
                 _ => (
                     "remote_write",
-                    remote_write_request(&http, &a.gateway, chunk, now),
+                    remote_write_request(&http, &a.gateway, &chunk, now),
                 ),
             };
             let req = match &a.api_key {
@@ -150,7 +231,7 @@ pub async fn run(a: FleetArgs) -> anyhow::Result<()> {
 fn json_request(
     http: &reqwest::Client,
     base: &str,
-    devices: &[Device],
+    devices: &[&Device],
     now: i64,
 ) -> reqwest::RequestBuilder {
     let body: Vec<serde_json::Value> = devices
@@ -168,7 +249,7 @@ fn json_request(
 fn influx_request(
     http: &reqwest::Client,
     base: &str,
-    devices: &[Device],
+    devices: &[&Device],
     now: i64,
 ) -> reqwest::RequestBuilder {
     let mut body = String::new();
@@ -189,7 +270,7 @@ fn influx_request(
 fn remote_write_request(
     http: &reqwest::Client,
     base: &str,
-    devices: &[Device],
+    devices: &[&Device],
     now: i64,
 ) -> reqwest::RequestBuilder {
     let l = |n: &str, v: &str| Label {

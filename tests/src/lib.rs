@@ -515,20 +515,33 @@ pub fn start_owning_all(
     partitions: u32,
     timeout: Duration,
 ) -> Service {
+    start_owning_all_of(start, &[(group, partitions)], timeout)
+}
+
+/// [`start_owning_all`] for a service that is a member of several groups (each with
+/// its partition count): started again until it holds every partition of each.
+pub fn start_owning_all_of(
+    start: impl Fn() -> Service,
+    groups: &[(&str, u32)],
+    timeout: Duration,
+) -> Service {
     let deadline = Instant::now() + timeout;
-    let gauge = format!("weir_consumer_assigned_partitions{{group=\"{group}\"");
     loop {
         let s = start();
         let attempt = Instant::now() + Duration::from_secs(6);
         while Instant::now() < attempt {
-            if metric_sum(&s, &gauge) == partitions as f64 {
+            let all = groups.iter().all(|(group, partitions)| {
+                let gauge = format!("weir_consumer_assigned_partitions{{group=\"{group}\"");
+                metric_sum(&s, &gauge) == *partitions as f64
+            });
+            if all {
                 return s;
             }
             std::thread::sleep(Duration::from_millis(100));
         }
         assert!(
             Instant::now() < deadline,
-            "no member of {group} came to hold all {partitions} partitions in {timeout:?}"
+            "no member of {groups:?} came to hold all their partitions in {timeout:?}"
         );
         let _ = s.terminate();
     }

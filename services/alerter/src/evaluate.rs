@@ -91,6 +91,12 @@ struct SeriesState {
     points: VecDeque<Point>,
     /// Indexes of the rules whose selector matches (decided once, at first sight).
     rules: Vec<usize>,
+    /// The longest range its rules read (0 when they only take the latest sample): older
+    /// samples are dropped but one.
+    range_ms: i64,
+    /// How old its newest sample may be and still be read (the lookback of an instant
+    /// selector, or the longest range): older, the series is forgotten.
+    reach_ms: i64,
 }
 
 /// Stage one's state: the recent samples of the series this reader owns.
@@ -149,10 +155,22 @@ impl SeriesStore {
                     // store holds only what the rules need.)
                     return;
                 }
+                let range_ms = rules
+                    .iter()
+                    .map(|&i| self.plans[i].range_ms())
+                    .max()
+                    .unwrap_or(0);
+                let reach_ms = rules
+                    .iter()
+                    .map(|&i| self.plans[i].lookback_ms())
+                    .max()
+                    .unwrap_or(0);
                 self.series.entry(labels.clone()).or_insert(SeriesState {
                     labels: labels.clone(),
                     points: VecDeque::new(),
                     rules,
+                    range_ms,
+                    reach_ms,
                 })
             }
         };
@@ -167,9 +185,23 @@ impl SeriesStore {
 
     /// Stage one at step `t`: the partials of every rule, by rule index.
     pub fn evaluate(&self, t: i64, out: &mut BTreeMap<usize, Vec<Partial>>) {
+        self.evaluate_due(t, |_| true, out)
+    }
+
+    /// Stage one at step `t` for the rules `due` says are evaluated then (their group's
+    /// interval divides `t`).
+    pub fn evaluate_due(
+        &self,
+        t: i64,
+        due: impl Fn(usize) -> bool,
+        out: &mut BTreeMap<usize, Vec<Partial>>,
+    ) {
         let mut groups: HashMap<(usize, Labels), Acc> = HashMap::new();
         for s in self.series.values() {
             for &r in &s.rules {
+                if !due(r) {
+                    continue;
+                }
                 match &self.plans[r] {
                     Plan::Series(e) => {
                         if let Some((value, drop_name)) = series_value(e, s, t) {
@@ -218,15 +250,25 @@ impl SeriesStore {
 
     /// Drops samples no step at or after `t` reads, and series left without any.
     pub fn trim(&mut self, t: i64) {
-        let keep_from = t - self.horizon_ms;
         self.series.retain(|_, s| {
-            // Keep one sample before the horizon: an instant selector at `t` may still
-            // see it when nothing newer came (it is within the lookback then).
+            // Keep one sample before the range: an instant selector at `t` may still see
+            // it when nothing newer came (it is within the lookback then).
+            let keep_from = t - s.range_ms;
             while s.points.len() > 1 && s.points[1].0 < keep_from {
                 s.points.pop_front();
             }
-            !(s.points.len() == 1 && s.points[0].0 < keep_from)
+            s.points.back().is_some_and(|p| p.0 >= t - s.reach_ms)
         });
+    }
+
+    /// How long after its timestamp a sample may still be read by a step.
+    pub fn horizon_ms(&self) -> i64 {
+        self.horizon_ms
+    }
+
+    /// Samples held, over every series.
+    pub fn sample_count(&self) -> usize {
+        self.series.values().map(|s| s.points.len()).sum()
     }
 }
 

@@ -8,6 +8,7 @@
 //! - [`alerting`]: the pending/firing/resolved state machine of an alerting rule;
 //! - [`template`]: label and annotation templates;
 //! - [`promtool`]: promtool's rule unit tests, run through the same engine;
+//! - [`ruleset`], [`service`]: `weir alerter`, both stages on Kafka (see [`service`]);
 //! - [`notify`], [`alertmanager`]: what is sent to Alertmanager and when (firing alerts
 //!   re-sent so they never expire, resolves announced), and its v2 API client.
 pub mod alerting;
@@ -20,4 +21,6 @@ pub mod notify;
 pub mod plan;
 pub mod promtool;
 pub mod rules;
+pub mod ruleset;
+pub mod service;
 pub mod template;

@@ -99,6 +99,11 @@ impl Notifier {
         e
     }
 
+    /// Stops tracking an alert (another member owns it now).
+    pub fn forget(&mut self, fp: u64) {
+        self.alerts.remove(&fp);
+    }
+
     pub fn len(&self) -> usize {
         self.alerts.len()
     }

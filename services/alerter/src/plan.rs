@@ -211,6 +211,18 @@ impl Plan {
         }
     }
 
+    /// The range of its range selector; 0 for an instant selector (only the latest
+    /// sample is read).
+    pub fn range_ms(&self) -> i64 {
+        match self {
+            Plan::Series(s) | Plan::Aggregate { series: s, .. } => match s.inner {
+                Inner::Instant => 0,
+                Inner::Range { range_ms, .. } => range_ms,
+            },
+            Plan::Absent { range_ms, .. } => *range_ms,
+        }
+    }
+
     /// How far back from an evaluation time samples are read.
     pub fn lookback_ms(&self) -> i64 {
         match self {

@@ -134,15 +134,31 @@ pub fn duration_ms(s: &str) -> Result<i64, String> {
 
 /// Loads one rule file.
 pub fn load_file(path: &Path) -> Result<Vec<Group>, RuleError> {
+    load_file_with_interval(path, DEFAULT_INTERVAL_MS)
+}
+
+/// Loads one rule file; groups without an `interval` get `default_interval_ms`.
+pub fn load_file_with_interval(
+    path: &Path,
+    default_interval_ms: i64,
+) -> Result<Vec<Group>, RuleError> {
     let text = std::fs::read_to_string(path).map_err(|source| RuleError::Read {
         path: path.to_path_buf(),
         source,
     })?;
-    parse_file(path, &text)
+    parse_file_with_interval(path, &text, default_interval_ms)
 }
 
 /// Parses the text of a rule file (`path` is only for messages).
 pub fn parse_file(path: &Path, text: &str) -> Result<Vec<Group>, RuleError> {
+    parse_file_with_interval(path, text, DEFAULT_INTERVAL_MS)
+}
+
+fn parse_file_with_interval(
+    path: &Path,
+    text: &str,
+    default_interval_ms: i64,
+) -> Result<Vec<Group>, RuleError> {
     let def: FileDef = serde_yaml::from_str(text).map_err(|e| RuleError::Syntax {
         path: path.to_path_buf(),
         message: e.to_string(),
@@ -164,7 +180,7 @@ pub fn parse_file(path: &Path, text: &str) -> Result<Vec<Group>, RuleError> {
         }
         let interval_ms = match &g.interval {
             Some(i) => duration_ms(i).map_err(group_err)?,
-            None => DEFAULT_INTERVAL_MS,
+            None => default_interval_ms,
         };
         if interval_ms <= 0 {
             return Err(group_err("the interval must be positive".into()));

@@ -65,7 +65,7 @@ fn broken_rules_fail_the_same_way_under_both() {
     // Each mutation changes what fires; both tools must report the same failures.
     let mutations: [(&str, &str, &str); 5] = [
         ("fleet.rules.yml", "> 80", ">= 80"),
-        ("fleet.rules.yml", "for: 1m", "for: 2m"),
+        ("fleet.rules.yml", "for: 30s", "for: 45s"),
         (
             "constructs.rules.yml",
             "keep_firing_for: 3m",

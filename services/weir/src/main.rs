@@ -57,6 +57,8 @@ enum Command {
     TsdbWriter(commands::tsdb_writer::TsdbWriterArgs),
     /// Rollup: metrics.raw to 1m/5m/1h aggregates in ClickHouse and metrics.rollup.<tier>
     Rollup(commands::rollup::RollupArgs),
+    /// Alerter: Prometheus alerting rules on event time over metrics.raw, to alerts.triggered and Alertmanager
+    Alerter(commands::alerter::AlerterArgs),
     /// Alert rule files: `check` validates them, `test` runs promtool-format unit tests
     #[command(subcommand)]
     Rules(commands::rules::RulesCommand),
@@ -90,6 +92,7 @@ fn main() -> ExitCode {
             Command::Gateway(a) => commands::gateway::run(a).await,
             Command::TsdbWriter(a) => commands::tsdb_writer::run(a).await,
             Command::Rollup(a) => commands::rollup::run(a).await,
+            Command::Alerter(a) => commands::alerter::run(a).await,
             Command::Rules(c) => commands::rules::run(c),
             Command::Topics(c) => commands::topics::run(c).await,
             Command::Check(a) => commands::check::run(a),

@@ -80,6 +80,96 @@ pub fn encode_alert_event(e: &AlertEvent<'_>) -> Vec<u8> {
     b
 }
 
+/// An event read back from `alerts.triggered`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct DecodedAlertEvent {
+    /// `firing` or `resolved`.
+    pub status: String,
+    pub alertname: String,
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub annotations: std::collections::BTreeMap<String, String>,
+    pub value: f64,
+    pub starts_at: i64,
+    pub ends_at: Option<i64>,
+    pub fingerprint: String,
+    pub episode: String,
+    pub group: String,
+    pub expr: String,
+}
+
+/// Why an alert event could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum AlertDecodeError {
+    #[error("not a single-object encoded alert_event.v1 record (header or fingerprint differs)")]
+    Header,
+    #[error("alert_event.v1: {0}")]
+    Avro(String),
+    #[error("alert_event.v1: field {0} missing or of another type")]
+    Field(&'static str),
+}
+
+/// Reads an event written by [`encode_alert_event`] (with apache-avro, against the
+/// schema file).
+pub fn decode_alert_event(b: &[u8]) -> Result<DecodedAlertEvent, AlertDecodeError> {
+    use apache_avro::types::Value;
+    use std::collections::BTreeMap;
+    let header = single_object_header(alert_event_fingerprint());
+    let body = b
+        .strip_prefix(&header[..])
+        .ok_or(AlertDecodeError::Header)?;
+    let schema = apache_avro::Schema::parse_str(ALERT_EVENT_V1_AVSC)
+        .map_err(|e| AlertDecodeError::Avro(e.to_string()))?;
+    let v = apache_avro::from_avro_datum(&schema, &mut &body[..], None)
+        .map_err(|e| AlertDecodeError::Avro(e.to_string()))?;
+    let Value::Record(fields) = v else {
+        return Err(AlertDecodeError::Field("(record)"));
+    };
+    let get = |n: &'static str| {
+        fields
+            .iter()
+            .find(|f| f.0 == n)
+            .map(|f| &f.1)
+            .ok_or(AlertDecodeError::Field(n))
+    };
+    let string = |n: &'static str| match get(n)? {
+        Value::String(s) | Value::Enum(_, s) => Ok(s.clone()),
+        _ => Err(AlertDecodeError::Field(n)),
+    };
+    let map = |n: &'static str| match get(n)? {
+        Value::Map(m) => Ok(m
+            .iter()
+            .filter_map(|(k, v)| match v {
+                Value::String(s) => Some((k.clone(), s.clone())),
+                _ => None,
+            })
+            .collect::<BTreeMap<_, _>>()),
+        _ => Err(AlertDecodeError::Field(n)),
+    };
+    let millis = |v: &Value| match v {
+        Value::TimestampMillis(t) | Value::Long(t) => Some(*t),
+        _ => None,
+    };
+    Ok(DecodedAlertEvent {
+        status: string("status")?.to_lowercase(),
+        alertname: string("alertname")?,
+        labels: map("labels")?,
+        annotations: map("annotations")?,
+        value: match get("value")? {
+            Value::Double(d) => *d,
+            _ => return Err(AlertDecodeError::Field("value")),
+        },
+        starts_at: millis(get("starts_at")?).ok_or(AlertDecodeError::Field("starts_at"))?,
+        ends_at: match get("ends_at")? {
+            Value::Union(_, inner) => millis(inner),
+            _ => None,
+        },
+        fingerprint: string("fingerprint")?,
+        episode: string("episode")?,
+        group: string("group")?,
+        expr: string("expr")?,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,6 +220,20 @@ mod tests {
                 ),
             }
             assert_eq!(get("expr"), Value::String("temp > 80".into()));
+            let d = decode_alert_event(&bytes).unwrap();
+            assert_eq!(d.labels.get("device").map(String::as_str), Some("d-1"));
+            assert_eq!(
+                (d.starts_at, d.ends_at, d.value),
+                (e.starts_at, ends_at, 85.5)
+            );
+            assert_eq!(
+                d.status,
+                if ends_at.is_some() {
+                    "resolved"
+                } else {
+                    "firing"
+                }
+            );
         }
     }
 }

@@ -22,7 +22,8 @@ use apache_avro::Schema;
 pub use canonical::{parsing_canonical_form, rabin};
 
 pub use alert::{
-    alert_event_fingerprint, encode_alert_event, AlertEvent, AlertStatus, ALERT_EVENT_V1_AVSC,
+    alert_event_fingerprint, decode_alert_event, encode_alert_event, AlertDecodeError, AlertEvent,
+    AlertStatus, DecodedAlertEvent, ALERT_EVENT_V1_AVSC,
 };
 pub use codec::{decode_current, visit_current, BatchEncoder, SeriesRef};
 pub use decoder::{DecodeError, Decoder};

@@ -3,6 +3,7 @@
 //!
 //! Loading is strict: unknown fields are errors, and every error names the path of the
 //! field at fault (`gateway.limits.max_body_bytes: ...`), so `weir check` can point at it.
+mod alerter;
 mod gateway;
 mod kafka;
 mod rollup;
@@ -15,6 +16,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+pub use alerter::AlerterConfig;
 pub use gateway::{
     ApiKey, AuthConfig, GatewayConfig, GatewayLimits, NonFinitePolicy, ValidationConfig,
 };
@@ -104,6 +106,8 @@ pub struct Topology {
     pub tsdb_writer: TsdbWriterConfig,
     #[serde(default)]
     pub rollup: RollupConfig,
+    #[serde(default)]
+    pub alerter: AlerterConfig,
 }
 
 impl Topology {
@@ -226,6 +230,9 @@ impl Topology {
         self.rollup
             .validate()
             .map_err(|(f, m)| err(format!("rollup.{f}"), m))?;
+        self.alerter
+            .validate()
+            .map_err(|(f, m)| err(format!("alerter.{f}"), m))?;
         Ok(())
     }
 

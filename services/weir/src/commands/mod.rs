@@ -1,3 +1,4 @@
+pub mod alerter;
 pub mod check;
 pub mod gateway;
 pub mod rollup;

@@ -29,7 +29,8 @@ pub struct TailArgs {
 }
 
 /// Reads without a consumer group (nothing is committed), decodes each record and prints
-/// `{"partition":..,"offset":..,"key":..,"batch":{...}}` or the decode error.
+/// `{"partition":..,"offset":..,"key":..,"batch":{...}}` (`"alert"` for alert events) or
+/// the decode error.
 pub async fn run(a: TailArgs) -> anyhow::Result<ExitCode> {
     let topology = a.topology.load()?;
     let decoder = topology.decoder();
@@ -62,13 +63,24 @@ pub async fn run(a: TailArgs) -> anyhow::Result<ExitCode> {
             last = Instant::now();
             seen += 1;
             let key = msg.key().map(|k| String::from_utf8_lossy(k).into_owned());
-            let line = match decoder.decode(msg.payload().unwrap_or_default()) {
+            let payload = msg.payload().unwrap_or_default();
+            // Alert events (alerts.triggered) have a schema of their own.
+            let line = match weir_contract::avro::decode_alert_event(payload) {
+                Ok(alert) => serde_json::json!({
+                    "partition": msg.partition(), "offset": msg.offset(), "key": key, "alert": alert,
+                }),
+                Err(weir_contract::avro::AlertDecodeError::Header) => match decoder.decode(payload) {
                 Ok(batch) => serde_json::json!({
                     "partition": msg.partition(), "offset": msg.offset(), "key": key, "batch": batch,
                 }),
                 Err(e) => serde_json::json!({
                     "partition": msg.partition(), "offset": msg.offset(), "key": key,
                     "error": e.to_string(), "error_kind": e.kind(),
+                }),
+                },
+                Err(e) => serde_json::json!({
+                    "partition": msg.partition(), "offset": msg.offset(), "key": key,
+                    "error": e.to_string(), "error_kind": "alert_event",
                 }),
             };
             // A closed pipe (`| head`) ends the tail quietly.

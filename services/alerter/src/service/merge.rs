@@ -1,0 +1,290 @@
+//! Stage two's logic for one partition of the repartition topic: gather each source
+//! partition's partials of a step, and once every source partition has come past the
+//! step, merge them per rule and step the rules' alert state.
+//!
+//! A source partition sends one record per step to every destination, so "has come past
+//! step s" is "sent a record for a step at or after s". The first record of a
+//! (source, step) wins: a source re-read after a restart or rebalance sends its steps
+//! again, and the ones it re-sends from part of its samples come after the complete
+//! originals in the log.
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::alerting::{Alert, RuleState, State, Transition};
+use crate::evaluate::{merge, Partial};
+use crate::labels::Labels;
+use crate::plan::Plan;
+use crate::ruleset::RuleSet;
+use crate::service::partials::{route, StepRecord};
+
+#[derive(Debug, Default)]
+struct PendingStep {
+    from: HashSet<u32>,
+    partials: BTreeMap<u32, Vec<Partial>>,
+    first_offset: i64,
+}
+
+/// What evaluating one step changed.
+#[derive(Debug, Clone, Default)]
+pub struct StepResult {
+    pub step: i64,
+    /// Rule index, transition, and whether an earlier run already announced it (its
+    /// event is on the events topic after the last stored state).
+    pub transitions: Vec<(usize, Transition, bool)>,
+    /// Alerts whose stored state changed: rule index, fingerprint, the alert (`None`
+    /// when it was dropped).
+    pub changed: Vec<(usize, u64, Option<Alert>)>,
+}
+
+/// A transition's identity on the events topic: fingerprint, episode start, resolved.
+pub type Announced = (u64, i64, bool);
+
+pub fn announced(t: &Transition) -> Announced {
+    match t {
+        Transition::Firing(a) => (a.fingerprint(), a.fired_at.unwrap_or(a.active_at), false),
+        Transition::Resolved(a) => (a.fingerprint(), a.fired_at.unwrap_or(a.active_at), true),
+    }
+}
+
+/// What is kept of one destination partition in the state topic besides its alerts.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MergeProgress {
+    /// The last step evaluated.
+    pub evaluated: Option<i64>,
+    /// Per events-topic partition, the offset after this destination's last event when
+    /// the state was stored: events after it may be announced already.
+    pub events_from: Vec<(i32, i64)>,
+}
+
+type Signature = (State, i64, Option<i64>, Option<i64>, Option<i64>);
+
+fn signature(a: &Alert) -> Signature {
+    (
+        a.state,
+        a.active_at,
+        a.fired_at,
+        a.resolved_at,
+        a.keep_firing_since,
+    )
+}
+
+pub struct MergeState {
+    /// This destination and how many there are: an `absent_over_time` rule is decided
+    /// only where its presence partials meet.
+    destination: u32,
+    destinations: u32,
+    pub states: Vec<RuleState>,
+    pub progress: MergeProgress,
+    /// Per source partition, the highest step it sent.
+    sources: HashMap<u32, i64>,
+    pending: BTreeMap<i64, PendingStep>,
+    /// Transitions already on the events topic (found when restoring).
+    pub announced: HashSet<Announced>,
+}
+
+impl MergeState {
+    pub fn new(rules: usize, destination: u32, destinations: u32) -> Self {
+        Self {
+            destination,
+            destinations,
+            states: vec![RuleState::default(); rules],
+            progress: MergeProgress::default(),
+            sources: HashMap::new(),
+            pending: BTreeMap::new(),
+            announced: HashSet::new(),
+        }
+    }
+
+    /// The offset to resume from: the first record of a step not evaluated yet, or
+    /// `position` (the next record to read).
+    pub fn resume_offset(&self, position: i64) -> i64 {
+        self.pending
+            .values()
+            .map(|p| p.first_offset)
+            .min()
+            .map_or(position, |o| o.min(position))
+    }
+
+    /// Steps waiting for a source partition.
+    pub fn pending_steps(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Takes one record (at `offset`) and evaluates every step it completed.
+    pub fn absorb(
+        &mut self,
+        rules: &RuleSet,
+        external_labels: &Labels,
+        sources: u32,
+        offset: i64,
+        rec: StepRecord,
+    ) -> Vec<StepResult> {
+        let seen = self.sources.entry(rec.part).or_insert(rec.step);
+        *seen = (*seen).max(rec.step);
+        if self.progress.evaluated.is_none_or(|e| rec.step > e) {
+            let p = self.pending.entry(rec.step).or_insert_with(|| PendingStep {
+                first_offset: offset,
+                ..PendingStep::default()
+            });
+            if p.from.insert(rec.part) {
+                for (rule, partial) in rec.partials {
+                    p.partials.entry(rule).or_default().push(partial);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        while let Some((&step, _)) = self.pending.first_key_value() {
+            let complete = (0..sources).all(|p| self.sources.get(&p).is_some_and(|s| *s >= step));
+            if !complete {
+                break;
+            }
+            let Some(p) = self.pending.remove(&step) else {
+                break;
+            };
+            out.push(self.evaluate(rules, external_labels, step, p));
+        }
+        out
+    }
+
+    fn evaluate(
+        &mut self,
+        rules: &RuleSet,
+        external_labels: &Labels,
+        step: i64,
+        p: PendingStep,
+    ) -> StepResult {
+        let mut r = StepResult {
+            step,
+            ..StepResult::default()
+        };
+        for i in 0..rules.len() {
+            if !rules.due(i, step) {
+                continue;
+            }
+            let rule = rules.rule(i);
+            if matches!(rule.plan, Plan::Absent { .. })
+                && route(i as u32, &Partial::Present, self.destinations) != self.destination
+            {
+                continue;
+            }
+            let before: HashMap<u64, Signature> = self.states[i]
+                .active
+                .iter()
+                .map(|(fp, a)| (*fp, signature(a)))
+                .collect();
+            let result = merge(
+                &rule.plan,
+                p.partials
+                    .get(&(i as u32))
+                    .map(Vec::as_slice)
+                    .unwrap_or(&[]),
+            );
+            for t in self.states[i].eval(rule, external_labels, step, &result) {
+                let done = self.announced.remove(&announced(&t));
+                r.transitions.push((i, t, done));
+            }
+            for (fp, a) in &self.states[i].active {
+                if before.get(fp) != Some(&signature(a)) {
+                    r.changed.push((i, *fp, Some(a.clone())));
+                }
+            }
+            for fp in before.keys() {
+                if !self.states[i].active.contains_key(fp) {
+                    r.changed.push((i, *fp, None));
+                }
+            }
+        }
+        self.progress.evaluated = Some(step);
+        r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::evaluate::Acc;
+    use crate::rules::parse_file;
+    use std::path::Path;
+
+    fn rules() -> RuleSet {
+        let text = "groups:\n- name: g\n  interval: 10s\n  rules:\n  - alert: HighAvg\n    expr: avg by (svc) (temp) > 50\n    for: 10s\n";
+        RuleSet::new(parse_file(Path::new("r.yml"), text).unwrap())
+    }
+
+    fn rec(part: u32, step: i64, sum: f64, count: f64) -> StepRecord {
+        let acc = Acc {
+            sum,
+            count,
+            min: 0.0,
+            max: 0.0,
+        };
+        StepRecord {
+            part,
+            step,
+            partials: vec![(
+                0,
+                Partial::Group {
+                    group: Labels::from_strs(&[("svc", "api")]),
+                    acc,
+                },
+            )],
+        }
+    }
+
+    #[test]
+    fn a_step_waits_for_every_source_and_the_first_record_wins() {
+        let rules = rules();
+        let ext = Labels::default();
+        let mut m = MergeState::new(1, 0, 1);
+        assert!(m
+            .absorb(&rules, &ext, 2, 0, rec(0, 10_000, 100.0, 1.0))
+            .is_empty());
+        // A re-read of source 0 sends step 10s again from part of its samples: ignored.
+        assert!(m
+            .absorb(&rules, &ext, 2, 1, rec(0, 10_000, 0.0, 1.0))
+            .is_empty());
+        assert_eq!(m.resume_offset(2), 0);
+        let r = m.absorb(&rules, &ext, 2, 2, rec(1, 10_000, 20.0, 1.0));
+        assert_eq!(r.len(), 1);
+        // avg = 60 > 50: pending, stored.
+        assert!(r[0].transitions.is_empty());
+        assert_eq!(r[0].changed.len(), 1);
+        assert_eq!(m.resume_offset(3), 3);
+        // Source 1 jumps ahead (it started later): step 20s waits only for source 0.
+        assert!(m
+            .absorb(&rules, &ext, 2, 3, rec(1, 30_000, 60.0, 1.0))
+            .is_empty());
+        let r = m.absorb(&rules, &ext, 2, 4, rec(0, 20_000, 120.0, 2.0));
+        assert_eq!(r.len(), 1);
+        assert!(matches!(
+            r[0].transitions[..],
+            [(0, Transition::Firing(_), false)]
+        ));
+        // Steps at or before the evaluated one are dropped.
+        assert!(m
+            .absorb(&rules, &ext, 2, 5, rec(0, 20_000, 0.0, 1.0))
+            .is_empty());
+        let r = m.absorb(&rules, &ext, 2, 6, rec(0, 30_000, 0.0, 1.0));
+        assert!(matches!(
+            r[0].transitions[..],
+            [(0, Transition::Resolved(_), false)]
+        ));
+    }
+
+    #[test]
+    fn a_transition_found_on_the_events_topic_is_not_announced_again() {
+        let rules = rules();
+        let ext = Labels::default();
+        let mut m = MergeState::new(1, 0, 1);
+        m.absorb(&rules, &ext, 1, 0, rec(0, 10_000, 60.0, 1.0));
+        let mut copy = MergeState::new(1, 0, 1);
+        copy.states = m.states.clone();
+        copy.progress = m.progress.clone();
+        let r = m.absorb(&rules, &ext, 1, 1, rec(0, 20_000, 60.0, 1.0));
+        let (_, t, _) = &r[0].transitions[0];
+        copy.announced.insert(announced(t));
+        let again = copy.absorb(&rules, &ext, 1, 1, rec(0, 20_000, 60.0, 1.0));
+        assert!(again[0].transitions[0].2, "already announced");
+    }
+}

@@ -1,0 +1,468 @@
+//! `weir alerter` as a process.
+//!
+//! ```text
+//!  metrics.raw ──▶ stage one (timely workers, group `alerting-engine`)
+//!                  per partition: recent samples, rules evaluated per step
+//!                      │ one record per (partition, step, destination)
+//!                      ▼
+//!  alerts.partials ──▶ stage two (group `alerting-engine-merge`)
+//!                  per destination: merge, alert state machine
+//!                      ├──▶ alerts.triggered (Avro events)   ──▶ then alerts.state (compacted)
+//!                      └──▶ notifier ──▶ Alertmanager (re-sent until resolved)
+//! ```
+//!
+//! Stage one holds its timely capability at the watermark (the window engine's Kafka
+//! source); a partition's step is evaluated once the partition's own watermark passed
+//! it. Its records go to the repartition topic by rule and group key, so aggregations
+//! across series work whichever partition and process read them. Stage two evaluates a
+//! step once every metrics.raw partition came past it. Offsets of metrics.raw are
+//! committed once the partials of every step that still read a record are durable;
+//! offsets of the repartition topic once the state of every step before them is.
+pub mod merge;
+pub mod partials;
+pub mod stage_one;
+pub mod stage_two;
+pub mod state;
+
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use futures::future::join_all;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use weir_runtime::config::{AlerterConfig, Role, SinkSpec};
+use weir_runtime::dead_letter::{DeadLetter, DeadLetters};
+use weir_runtime::kafka::{client_config, consumer_config, partition_count, producer_config};
+use weir_runtime::ops::{self, Health};
+use weir_runtime::Topology;
+use weir_window::kafka::KafkaLog;
+use weir_window::{log_source, PeerWatermarks, SinkExt, SourceConfig, SourceHandles};
+
+use crate::alertmanager::AlertmanagerClient;
+use crate::labels::{Labels, METRIC_NAME};
+use crate::notify::{now_ms, Notifier};
+use crate::ruleset::RuleSet;
+use partials::split;
+use stage_one::{StageOne, StepOutput};
+use stage_two::StageTwo;
+
+/// One worker's evaluated steps on their way to the repartition topic.
+struct Batch {
+    worker: usize,
+    steps: Vec<StepOutput>,
+}
+
+#[derive(Clone)]
+struct WorkerLink {
+    handles: SourceHandles,
+    sent: Arc<AtomicU64>,
+    written: Arc<AtomicU64>,
+}
+
+pub async fn run(topology: Topology, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let cfg: AlerterConfig = topology.alerter.clone();
+    if cfg.rule_files.is_empty() {
+        anyhow::bail!("alerter.rule_files names no rule file");
+    }
+    let rules = Arc::new(
+        RuleSet::load(&cfg.rule_files, cfg.evaluation_interval.as_millis() as i64)
+            .context("loading alerter.rule_files")?,
+    );
+    let (group_spec, sink_spec) = topology
+        .group_of_role(&cfg.group, Role::Alerter)
+        .map_err(|e| anyhow::anyhow!("alerter.group: {e}"))?;
+    let Some(SinkSpec::Alertmanager { url }) = sink_spec else {
+        anyhow::bail!(
+            "consumer group {} needs a sink of type alertmanager",
+            cfg.group
+        );
+    };
+    let [topic] = group_spec.topics.as_slice() else {
+        anyhow::bail!("consumer group {} must read exactly one topic", cfg.group);
+    };
+    let declared = |what: &str, t: &str| {
+        topology.topic(t).cloned().ok_or_else(|| {
+            anyhow::anyhow!("alerter.{what}: topic {t:?} is not declared under topics")
+        })
+    };
+    let partials_spec = declared("partials_topic", &cfg.partials_topic)?;
+    let state_spec = declared("state_topic", &cfg.state_topic)?;
+    let events_spec = declared("events_topic", &cfg.events_topic)?;
+    declared("dead_letter_topic", &cfg.dead_letter_topic)?;
+    let external_labels = Labels::new(
+        cfg.external_labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    );
+
+    let health = Health::new();
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+    tracing::info!(addr = %listener.local_addr()?, group = %cfg.group, merge_group = %cfg.merge_group, topic = %topic, rules = rules.len(), alertmanager = %url, "alerter listening");
+    let ops_stop = CancellationToken::new();
+    let ops_task = ops::spawn(listener, health.clone(), ops_stop.clone());
+
+    let partials: FutureProducer = producer_config(&topology.kafka, &partials_spec)
+        .create()
+        .context("creating the partials producer")?;
+    let events: FutureProducer = producer_config(&topology.kafka, &events_spec)
+        .create()
+        .context("creating the events producer")?;
+    let state: FutureProducer = producer_config(&topology.kafka, &state_spec)
+        .create()
+        .context("creating the state producer")?;
+    // Partition counts, waiting for the broker and the topics if they are not there yet.
+    let counts = {
+        let mut delay = Duration::from_millis(200);
+        loop {
+            let p = partials.clone();
+            let names = [
+                topic.clone(),
+                cfg.partials_topic.clone(),
+                cfg.state_topic.clone(),
+                cfg.events_topic.clone(),
+            ];
+            let r = tokio::task::spawn_blocking(move || {
+                names
+                    .iter()
+                    .map(|t| partition_count(p.client(), t, Duration::from_secs(10)))
+                    .collect::<Result<Vec<u32>, _>>()
+            })
+            .await?;
+            match r {
+                Ok(c) => break c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading topic metadata; retrying");
+                    health.set_not_ready(e.to_string());
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => { ops_stop.cancel(); let _ = ops_task.await; return Ok(()); }
+                _ = tokio::time::sleep(delay) => {}
+            }
+            delay = (delay * 2).min(cfg.retry_max);
+        }
+    };
+    let (sources, destinations, state_partitions, events_partitions) =
+        (counts[0], counts[1], counts[2], counts[3]);
+    let dlq = Arc::new(DeadLetters::new(
+        &topology.kafka,
+        &cfg.dead_letter_topic,
+        &cfg.group,
+    )?);
+
+    // The notifier: Alertmanager on wall-clock time.
+    let group_interval = Duration::from_millis(rules.max_interval_ms().max(0) as u64);
+    let notifier = Arc::new(Mutex::new(Notifier::new(cfg.resend_delay, group_interval)));
+    let am = AlertmanagerClient::new(vec![url.clone()], cfg.alertmanager_timeout)
+        .context("creating the Alertmanager client")?;
+    let notify_task = tokio::spawn(notify_loop(am, notifier.clone(), shutdown.clone()));
+
+    // Stage two on a thread of its own (librdkafka's consumer calls block).
+    let stop_merge = Arc::new(AtomicBool::new(false));
+    let mut merge_consumer = consumer_config(&topology.kafka, &cfg.merge_group);
+    merge_consumer.set("statistics.interval.ms", "5000");
+    let mut reader = client_config(&topology.kafka);
+    reader
+        .set("group.id", format!("{}-restore", cfg.merge_group))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false");
+    let stage_two = StageTwo {
+        rules: rules.clone(),
+        external_labels: external_labels.clone(),
+        consumer_config: merge_consumer,
+        reader_config: reader,
+        group: cfg.merge_group.clone(),
+        partials_topic: cfg.partials_topic.clone(),
+        state_topic: cfg.state_topic.clone(),
+        state_partitions,
+        events_topic: cfg.events_topic.clone(),
+        events_partitions,
+        sources,
+        destinations,
+        events,
+        state,
+        notifier: notifier.clone(),
+        generator_url: cfg.external_url.clone(),
+        health: health.clone(),
+        retry_max: cfg.retry_max,
+    };
+    let merge_thread = {
+        let (rt, stop) = (tokio::runtime::Handle::current(), stop_merge.clone());
+        std::thread::Builder::new()
+            .name("alerter-merge".into())
+            .spawn(move || stage_two.run(rt, stop))?
+    };
+
+    // Stage one: timely workers, each a member of the consumer group.
+    let peers = PeerWatermarks::new(cfg.workers);
+    let links: Vec<WorkerLink> = (0..cfg.workers)
+        .map(|_| WorkerLink {
+            handles: SourceHandles::new(peers.clone()),
+            sent: Arc::new(AtomicU64::new(0)),
+            written: Arc::new(AtomicU64::new(0)),
+        })
+        .collect();
+    let pending = Arc::new(AtomicUsize::new(0));
+    let (tx, rx) = mpsc::unbounded_channel::<Batch>();
+    let writer = tokio::spawn(write_partials(
+        rx,
+        links.clone(),
+        partials,
+        cfg.partials_topic.clone(),
+        destinations,
+        health.clone(),
+        pending.clone(),
+        cfg.retry_max,
+    ));
+    let stop_reading = Arc::new(AtomicBool::new(false));
+    let mut client = consumer_config(&topology.kafka, &cfg.group);
+    client.set("statistics.interval.ms", "5000");
+    let decoder = topology.decoder();
+    let rt = tokio::runtime::Handle::current();
+    // A sample is read by steps up to the longest lookback after it (and the step
+    // after that, at the longest interval): until those are durable it is not committed.
+    let horizon = rules.store().horizon_ms() + rules.max_interval_ms();
+    let workers = {
+        let (links, stop_reading, pending, topic, group, rules) = (
+            links.clone(),
+            stop_reading.clone(),
+            pending.clone(),
+            topic.clone(),
+            cfg.group.clone(),
+            rules.clone(),
+        );
+        let (ooo, idle) = (cfg.out_of_orderness, cfg.idle_timeout);
+        std::thread::Builder::new().name("timely".into()).spawn(move || {
+            timely::execute(timely::Config::process(links.len()), move |worker| {
+                let index = worker.index();
+                let link = links[index].clone();
+                let decoder = decoder.clone();
+                let decode = Box::new(move |payload: &[u8], out: &mut Vec<(Arc<Labels>, i64, f64)>| {
+                    decoder
+                        .visit(payload, |s| {
+                            let mut pairs = Vec::with_capacity(s.labels.len() + 1);
+                            pairs.push((METRIC_NAME.to_string(), s.name.to_string()));
+                            pairs.extend(s.labels.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+                            let labels = Arc::new(Labels::new(pairs));
+                            for x in s.samples {
+                                out.push((labels.clone(), x.timestamp_ms, x.value));
+                            }
+                        })
+                        .map_err(|e| e.to_string())?;
+                    metrics::counter!("weir_alerter_samples_total", "outcome" => "read").increment(out.len() as u64);
+                    Ok(())
+                });
+                let (dlq, rt2, group2) = (dlq.clone(), rt.clone(), group.clone());
+                let dead_letter = Box::new(move |d: DeadLetter<'_>| {
+                    tracing::warn!(topic = d.source_topic, partition = d.partition, offset = d.offset, error = %d.error, "undecodable record to the dead-letter topic");
+                    let mut delay = Duration::from_millis(100);
+                    while let Err(e) = rt2.block_on(dlq.send(d.clone())) {
+                        tracing::warn!(group = %group2, error = %e, "dead-letter write failed; retrying");
+                        std::thread::sleep(delay);
+                        delay = (delay * 2).min(Duration::from_secs(10));
+                    }
+                    metrics::counter!("weir_alerter_dead_letters_total").increment(1);
+                });
+                let log = match KafkaLog::new(&client, &group, &index.to_string(), &topic, decode, dead_letter) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::error!(error = %e, "creating the Kafka consumer");
+                        return;
+                    }
+                };
+                let tx = tx.clone();
+                let sent = link.sent.clone();
+                let pending2 = pending.clone();
+                let mut stage = StageOne::new(rules.clone(), idle);
+                let held = metrics::gauge!("weir_alerter_samples_held", "worker" => index.to_string());
+                worker.dataflow::<weir_window::Time, _, _>(|scope| {
+                    let src = SourceConfig {
+                        out_of_orderness: ooo,
+                        idle_timeout: idle,
+                        release_at: Rc::new(move |ts| ts.saturating_add(horizon)),
+                    };
+                    log_source::<Arc<Labels>, f64, (), _>(scope, "MetricsRaw", log, src, link.handles.clone())
+                        .sink_frontier("StageOne", move |items, frontier| {
+                            let out = stage.absorb(items, frontier, Instant::now());
+                            if out.late > 0 {
+                                metrics::counter!("weir_alerter_samples_total", "outcome" => "late").increment(out.late);
+                            }
+                            if out.steps.is_empty() {
+                                return;
+                            }
+                            held.set(stage.held().1 as f64);
+                            pending2.fetch_add(out.steps.len(), Ordering::Relaxed);
+                            sent.fetch_add(1, Ordering::AcqRel);
+                            let _ = tx.send(Batch { worker: index, steps: out.steps });
+                        });
+                });
+                let wm_gauge = metrics::gauge!("weir_alerter_watermark_seconds", "worker" => index.to_string());
+                let mut last_gauge = Instant::now();
+                while !stop_reading.load(Ordering::Relaxed) {
+                    worker.step_or_park(Some(Duration::from_millis(10)));
+                    // The repartition topic behind: stop reading until it catches up.
+                    link.handles.paused.store(pending.load(Ordering::Relaxed) > 10_000, Ordering::Relaxed);
+                    if last_gauge.elapsed() > Duration::from_secs(1) {
+                        last_gauge = Instant::now();
+                        let wm = link.handles.watermark.load(Ordering::Relaxed);
+                        if wm != i64::MIN {
+                            wm_gauge.set(wm as f64 / 1000.0);
+                        }
+                    }
+                }
+                // Shutdown: let the writer make what was evaluated durable, commit
+                // what that allows, and leave the group.
+                link.handles.paused.store(true, Ordering::Relaxed);
+                let deadline = Instant::now() + Duration::from_secs(30);
+                while link.written.load(Ordering::Acquire) < link.sent.load(Ordering::Acquire)
+                    && Instant::now() < deadline
+                {
+                    worker.step_or_park(Some(Duration::from_millis(10)));
+                }
+                link.handles.commit_now.store(true, Ordering::Release);
+                while link.handles.commit_now.load(Ordering::Acquire) && Instant::now() < deadline {
+                    worker.step_or_park(Some(Duration::from_millis(10)));
+                }
+                tracing::info!(worker = index, "stage one drained and committed");
+                for d in worker.installed_dataflows() {
+                    worker.drop_dataflow(d);
+                }
+            })
+            .map(|guards| drop(guards.join()))
+            .map_err(|e| anyhow::anyhow!("starting timely workers: {e}"))
+        })?
+    };
+    health.set_ready();
+
+    shutdown.cancelled().await;
+    tracing::info!("shutting down: draining and committing");
+    stop_reading.store(true, Ordering::Relaxed);
+    let joined = tokio::task::spawn_blocking(move || workers.join()).await;
+    writer.abort();
+    // Stage two after stage one: what stage one wrote last is merged if it completes a
+    // step; the rest is read again by the next owner.
+    stop_merge.store(true, Ordering::Relaxed);
+    let merged = tokio::task::spawn_blocking(move || merge_thread.join()).await;
+    notify_task.abort();
+    ops_stop.cancel();
+    let _ = ops_task.await;
+    match merged {
+        Ok(Ok(r)) => r?,
+        _ => anyhow::bail!("the merge stage panicked"),
+    }
+    match joined {
+        Ok(Ok(r)) => r,
+        _ => Err(anyhow::anyhow!("a timely worker panicked")),
+    }
+}
+
+/// Writes each batch's steps to the repartition topic (retrying while it fails), then
+/// acknowledges per metrics.raw partition the last step made durable.
+#[allow(clippy::too_many_arguments)]
+async fn write_partials(
+    mut rx: mpsc::UnboundedReceiver<Batch>,
+    links: Vec<WorkerLink>,
+    producer: FutureProducer,
+    topic: String,
+    destinations: u32,
+    health: Health,
+    pending: Arc<AtomicUsize>,
+    retry_max: Duration,
+) {
+    while let Some(batch) = rx.recv().await {
+        let n = batch.steps.len();
+        let records: Vec<(String, i32, Vec<u8>)> = batch
+            .steps
+            .iter()
+            .flat_map(|s| {
+                split(s.part, s.step, s.partials.clone(), destinations)
+                    .into_iter()
+                    .enumerate()
+            })
+            .map(|(q, r)| (r.key(), q as i32, r.encode()))
+            .collect();
+        let mut delay = Duration::from_millis(100);
+        loop {
+            let started = Instant::now();
+            let sends = records.iter().map(|(k, q, v)| {
+                producer.send(
+                    FutureRecord::to(&topic).key(k).partition(*q).payload(v),
+                    Duration::from_secs(30),
+                )
+            });
+            let failed = join_all(sends).await.into_iter().find_map(|r| r.err());
+            metrics::histogram!("weir_alerter_sink_seconds", "sink" => "partials")
+                .record(started.elapsed().as_secs_f64());
+            match failed {
+                None => break,
+                Some((e, _)) => {
+                    metrics::counter!("weir_alerter_errors_total", "kind" => "partials_write")
+                        .increment(1);
+                    tracing::warn!(error = %e, "writing partials failed; retrying");
+                    health.set_not_ready(format!("writing partials: {e}"));
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(retry_max);
+                }
+            }
+        }
+        metrics::counter!("weir_alerter_steps_total", "stage" => "series").increment(n as u64);
+        metrics::counter!("weir_alerter_partials_records_total", "stage" => "series")
+            .increment(records.len() as u64);
+        let link = &links[batch.worker];
+        if let Ok(mut acked) = link.handles.partition_acked.lock() {
+            for s in &batch.steps {
+                let e = acked.entry(s.part).or_insert(s.step);
+                *e = (*e).max(s.step);
+            }
+        }
+        pending.fetch_sub(n.min(pending.load(Ordering::Relaxed)), Ordering::Relaxed);
+        link.written.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+/// Sends what the notifier says is due, every second.
+async fn notify_loop(
+    am: AlertmanagerClient,
+    notifier: Arc<Mutex<Notifier>>,
+    stop: CancellationToken,
+) {
+    loop {
+        let now = now_ms();
+        let due = notifier.lock().map(|mut n| n.due(now)).unwrap_or_default();
+        if !due.is_empty() {
+            let (fps, alerts): (Vec<u64>, Vec<_>) = due.into_iter().unzip();
+            let started = Instant::now();
+            let r = am.send(&alerts).await;
+            metrics::histogram!("weir_alerter_sink_seconds", "sink" => "alertmanager")
+                .record(started.elapsed().as_secs_f64());
+            match r {
+                Ok(()) => {
+                    metrics::counter!("weir_alerter_notifications_total", "outcome" => "sent")
+                        .increment(alerts.len() as u64);
+                    if let Ok(mut n) = notifier.lock() {
+                        n.sent(&fps, now);
+                    }
+                }
+                Err(e) => {
+                    metrics::counter!("weir_alerter_notifications_total", "outcome" => "failed")
+                        .increment(alerts.len() as u64);
+                    tracing::warn!(error = %e, "notifying Alertmanager; retrying");
+                }
+            }
+        }
+        if let Ok(n) = notifier.lock() {
+            metrics::gauge!("weir_alerter_notifier_alerts").set(n.len() as f64);
+        }
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}

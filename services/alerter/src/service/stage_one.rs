@@ -1,0 +1,252 @@
+//! Stage one: where a metrics.raw partition is read, its series' recent samples are kept
+//! and every rule is evaluated on them at each step, once the partition's watermark
+//! passed the step (or, for a partition gone idle, the worker's frontier did).
+//!
+//! Each partition steps on its own: its store holds only its series, and its steps are
+//! judged against its own watermark, so a partition re-read after a rebalance (far behind
+//! the frontier, which never goes back) still sees all its samples before a step.
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use weir_window::{Checkpoint, Item};
+
+use crate::evaluate::{Partial, SeriesStore};
+use crate::labels::Labels;
+use crate::ruleset::RuleSet;
+
+/// The items stage one reads: samples keyed by their labels.
+pub type SampleItem = Item<Arc<Labels>, f64, ()>;
+
+/// One partition's partials of one step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepOutput {
+    pub part: u32,
+    pub step: i64,
+    pub partials: Vec<(u32, Partial)>,
+}
+
+struct PartState {
+    store: SeriesStore,
+    watermark: Option<i64>,
+    /// The next step to evaluate; unknown until the partition's time is.
+    next: Option<i64>,
+    /// The earliest sample seen while `next` is unknown: the first step is the first
+    /// at or after it.
+    first_ts: Option<i64>,
+    last_evaluated: Option<i64>,
+    last_seen: Instant,
+}
+
+/// What one absorb produced.
+#[derive(Debug, Default)]
+pub struct Absorbed {
+    pub steps: Vec<StepOutput>,
+    /// Samples at or before a step their partition already evaluated.
+    pub late: u64,
+}
+
+pub struct StageOne {
+    rules: Arc<RuleSet>,
+    parts: HashMap<u32, PartState>,
+    idle_timeout: Duration,
+}
+
+impl StageOne {
+    pub fn new(rules: Arc<RuleSet>, idle_timeout: Duration) -> Self {
+        Self {
+            rules,
+            parts: HashMap::new(),
+            idle_timeout,
+        }
+    }
+
+    fn part(&mut self, p: u32, now: Instant) -> &mut PartState {
+        let rules = &self.rules;
+        self.parts.entry(p).or_insert_with(|| PartState {
+            store: rules.store(),
+            watermark: None,
+            next: None,
+            first_ts: None,
+            last_evaluated: None,
+            last_seen: now,
+        })
+    }
+
+    /// Takes what the source handed over and evaluates every step that became due.
+    pub fn absorb(&mut self, items: Vec<SampleItem>, frontier: i64, now: Instant) -> Absorbed {
+        let mut out = Absorbed::default();
+        for item in items {
+            match item {
+                Item::Assigned(p, Checkpoint { watermark, .. }) => {
+                    let next = watermark.and_then(|a| self.rules.step_at_or_after(a + 1));
+                    self.parts.remove(&p);
+                    self.part(p, now).next = next;
+                }
+                Item::Revoked(p) => {
+                    self.parts.remove(&p);
+                }
+                Item::Event(e) => {
+                    let st = self.part(e.part, now);
+                    if st.last_evaluated.is_some_and(|l| e.ts <= l) {
+                        out.late += 1;
+                    }
+                    if st.next.is_none() {
+                        st.first_ts = Some(st.first_ts.map_or(e.ts, |f| f.min(e.ts)));
+                    }
+                    st.store.push(&e.key, e.ts, e.value);
+                    st.last_seen = now;
+                }
+                Item::Watermark(p, wm) => {
+                    let st = self.part(p, now);
+                    st.watermark = Some(st.watermark.map_or(wm, |w| w.max(wm)));
+                    st.last_seen = now;
+                }
+                Item::Result(_) | Item::Late(_) => {}
+            }
+        }
+        // MAX: the dataflow is being dropped at shutdown, not a real frontier.
+        let frontier = (frontier != i64::MAX).then_some(frontier);
+        let mut parts: Vec<u32> = self.parts.keys().copied().collect();
+        parts.sort_unstable();
+        for p in parts {
+            self.step_partition(p, frontier, now, &mut out.steps);
+        }
+        out
+    }
+
+    fn step_partition(
+        &mut self,
+        p: u32,
+        frontier: Option<i64>,
+        now: Instant,
+        out: &mut Vec<StepOutput>,
+    ) {
+        let rules = self.rules.clone();
+        let idle_timeout = self.idle_timeout;
+        let Some(st) = self.parts.get_mut(&p) else {
+            return;
+        };
+        let idle = now.duration_since(st.last_seen) >= idle_timeout;
+        // How far this partition's samples are complete: its own watermark, or the
+        // frontier once it has been quiet for the idle timeout.
+        let complete = match (st.watermark, frontier) {
+            (Some(w), Some(f)) if idle => Some(w.max(f)),
+            (Some(w), _) => Some(w),
+            (None, Some(f)) if idle => Some(f),
+            _ => None,
+        };
+        let Some(complete) = complete else { return };
+        if st.next.is_none() {
+            st.next = rules.step_at_or_after(st.first_ts.unwrap_or(complete));
+        }
+        let mut evaluated = false;
+        while let Some(s) = st.next.filter(|s| *s <= complete) {
+            let mut by_rule = BTreeMap::new();
+            st.store.evaluate_due(s, |r| rules.due(r, s), &mut by_rule);
+            let partials = by_rule
+                .into_iter()
+                .flat_map(|(r, v)| v.into_iter().map(move |p| (r as u32, p)))
+                .collect();
+            out.push(StepOutput {
+                part: p,
+                step: s,
+                partials,
+            });
+            st.last_evaluated = Some(s);
+            st.next = rules.step_at_or_after(s + 1);
+            evaluated = true;
+        }
+        if evaluated {
+            if let Some(n) = st.next {
+                st.store.trim(n);
+            }
+        }
+    }
+
+    /// Series and samples held, over every partition.
+    pub fn held(&self) -> (usize, usize) {
+        self.parts.values().fold((0, 0), |(a, b), s| {
+            (a + s.store.series_count(), b + s.store.sample_count())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::parse_file;
+    use std::path::Path;
+    use weir_window::Event;
+
+    fn rules() -> Arc<RuleSet> {
+        let text =
+            "groups:\n- name: g\n  interval: 10s\n  rules:\n  - alert: Hot\n    expr: temp > 80\n";
+        Arc::new(RuleSet::new(parse_file(Path::new("r.yml"), text).unwrap()))
+    }
+
+    fn ev(part: u32, host: &str, ts: i64, value: f64) -> SampleItem {
+        Item::Event(Event {
+            key: Arc::new(Labels::from_strs(&[("__name__", "temp"), ("host", host)])),
+            part,
+            ts,
+            value,
+            part_watermark: None,
+        })
+    }
+
+    #[test]
+    fn steps_follow_each_partitions_watermark_and_idle_partitions_follow_the_frontier() {
+        let mut s = StageOne::new(rules(), Duration::from_secs(30));
+        let t0 = Instant::now();
+        let cp = Checkpoint::default();
+        let items = vec![
+            Item::Assigned(0, cp),
+            Item::Assigned(1, cp),
+            ev(0, "a", 1_000, 90.0),
+            ev(1, "b", 1_000, 50.0),
+            Item::Watermark(0, 25_000),
+            Item::Watermark(1, 5_000),
+        ];
+        let out = s.absorb(items, 5_000, t0);
+        // Partition 0 evaluated 10s and 20s; partition 1 is not at 10s yet.
+        let steps: Vec<(u32, i64)> = out.steps.iter().map(|o| (o.part, o.step)).collect();
+        assert_eq!(steps, vec![(0, 10_000), (0, 20_000)]);
+        assert_eq!(out.steps[0].partials.len(), 1, "a > 80 at 10s");
+        // Quiet for longer than the idle timeout: partition 1 follows the frontier.
+        let out = s.absorb(vec![], 20_000, t0 + Duration::from_secs(31));
+        let steps: Vec<(u32, i64)> = out.steps.iter().map(|o| (o.part, o.step)).collect();
+        assert_eq!(steps, vec![(1, 10_000), (1, 20_000)]);
+        assert!(out
+            .steps
+            .iter()
+            .all(|o| o.part == 0 || o.partials.is_empty()));
+        // A sample at a step already evaluated is counted late (and still kept).
+        let out = s.absorb(
+            vec![ev(0, "a", 9_000, 95.0)],
+            20_000,
+            t0 + Duration::from_secs(31),
+        );
+        assert_eq!(out.late, 1);
+    }
+
+    #[test]
+    fn a_checkpoint_resumes_after_the_acknowledged_step() {
+        let mut s = StageOne::new(rules(), Duration::from_secs(30));
+        let cp = Checkpoint {
+            watermark: Some(20_000),
+            ..Checkpoint::default()
+        };
+        let out = s.absorb(
+            vec![
+                Item::Assigned(3, cp),
+                ev(3, "a", 25_000, 1.0),
+                Item::Watermark(3, 45_000),
+            ],
+            0,
+            Instant::now(),
+        );
+        let steps: Vec<i64> = out.steps.iter().map(|o| o.step).collect();
+        assert_eq!(steps, vec![30_000, 40_000]);
+    }
+}

@@ -1,0 +1,541 @@
+//! Stage two on Kafka: one consumer-group member per process reads the repartition
+//! topic; per partition it restores the alert state, merges and steps (see
+//! [`super::merge`]), and after each evaluated step writes, in this order, the events to
+//! the events topic, the changed alerts and progress to the state topic, and only then
+//! lets the offset be committed. A crash between the first two writes leaves events the
+//! stored state does not know of; the next owner finds them on restore (by their
+//! headers) and does not announce them again.
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaResult;
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::statistics::Statistics;
+use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
+use weir_contract::avro::{encode_alert_event, AlertEvent, AlertStatus};
+use weir_runtime::consumer::{publish_assigned, publish_lag, record_commit};
+use weir_runtime::ops::Health;
+
+use crate::alerting::{Alert, State, Transition};
+use crate::labels::Labels;
+use crate::notify::{now_ms, Notifier};
+use crate::ruleset::RuleSet;
+use crate::service::merge::{announced, MergeState, StepResult};
+use crate::service::partials::StepRecord;
+use crate::service::state::{
+    alert_key, announced_header, encode_alert, encode_progress, progress_key, restore,
+    HEADER_ANNOUNCED, HEADER_DESTINATION,
+};
+
+enum Change {
+    Assigned(i32),
+    Revoked(i32),
+}
+
+struct MergeContext {
+    group: String,
+    topic: String,
+    changes: Arc<Mutex<VecDeque<Change>>>,
+    /// Per partition, the offset that may be committed (first record of a step not yet
+    /// evaluated and stored).
+    resume: Arc<Mutex<HashMap<i32, i64>>>,
+}
+
+impl ClientContext for MergeContext {
+    fn stats(&self, stats: Statistics) {
+        publish_lag(&self.group, stats);
+    }
+}
+
+impl ConsumerContext for MergeContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            let parts: Vec<i32> = tpl
+                .elements_for_topic(&self.topic)
+                .iter()
+                .map(|e| e.partition())
+                .collect();
+            // Commit before the next owner starts: it resumes exactly where we stored.
+            let list = self
+                .resume
+                .lock()
+                .map(|r| commit_list(&self.topic, &r, &parts));
+            if let Ok(list) = list {
+                if list.count() > 0 {
+                    if let Err(e) = consumer.commit(&list, CommitMode::Sync) {
+                        tracing::warn!(group = %self.group, error = %e, "commit on revoke failed");
+                    }
+                }
+            }
+            if let Ok(mut c) = self.changes.lock() {
+                c.extend(parts.into_iter().map(Change::Revoked));
+            }
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            if let Ok(mut c) = self.changes.lock() {
+                c.extend(
+                    tpl.elements_for_topic(&self.topic)
+                        .iter()
+                        .map(|e| Change::Assigned(e.partition())),
+                );
+            }
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+        record_commit(&self.group, &result);
+    }
+}
+
+fn commit_list(topic: &str, resume: &HashMap<i32, i64>, parts: &[i32]) -> TopicPartitionList {
+    let mut tpl = TopicPartitionList::new();
+    for p in parts {
+        if let Some(o) = resume.get(p) {
+            let _ = tpl.add_partition_offset(topic, *p, Offset::Offset(*o));
+        }
+    }
+    tpl
+}
+
+/// Everything stage two needs, built once by the service.
+pub struct StageTwo {
+    pub rules: Arc<RuleSet>,
+    pub external_labels: Labels,
+    pub consumer_config: ClientConfig,
+    /// For restores: plain reads of the state and events topics.
+    pub reader_config: ClientConfig,
+    pub group: String,
+    pub partials_topic: String,
+    pub state_topic: String,
+    pub state_partitions: u32,
+    pub events_topic: String,
+    pub events_partitions: u32,
+    /// Partitions of metrics.raw: a step is complete once each of them came past it.
+    pub sources: u32,
+    /// Partitions of the repartition topic.
+    pub destinations: u32,
+    pub events: FutureProducer,
+    pub state: FutureProducer,
+    pub notifier: Arc<Mutex<Notifier>>,
+    pub generator_url: String,
+    pub health: Health,
+    pub retry_max: Duration,
+}
+
+/// An alert as announced: with the external labels it lacks.
+pub fn announced_alert(a: &Alert, external: &Labels) -> Alert {
+    let mut out = a.clone();
+    for (k, v) in external.iter() {
+        if a.labels.get(k).is_empty() {
+            out.labels.set(k, v);
+        }
+    }
+    out
+}
+
+impl StageTwo {
+    /// Runs until `stop`; then commits what is stored and leaves the group.
+    pub fn run(self, rt: tokio::runtime::Handle, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
+        let changes = Arc::new(Mutex::new(VecDeque::new()));
+        let resume = Arc::new(Mutex::new(HashMap::new()));
+        let consumer: BaseConsumer<MergeContext> =
+            self.consumer_config.create_with_context(MergeContext {
+                group: self.group.clone(),
+                topic: self.partials_topic.clone(),
+                changes: changes.clone(),
+                resume: resume.clone(),
+            })?;
+        consumer.subscribe(&[&self.partials_topic])?;
+        let mut states: HashMap<i32, MergeState> = HashMap::new();
+        let mut positions: HashMap<i32, i64> = HashMap::new();
+        let mut committed: HashMap<i32, i64> = HashMap::new();
+        let mut last_commit = Instant::now();
+        // Partitions with evaluated steps whose progress is not stored yet, and since when.
+        let mut dirty: HashMap<i32, Instant> = HashMap::new();
+        while !stop.load(Ordering::Relaxed) {
+            let msg = consumer.poll(Duration::from_millis(100));
+            let drained: Vec<Change> = changes
+                .lock()
+                .map(|mut c| c.drain(..).collect())
+                .unwrap_or_default();
+            for ch in drained {
+                match ch {
+                    Change::Assigned(q) => {
+                        if let std::collections::hash_map::Entry::Vacant(e) = states.entry(q) {
+                            e.insert(self.restore_until_done(q, &stop)?);
+                        }
+                    }
+                    Change::Revoked(q) => {
+                        dirty.remove(&q);
+                        if let Some(st) = states.remove(&q) {
+                            self.forget(&st);
+                        }
+                        positions.remove(&q);
+                        committed.remove(&q);
+                        if let Ok(mut r) = resume.lock() {
+                            r.remove(&q);
+                        }
+                    }
+                }
+                publish_assigned(&self.group, "merge", states.len());
+            }
+            match msg {
+                None => {}
+                Some(Err(e)) => {
+                    tracing::warn!(topic = %self.partials_topic, error = %e, "consumer error")
+                }
+                Some(Ok(m)) => {
+                    let q = m.partition();
+                    let offset = m.offset();
+                    if let std::collections::hash_map::Entry::Vacant(e) = states.entry(q) {
+                        e.insert(self.restore_until_done(q, &stop)?);
+                    }
+                    let Some(st) = states.get_mut(&q) else {
+                        continue;
+                    };
+                    positions.insert(q, offset + 1);
+                    match StepRecord::decode(m.payload().unwrap_or_default()) {
+                        Ok(rec) => {
+                            metrics::counter!("weir_alerter_partials_records_total", "stage" => "merge").increment(1);
+                            let results = st.absorb(
+                                &self.rules,
+                                &self.external_labels,
+                                self.sources,
+                                offset,
+                                rec,
+                            );
+                            let now = now_ms();
+                            for r in &results {
+                                metrics::counter!("weir_alerter_steps_total", "stage" => "merge")
+                                    .increment(1);
+                                // Event time behind wall time when the step was evaluated.
+                                metrics::histogram!("weir_alerter_step_delay_seconds")
+                                    .record((now - r.step) as f64 / 1000.0);
+                            }
+                            let changed = results
+                                .iter()
+                                .any(|r| !r.transitions.is_empty() || !r.changed.is_empty());
+                            if changed {
+                                self.persist(&rt, q, st, &results, &stop);
+                                dirty.remove(&q);
+                            } else if !results.is_empty() {
+                                // Nothing but progress: stored within a second (below).
+                                dirty.entry(q).or_insert_with(Instant::now);
+                            }
+                            metrics::gauge!("weir_alerter_pending_steps", "partition" => q.to_string())
+                                .set(st.pending_steps() as f64);
+                        }
+                        Err(e) => {
+                            // Only weir writes this topic; a record it cannot read is a
+                            // version mismatch, not data to stop on.
+                            metrics::counter!("weir_alerter_errors_total", "kind" => "undecodable_partials").increment(1);
+                            tracing::error!(partition = q, offset, error = %e, "skipping an undecodable partials record");
+                        }
+                    }
+                    // Past evaluated steps only once their progress is stored: until then
+                    // a restore must read their records again.
+                    if !dirty.contains_key(&q) {
+                        if let Ok(mut r) = resume.lock() {
+                            r.insert(q, st.resume_offset(offset + 1));
+                        }
+                    }
+                }
+            }
+            let due: Vec<i32> = dirty
+                .iter()
+                .filter(|(_, since)| since.elapsed() >= Duration::from_secs(1))
+                .map(|(q, _)| *q)
+                .collect();
+            for q in due {
+                dirty.remove(&q);
+                let (Some(st), Some(pos)) = (states.get_mut(&q), positions.get(&q)) else {
+                    continue;
+                };
+                self.persist(&rt, q, st, &[], &stop);
+                if let Ok(mut r) = resume.lock() {
+                    r.insert(q, st.resume_offset(*pos));
+                }
+            }
+            if last_commit.elapsed() >= Duration::from_secs(1) {
+                last_commit = Instant::now();
+                self.commit(&consumer, &resume, &mut committed, CommitMode::Async);
+            }
+        }
+        self.commit(&consumer, &resume, &mut committed, CommitMode::Sync);
+        tracing::info!(
+            partitions = states.len(),
+            "merge stage stored and committed"
+        );
+        Ok(())
+    }
+
+    fn commit(
+        &self,
+        consumer: &BaseConsumer<MergeContext>,
+        resume: &Mutex<HashMap<i32, i64>>,
+        committed: &mut HashMap<i32, i64>,
+        mode: CommitMode,
+    ) {
+        let Ok(r) = resume.lock() else { return };
+        let changed: Vec<i32> = r
+            .iter()
+            .filter(|(q, o)| committed.get(q) != Some(o))
+            .map(|(q, _)| *q)
+            .collect();
+        if changed.is_empty() {
+            return;
+        }
+        let list = commit_list(&self.partials_topic, &r, &changed);
+        match consumer.commit(&list, mode) {
+            Ok(()) => {
+                for q in changed {
+                    committed.insert(q, r[&q]);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "committing the partials topic"),
+        }
+    }
+
+    fn restore_until_done(&self, q: i32, stop: &AtomicBool) -> anyhow::Result<MergeState> {
+        let mut delay = Duration::from_millis(200);
+        loop {
+            match restore(
+                &self.reader_config,
+                &self.rules,
+                &self.state_topic,
+                self.state_partitions,
+                &self.events_topic,
+                self.events_partitions,
+                q,
+                self.destinations,
+            ) {
+                Ok(st) => {
+                    self.remember(&st);
+                    return Ok(st);
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        partition = q,
+                        error = format!("{e:#}"),
+                        "restoring alert state; retrying"
+                    );
+                    self.health
+                        .set_not_ready(format!("restoring alert state: {e:#}"));
+                }
+            }
+            if stop.load(Ordering::Relaxed) {
+                anyhow::bail!("stopped while restoring partition {q}");
+            }
+            std::thread::sleep(delay);
+            delay = (delay * 2).min(self.retry_max);
+        }
+    }
+
+    /// Restored alerts go to the notifier: firing ones keep being re-sent, recent
+    /// resolves are announced again (the last run may not have sent them).
+    fn remember(&self, st: &MergeState) {
+        let Ok(mut n) = self.notifier.lock() else {
+            return;
+        };
+        let now = now_ms();
+        for a in st.states.iter().flat_map(|s| s.active.values()) {
+            let a = announced_alert(a, &self.external_labels);
+            match a.state {
+                State::Firing => n.firing(&a, &self.generator_url),
+                State::Inactive if a.fired_at.is_some() => n.resolved(&a, &self.generator_url, now),
+                _ => {}
+            }
+        }
+    }
+
+    fn forget(&self, st: &MergeState) {
+        let Ok(mut n) = self.notifier.lock() else {
+            return;
+        };
+        for a in st.states.iter().flat_map(|s| s.active.values()) {
+            n.forget(announced_alert(a, &self.external_labels).fingerprint());
+        }
+    }
+
+    /// Writes what the steps changed: events first, then state. Retries until both are
+    /// durable (or the process stops: then the offsets are not committed past them).
+    fn persist(
+        &self,
+        rt: &tokio::runtime::Handle,
+        q: i32,
+        st: &mut MergeState,
+        results: &[StepResult],
+        stop: &AtomicBool,
+    ) {
+        let started = Instant::now();
+        let now = now_ms();
+        let mut events: Vec<(String, Vec<u8>, String)> = Vec::new();
+        for r in results {
+            for (rule, t, done) in &r.transitions {
+                let (a, status) = match t {
+                    Transition::Firing(a) => (a, AlertStatus::Firing),
+                    Transition::Resolved(a) => (a, AlertStatus::Resolved),
+                };
+                let shown = announced_alert(a, &self.external_labels);
+                if let Ok(mut n) = self.notifier.lock() {
+                    match status {
+                        AlertStatus::Firing => n.firing(&shown, &self.generator_url),
+                        AlertStatus::Resolved => n.resolved(&shown, &self.generator_url, now),
+                    }
+                }
+                let label = if status == AlertStatus::Firing {
+                    "firing"
+                } else {
+                    "resolved"
+                };
+                if *done {
+                    metrics::counter!("weir_alerter_events_total", "status" => label, "outcome" => "already_announced").increment(1);
+                    continue;
+                }
+                let group = &self.rules.group(*rule).name;
+                let rule = self.rules.rule(*rule);
+                let fp = format!("{:016x}", shown.fingerprint());
+                let episode = format!("{fp}-{}", a.fired_at.unwrap_or(a.active_at));
+                let labels: Vec<(String, String)> = shown
+                    .labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect();
+                let annotations: Vec<(String, String)> = shown
+                    .annotations
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect();
+                let payload = encode_alert_event(&AlertEvent {
+                    status,
+                    alertname: &rule.name,
+                    labels: &labels,
+                    annotations: &annotations,
+                    value: a.value,
+                    starts_at: a.fired_at.unwrap_or(a.active_at),
+                    ends_at: a.resolved_at.filter(|_| status == AlertStatus::Resolved),
+                    fingerprint: &fp,
+                    episode: &episode,
+                    group,
+                    expr: &rule.expr,
+                });
+                events.push((fp, payload, announced_header(announced(t))));
+                metrics::counter!("weir_alerter_events_total", "status" => label, "outcome" => "written").increment(1);
+            }
+        }
+        let qs = q.to_string();
+        // 1. Events.
+        let mut delay = Duration::from_millis(100);
+        loop {
+            let sends = events.iter().map(|(key, payload, ann)| {
+                let headers = OwnedHeaders::new()
+                    .insert(Header {
+                        key: HEADER_DESTINATION,
+                        value: Some(qs.as_str()),
+                    })
+                    .insert(Header {
+                        key: HEADER_ANNOUNCED,
+                        value: Some(ann.as_str()),
+                    });
+                self.events.send(
+                    FutureRecord::to(&self.events_topic)
+                        .key(key)
+                        .payload(payload)
+                        .headers(headers),
+                    Duration::from_secs(30),
+                )
+            });
+            let results = rt.block_on(join_all(sends));
+            let mut failed = None;
+            for r in results {
+                match r {
+                    Ok(d) => {
+                        let next = d.offset + 1;
+                        match st
+                            .progress
+                            .events_from
+                            .iter_mut()
+                            .find(|(p, _)| *p == d.partition)
+                        {
+                            Some(e) => e.1 = e.1.max(next),
+                            None => st.progress.events_from.push((d.partition, next)),
+                        }
+                    }
+                    Err((e, _)) => failed = Some(e),
+                }
+            }
+            match failed {
+                None => break,
+                Some(e) => {
+                    self.sink_failed("events", &e.to_string(), &mut delay);
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                }
+            }
+        }
+        // 2. State: changed alerts, then progress.
+        let sp = q.rem_euclid(self.state_partitions.max(1) as i32);
+        let mut records: Vec<(String, Option<Vec<u8>>)> = Vec::new();
+        for r in results {
+            for (rule, fp, a) in &r.changed {
+                let v = a
+                    .as_ref()
+                    .map(|a| encode_alert(&self.rules.rule(*rule).name, a));
+                records.push((alert_key(q, *rule, *fp), v));
+            }
+        }
+        records.push((progress_key(q), Some(encode_progress(&st.progress))));
+        let mut delay = Duration::from_millis(100);
+        loop {
+            let sends = records.iter().map(|(k, v)| {
+                let mut rec = FutureRecord::<String, Vec<u8>>::to(&self.state_topic)
+                    .key(k)
+                    .partition(sp);
+                if let Some(v) = v {
+                    rec = rec.payload(v);
+                }
+                self.state.send(rec, Duration::from_secs(30))
+            });
+            let failed = rt
+                .block_on(join_all(sends))
+                .into_iter()
+                .find_map(|r| r.err());
+            match failed {
+                None => break,
+                Some((e, _)) => {
+                    self.sink_failed("state", &e.to_string(), &mut delay);
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                }
+            }
+        }
+        self.health.set_ready();
+        if let Some(e) = st.progress.evaluated {
+            // How far this destination has evaluated and stored, in event time.
+            metrics::gauge!("weir_alerter_evaluated_step_seconds", "partition" => qs.clone())
+                .set(e as f64 / 1000.0);
+        }
+        metrics::histogram!("weir_alerter_sink_seconds", "sink" => "kafka")
+            .record(started.elapsed().as_secs_f64());
+    }
+
+    fn sink_failed(&self, what: &str, error: &str, delay: &mut Duration) {
+        metrics::counter!("weir_alerter_errors_total", "kind" => format!("{what}_write"))
+            .increment(1);
+        tracing::warn!(error, "writing alert {what} failed; retrying");
+        self.health
+            .set_not_ready(format!("writing alert {what}: {error}"));
+        std::thread::sleep(*delay);
+        *delay = (*delay * 2).min(self.retry_max);
+    }
+}

@@ -1,0 +1,97 @@
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// `weir alerter` settings. What it reads comes from its consumer group; the group's
+/// sink is the Alertmanager notified.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlerterConfig {
+    /// A key of `consumer_groups` with `role: alerter`: stage one, which reads
+    /// metrics.raw and evaluates each series.
+    pub group: String,
+    /// The consumer group of stage two, which reads `partials_topic`, merges and steps
+    /// the alerts (a group of its own: it reads another topic).
+    pub merge_group: String,
+    /// `/metrics`, `/healthz`, `/readyz`.
+    pub listen: SocketAddr,
+    /// Timely workers of stage one in this process; each is a member of `group`.
+    pub workers: usize,
+    /// Prometheus alerting-rule files; relative paths from the working directory.
+    pub rule_files: Vec<PathBuf>,
+    /// The step of groups that name no `interval` (Prometheus' evaluation_interval).
+    #[serde(with = "humantime_serde")]
+    pub evaluation_interval: Duration,
+    /// How far behind the newest sample of a partition a sample may arrive and still
+    /// count for the step it falls before.
+    #[serde(with = "humantime_serde")]
+    pub out_of_orderness: Duration,
+    /// A partition without records this long stops holding steps back.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Added to every alert, and `$externalLabels` in templates.
+    pub external_labels: BTreeMap<String, String>,
+    pub partials_topic: String,
+    pub state_topic: String,
+    pub events_topic: String,
+    pub dead_letter_topic: String,
+    /// How often firing alerts are re-sent to Alertmanager (Prometheus'
+    /// `--rules.alert.resend-delay`).
+    #[serde(with = "humantime_serde")]
+    pub resend_delay: Duration,
+    /// One Alertmanager request's timeout.
+    #[serde(with = "humantime_serde")]
+    pub alertmanager_timeout: Duration,
+    /// Prefix of the `generatorURL` sent with alerts; empty sends none.
+    pub external_url: String,
+    #[serde(with = "humantime_serde")]
+    pub retry_max: Duration,
+}
+
+impl Default for AlerterConfig {
+    fn default() -> Self {
+        Self {
+            group: "alerting-engine".into(),
+            merge_group: "alerting-engine-merge".into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 9303)),
+            workers: 2,
+            rule_files: Vec::new(),
+            evaluation_interval: Duration::from_secs(60),
+            out_of_orderness: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
+            external_labels: BTreeMap::new(),
+            partials_topic: "alerts.partials".into(),
+            state_topic: "alerts.state".into(),
+            events_topic: "alerts.triggered".into(),
+            dead_letter_topic: "metrics.dlq".into(),
+            resend_delay: Duration::from_secs(60),
+            alertmanager_timeout: Duration::from_secs(10),
+            external_url: String::new(),
+            retry_max: Duration::from_secs(10),
+        }
+    }
+}
+
+impl AlerterConfig {
+    pub(super) fn validate(&self) -> Result<(), (String, String)> {
+        if self.workers == 0 {
+            return Err(("workers".into(), "must be at least 1".into()));
+        }
+        if self.evaluation_interval.as_millis() == 0 {
+            return Err(("evaluation_interval".into(), "must be positive".into()));
+        }
+        if self.resend_delay.as_millis() == 0 {
+            return Err(("resend_delay".into(), "must be positive".into()));
+        }
+        if self.group == self.merge_group {
+            return Err((
+                "merge_group".into(),
+                "must differ from group (the stages read different topics)".into(),
+            ));
+        }
+        Ok(())
+    }
+}
