@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # The quick start: installs and starts the local stack, builds weir, creates the topics,
-# runs the pipeline (gateway, tsdb-writer, rollup) and pushes a simulated fleet of
-# devices through it, then prints what flowed. Services keep running afterwards; `scripts/stack.sh stop`
+# runs the pipeline (gateway, tsdb-writer, rollup, alerter) and pushes a simulated fleet
+# of devices through it — one device overheats for a minute, one goes silent — then
+# prints what flowed and the alerts it raised. Services keep running afterwards; `scripts/stack.sh stop`
 # ends them.
 #
-#   scripts/demo.sh                 # 80 s of a 300-device fleet (long enough for
-#                                   # the first 1-minute rollups to close)
+#   scripts/demo.sh                 # 150 s of a 300-device fleet (long enough for the
+#                                   # first 1-minute rollups to close and for the demo
+#                                   # alerts of rules/fleet.rules.yml to fire and resolve)
 #   DEMO_DURATION=2m DEMO_DEVICES=2000 scripts/demo.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$WEIR_ROOT"
 
-DEMO_DURATION="${DEMO_DURATION:-80s}"
+DEMO_DURATION="${DEMO_DURATION:-150s}"
 DEMO_DEVICES="${DEMO_DEVICES:-300}"
 PIDS="$WEIR_STATE_DIR/pids"
 LOGS="$WEIR_STATE_DIR/logs"
@@ -43,9 +45,15 @@ start_service() {
 start_service weir-gateway "$GATEWAY_URL/readyz" gateway
 start_service weir-tsdb-writer "$WRITER_URL/readyz" tsdb-writer
 start_service weir-rollup "$ROLLUP_URL/readyz" rollup
+# Rules from rules/fleet.rules.yml (the embedded topology names it, relative to here).
+start_service weir-alerter "$ALERTER_URL/readyz" alerter
 
 log "pushing a fleet of $DEMO_DEVICES devices for $DEMO_DURATION (JSON, Influx line protocol, remote write)"
-"$LOAD" fleet --gateway "$GATEWAY_URL" --devices "$DEMO_DEVICES" --duration "$DEMO_DURATION"
+# dev-00003 runs hot from +10s for 60s (DeviceOverheating fires, then resolves);
+# dev-00007 stops reporting at +10s (DeviceSilent fires).
+FLEET_STARTED_MS="$(python3 -c 'import time; print(int(time.time() * 1000))')"
+"$LOAD" fleet --gateway "$GATEWAY_URL" --devices "$DEMO_DEVICES" --duration "$DEMO_DURATION" \
+  --overheat dev-00003 --silent dev-00007
 
 echo
 log "what flowed"
@@ -55,8 +63,10 @@ echo "-- tsdb-writer counters ($WRITER_URL/metrics)"
 curl -fsS "$WRITER_URL/metrics" | grep -E '^weir_(tsdb_writer_samples_total|tsdb_writer_requests_total|consumer_lag)' | sort
 echo "-- rollup counters ($ROLLUP_URL/metrics)"
 curl -fsS "$ROLLUP_URL/metrics" | grep -E '^weir_rollup_(samples_total|rows_total|watermark_seconds)' | sort
+echo "-- alerter counters ($ALERTER_URL/metrics)"
+curl -fsS "$ALERTER_URL/metrics" | grep -E '^weir_alerter_(samples_total|steps_total|events_total|notifications_total)' | sort
 echo "-- Kafka topics (records per partition)"
-"$WEIR" topics describe | grep -E '^metrics\.(raw|dlq|late|rollup)'
+"$WEIR" topics describe | grep -E '^(metrics\.(raw|dlq|late|rollup)|alerts\.)'
 echo "-- one decoded record of metrics.raw, as JSON (weir tail)"
 "$WEIR" tail --from-beginning --max-records 1 | cut -c1-600
 # The writer has written everything once its consumer lag is zero on every partition.
@@ -76,12 +86,39 @@ echo "-- ClickHouse: 1-minute rollups of the fleet's temperatures, by minute (FI
 curl -fsS "$CH_URL/" --data-binary "SELECT window_start, count() AS series, sum(count) AS samples, round(sum(sum) / sum(count), 2) AS avg, round(max(max), 2) AS max, round(max(p99), 2) AS p99_max FROM weir.rollup_1m FINAL WHERE metric = 'temperature_celsius' GROUP BY window_start ORDER BY window_start FORMAT PrettyCompactMonoBlock"
 echo "-- ClickHouse: one device's 1-minute rows"
 curl -fsS "$CH_URL/" --data-binary "SELECT series, window_start, count, min, max, first, last, p50, p99 FROM weir.rollup_1m FINAL WHERE series LIKE 'temperature_celsius{%device=\"dev-00007\"%' ORDER BY window_start FORMAT PrettyCompactMonoBlock"
+# alert_events: this run's events on alerts.triggered, one line each.
+alert_events() {
+  "$WEIR" tail --topic alerts.triggered --from-beginning --idle-timeout 3s |
+    python3 -c '
+import json, sys, datetime
+since = int(sys.argv[1])
+t = lambda ms: datetime.datetime.fromtimestamp(ms / 1000, datetime.timezone.utc).strftime("%H:%M:%S")
+for line in sys.stdin:
+    a = json.loads(line).get("alert")
+    if not a or a["starts_at"] < since:
+        continue
+    ends = " ended " + t(a["ends_at"]) if a["ends_at"] else ""
+    print("%-9s %-18s %-10s started %s%s  %s" % (a["status"], a["alertname"], a["labels"].get("device", ""),
+          t(a["starts_at"]), ends, a["annotations"].get("description", "")))
+' "$FLEET_STARTED_MS"
+}
+# Steps are evaluated once the watermark (newest sample - 10s) passes them.
+silent_fired() { alert_events | grep -q 'firing *DeviceSilent'; }
+wait_for 60 "the demo alerts" silent_fired ||
+  log "DeviceSilent has not fired yet; the list below may be short"
+echo "-- alerts.triggered: this run's alert events ($WEIR tail --topic alerts.triggered)"
+alert_events
+echo "-- Alertmanager: active alerts ($AM_URL/api/v2/alerts)"
+curl -fsS "$AM_URL/api/v2/alerts?active=true" |
+  python3 -c 'import json, sys; [print(a["labels"]["alertname"], a["labels"].get("device", ""), a["status"]["state"], "since", a["startsAt"]) for a in json.load(sys.stdin)]'
 cat <<MSG
 The pipeline keeps running on loopback:
   gateway        $GATEWAY_URL   (POST /api/v1/write, /write, /api/v2/write, /api/v1/push; GET /metrics)
   Kafka (tansu)  $KAFKA_ADDR    ($WEIR tail --from-beginning | head)
   tsdb-writer    $WRITER_URL   (metrics.raw -> VictoriaMetrics; GET /metrics)
   rollup         $ROLLUP_URL   (metrics.raw -> 1m/5m/1h in ClickHouse weir.rollup_* and metrics.rollup.*)
+  alerter        $ALERTER_URL   (rules/fleet.rules.yml on event time -> alerts.triggered and Alertmanager)
+  Alertmanager   $AM_URL   (curl -s $AM_URL/api/v2/alerts; events: $WEIR tail --topic alerts.triggered --from-beginning)
   ClickHouse     $CH_URL   (echo 'SELECT * FROM weir.rollup_1m FINAL LIMIT 5' | curl -s $CH_URL/ --data-binary @-)
   VictoriaMetrics $VM_URL  (curl '$VM_URL/api/v1/query?query=temperature_celsius')
   Prometheus     $PROM_URL      (scrapes weir's services and remote-writes through the gateway)

@@ -141,6 +141,8 @@ scrape_configs:
         labels: {role: tsdb-writer}
       - targets: ["127.0.0.1:9302"]
         labels: {role: rollup}
+      - targets: ["127.0.0.1:9303"]
+        labels: {role: alerter}
 remote_write:
   - url: http://127.0.0.1:8080/api/v1/write
     queue_config: {batch_send_deadline: 2s, min_backoff: 500ms, max_backoff: 5s}

@@ -2,7 +2,7 @@
 //! feeding a writer task that puts every flush into ClickHouse and the rollup topics and
 //! only then acknowledges the partition watermarks the flush carried back to the worker's
 //! source (which commits offsets up to what is acknowledged).
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,7 +17,7 @@ use weir_runtime::kafka::consumer_config;
 use weir_runtime::ops::{self, Health};
 use weir_runtime::Topology;
 use weir_window::kafka::KafkaLog;
-use weir_window::{HashedKey, PeerWatermarks, SourceHandles};
+use weir_window::{run_then_drain, HashedKey, PeerWatermarks, WorkerLink};
 
 use crate::dataflow::{build, Emission, Emitter, Key, TierRow, Timing};
 use crate::sink::clickhouse::ClickHouseSink;
@@ -30,15 +30,6 @@ use weir_contract::avro::RollupRecord;
 struct Flush {
     worker: usize,
     emission: Emission,
-}
-
-/// What a worker shares with the writer and the process.
-#[derive(Clone)]
-struct WorkerLink {
-    handles: SourceHandles,
-    /// Flushes this worker handed to the writer, and how many the writer finished.
-    sent: Arc<AtomicU64>,
-    written: Arc<AtomicU64>,
 }
 
 pub async fn run(topology: Topology, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -123,11 +114,7 @@ pub async fn run(topology: Topology, shutdown: CancellationToken) -> anyhow::Res
 
     let peers = PeerWatermarks::new(cfg.workers);
     let links: Vec<WorkerLink> = (0..cfg.workers)
-        .map(|_| WorkerLink {
-            handles: SourceHandles::new(peers.clone()),
-            sent: Arc::new(AtomicU64::new(0)),
-            written: Arc::new(AtomicU64::new(0)),
-        })
+        .map(|_| WorkerLink::new(peers.clone()))
         .collect();
     let pending_rows = Arc::new(AtomicUsize::new(0));
     let (tx, rx) = mpsc::unbounded_channel::<Flush>();
@@ -191,23 +178,9 @@ pub async fn run(topology: Topology, shutdown: CancellationToken) -> anyhow::Res
                     }
                     Ok(())
                 });
-                let (dlq, rt2, group2) = (dlq.clone(), rt.clone(), group.clone());
+                let (dlq, rt2) = (dlq.clone(), rt.clone());
                 let dead_letter = Box::new(move |d: DeadLetter<'_>| {
-                    tracing::warn!(topic = d.source_topic, partition = d.partition, offset = d.offset, error = %d.error, "undecodable record to the dead-letter topic");
-                    // Its offset is committed after this returns: wait until the dead
-                    // letter is durable, retrying while the topic is unavailable.
-                    let mut delay = Duration::from_millis(100);
-                    loop {
-                        let r = rt2.block_on(dlq.send(d.clone()));
-                        match r {
-                            Ok(()) => break,
-                            Err(e) => {
-                                tracing::warn!(group = %group2, error = %e, "dead-letter write failed; retrying");
-                                std::thread::sleep(delay);
-                                delay = (delay * 2).min(Duration::from_secs(10));
-                            }
-                        }
-                    }
+                    dlq.send_blocking(&rt2, d);
                     metrics::counter!("weir_rollup_dead_letters_total").increment(1);
                 });
                 let log = match KafkaLog::new(&client, &group, &index.to_string(), &topic, decode, dead_letter) {
@@ -238,39 +211,7 @@ pub async fn run(topology: Topology, shutdown: CancellationToken) -> anyhow::Res
                     });
                 });
                 let wm_gauge = metrics::gauge!("weir_rollup_watermark_seconds", "worker" => index.to_string());
-                let mut last_gauge = Instant::now();
-                while !stop_reading.load(Ordering::Relaxed) {
-                    worker.step_or_park(Some(Duration::from_millis(10)));
-                    let behind = pending_rows.load(Ordering::Relaxed) > max_pending;
-                    link.handles.paused.store(behind, Ordering::Relaxed);
-                    if last_gauge.elapsed() > Duration::from_secs(1) {
-                        last_gauge = Instant::now();
-                        let wm = link.handles.watermark.load(Ordering::Relaxed);
-                        if wm != i64::MIN {
-                            wm_gauge.set(wm as f64 / 1000.0);
-                        }
-                    }
-                }
-                // Shutdown: stop reading, let the writer acknowledge what was flushed,
-                // commit what that allows, and leave the group.
-                link.handles.paused.store(true, Ordering::Relaxed);
-                let deadline = Instant::now() + Duration::from_secs(30);
-                while link.written.load(Ordering::Acquire) < link.sent.load(Ordering::Acquire)
-                    && Instant::now() < deadline
-                {
-                    worker.step_or_park(Some(Duration::from_millis(10)));
-                }
-                link.handles.commit_now.store(true, Ordering::Release);
-                while link.handles.commit_now.load(Ordering::Acquire) && Instant::now() < deadline {
-                    worker.step_or_park(Some(Duration::from_millis(10)));
-                }
-                tracing::info!(worker = index, "worker drained and committed");
-                // The source never finishes on its own (its capability is the watermark):
-                // drop the dataflow, which closes the consumer and leaves the group,
-                // rather than release the frontier and fire every open window half full.
-                for d in worker.installed_dataflows() {
-                    worker.drop_dataflow(d);
-                }
+                run_then_drain(worker, &link, &stop_reading, || pending_rows.load(Ordering::Relaxed) > max_pending, wm_gauge);
             })
             .map(|guards| drop(guards.join()))
             .map_err(|e| anyhow::anyhow!("starting timely workers: {e}"))

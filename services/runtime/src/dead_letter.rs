@@ -46,6 +46,19 @@ impl DeadLetters {
         &self.topic
     }
 
+    /// From a thread outside the async runtime (a timely worker): writes one dead
+    /// letter, retrying with backoff while the topic is unavailable, and returns once it
+    /// is durable — its source offset is committed afterwards.
+    pub fn send_blocking(&self, rt: &tokio::runtime::Handle, d: DeadLetter<'_>) {
+        tracing::warn!(topic = d.source_topic, partition = d.partition, offset = d.offset, error = %d.error, "undecodable record to the dead-letter topic");
+        let mut delay = std::time::Duration::from_millis(100);
+        while let Err(e) = rt.block_on(self.send(d.clone())) {
+            tracing::warn!(group = %self.group, error = %e, "dead-letter write failed; retrying");
+            std::thread::sleep(delay);
+            delay = (delay * 2).min(std::time::Duration::from_secs(10));
+        }
+    }
+
     /// Writes one dead letter and waits for Kafka to acknowledge it: only then may the
     /// caller count the source offset as done.
     pub async fn send(&self, d: DeadLetter<'_>) -> anyhow::Result<()> {

@@ -73,6 +73,7 @@ pub mod memory;
 pub mod operators;
 pub mod spec;
 pub mod watermark;
+pub mod worker;
 
 pub use checkpoint::{Checkpoint, OffsetTracker};
 pub use event::{Event, Item, WindowResult};
@@ -85,3 +86,4 @@ pub use operators::source::{
 pub use operators::window::{Aggregate, WindowConfig, WindowExt};
 pub use operators::Time;
 pub use spec::{Window, WindowSpec};
+pub use worker::{run_then_drain, WorkerLink};

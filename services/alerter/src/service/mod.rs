@@ -25,7 +25,7 @@ pub mod stage_two;
 pub mod state;
 
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -40,7 +40,7 @@ use weir_runtime::kafka::{client_config, consumer_config, partition_count, produ
 use weir_runtime::ops::{self, Health};
 use weir_runtime::Topology;
 use weir_window::kafka::KafkaLog;
-use weir_window::{log_source, PeerWatermarks, SinkExt, SourceConfig, SourceHandles};
+use weir_window::{log_source, run_then_drain, PeerWatermarks, SinkExt, SourceConfig, WorkerLink};
 
 use crate::alertmanager::AlertmanagerClient;
 use crate::labels::{Labels, METRIC_NAME};
@@ -54,13 +54,6 @@ use stage_two::StageTwo;
 struct Batch {
     worker: usize,
     steps: Vec<StepOutput>,
-}
-
-#[derive(Clone)]
-struct WorkerLink {
-    handles: SourceHandles,
-    sent: Arc<AtomicU64>,
-    written: Arc<AtomicU64>,
 }
 
 pub async fn run(topology: Topology, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -203,11 +196,7 @@ pub async fn run(topology: Topology, shutdown: CancellationToken) -> anyhow::Res
     // Stage one: timely workers, each a member of the consumer group.
     let peers = PeerWatermarks::new(cfg.workers);
     let links: Vec<WorkerLink> = (0..cfg.workers)
-        .map(|_| WorkerLink {
-            handles: SourceHandles::new(peers.clone()),
-            sent: Arc::new(AtomicU64::new(0)),
-            written: Arc::new(AtomicU64::new(0)),
-        })
+        .map(|_| WorkerLink::new(peers.clone()))
         .collect();
     let pending = Arc::new(AtomicUsize::new(0));
     let (tx, rx) = mpsc::unbounded_channel::<Batch>();
@@ -259,15 +248,9 @@ pub async fn run(topology: Topology, shutdown: CancellationToken) -> anyhow::Res
                     metrics::counter!("weir_alerter_samples_total", "outcome" => "read").increment(out.len() as u64);
                     Ok(())
                 });
-                let (dlq, rt2, group2) = (dlq.clone(), rt.clone(), group.clone());
+                let (dlq, rt2) = (dlq.clone(), rt.clone());
                 let dead_letter = Box::new(move |d: DeadLetter<'_>| {
-                    tracing::warn!(topic = d.source_topic, partition = d.partition, offset = d.offset, error = %d.error, "undecodable record to the dead-letter topic");
-                    let mut delay = Duration::from_millis(100);
-                    while let Err(e) = rt2.block_on(dlq.send(d.clone())) {
-                        tracing::warn!(group = %group2, error = %e, "dead-letter write failed; retrying");
-                        std::thread::sleep(delay);
-                        delay = (delay * 2).min(Duration::from_secs(10));
-                    }
+                    dlq.send_blocking(&rt2, d);
                     metrics::counter!("weir_alerter_dead_letters_total").increment(1);
                 });
                 let log = match KafkaLog::new(&client, &group, &index.to_string(), &topic, decode, dead_letter) {
@@ -304,36 +287,8 @@ pub async fn run(topology: Topology, shutdown: CancellationToken) -> anyhow::Res
                         });
                 });
                 let wm_gauge = metrics::gauge!("weir_alerter_watermark_seconds", "worker" => index.to_string());
-                let mut last_gauge = Instant::now();
-                while !stop_reading.load(Ordering::Relaxed) {
-                    worker.step_or_park(Some(Duration::from_millis(10)));
-                    // The repartition topic behind: stop reading until it catches up.
-                    link.handles.paused.store(pending.load(Ordering::Relaxed) > 10_000, Ordering::Relaxed);
-                    if last_gauge.elapsed() > Duration::from_secs(1) {
-                        last_gauge = Instant::now();
-                        let wm = link.handles.watermark.load(Ordering::Relaxed);
-                        if wm != i64::MIN {
-                            wm_gauge.set(wm as f64 / 1000.0);
-                        }
-                    }
-                }
-                // Shutdown: let the writer make what was evaluated durable, commit
-                // what that allows, and leave the group.
-                link.handles.paused.store(true, Ordering::Relaxed);
-                let deadline = Instant::now() + Duration::from_secs(30);
-                while link.written.load(Ordering::Acquire) < link.sent.load(Ordering::Acquire)
-                    && Instant::now() < deadline
-                {
-                    worker.step_or_park(Some(Duration::from_millis(10)));
-                }
-                link.handles.commit_now.store(true, Ordering::Release);
-                while link.handles.commit_now.load(Ordering::Acquire) && Instant::now() < deadline {
-                    worker.step_or_park(Some(Duration::from_millis(10)));
-                }
-                tracing::info!(worker = index, "stage one drained and committed");
-                for d in worker.installed_dataflows() {
-                    worker.drop_dataflow(d);
-                }
+                // The repartition topic behind: stop reading until it catches up.
+                run_then_drain(worker, &link, &stop_reading, || pending.load(Ordering::Relaxed) > 10_000, wm_gauge);
             })
             .map(|guards| drop(guards.join()))
             .map_err(|e| anyhow::anyhow!("starting timely workers: {e}"))
