@@ -319,6 +319,12 @@ impl StageTwo {
             ) {
                 Ok(st) => {
                     self.remember(&st);
+                    // A restored destination may have nothing left to evaluate: say how
+                    // far it is from the start.
+                    if let Some(e) = st.progress.evaluated {
+                        metrics::gauge!("weir_alerter_evaluated_step_seconds", "partition" => q.to_string())
+                            .set(e as f64 / 1000.0);
+                    }
                     return Ok(st);
                 }
                 Err(e) => {
