@@ -7,7 +7,7 @@
 //! and firing, and when one of two members leaves.
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
@@ -141,16 +141,15 @@ impl Setup {
         ]
     }
 
-    /// Produces seconds `from..to`, each partition's devices in one record per second,
-    /// spread over `pace`.
-    fn produce(&self, from: i64, to: i64, pace: Duration) {
+    /// Produces seconds `from..to`, each partition's devices in one record per second
+    /// (event time: as fast as the broker takes them).
+    fn produce(&self, from: i64, to: i64) {
         let p: BaseProducer = ClientConfig::new()
             .set("bootstrap.servers", bootstrap())
             .set("enable.idempotence", "true")
             .set("linger.ms", "5")
             .create()
             .unwrap();
-        let started = Instant::now();
         for s in from..to {
             for part in 0..PARTITIONS as usize {
                 let mut e = BatchEncoder::new();
@@ -176,10 +175,6 @@ impl Setup {
                 .unwrap();
             }
             p.poll(Duration::ZERO);
-            let due = started + pace.mul_f64((s - from + 1) as f64 / (to - from) as f64);
-            if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                std::thread::sleep(wait);
-            }
         }
         p.flush(Duration::from_secs(30)).unwrap();
     }
@@ -306,7 +301,7 @@ fn a_breach_fires_in_kafka_and_alertmanager_and_its_end_resolves_both() {
     let s = Setup::new();
     let alerter = s.alerter();
     // Phase one: d01 hot from 20 s (pending), firing from 30 s.
-    s.produce(0, 50, Duration::from_secs(3));
+    s.produce(0, 50);
     s.wait_evaluated(&alerter, s.last_step(50), Duration::from_secs(60));
     let fired = s.events();
     assert!(
@@ -324,7 +319,7 @@ fn a_breach_fires_in_kafka_and_alertmanager_and_its_end_resolves_both() {
     );
     // Phase two: the breach ends at 60 s; the service average and the silent device
     // come and go.
-    s.produce(50, SECONDS, Duration::from_secs(3));
+    s.produce(50, SECONDS);
     s.wait_evaluated(&alerter, s.last_step(SECONDS), Duration::from_secs(60));
     let all = s.events();
     let expected = s.expected(SECONDS);
@@ -349,19 +344,23 @@ fn a_breach_fires_in_kafka_and_alertmanager_and_its_end_resolves_both() {
 fn an_alerter_killed_while_alerts_are_pending_and_firing_announces_each_once() {
     ensure_stack();
     let s = Setup::new();
-    let alerter = std::thread::scope(|scope| {
-        let mut alerter = s.alerter();
-        let feed = scope.spawn(|| s.produce(0, SECONDS, Duration::from_secs(40)));
-        // +25 s: Hot pending; +45 s: Hot and ServiceHot firing; +62 s: Silent firing.
-        for at in [25, 45, 62] {
-            s.wait_evaluated(&alerter, s.t0 + at * 1000, Duration::from_secs(90));
-            eprintln!("killing the alerter after step +{at}s");
-            alerter.kill9();
-            alerter = s.alerter_owning_all();
-        }
-        feed.join().unwrap();
-        alerter
-    });
+    let mut alerter = s.alerter();
+    // Each kill lands while the alerter reads the next chunk, with alerts in its state:
+    // after +25 s Hot is pending; after +45 s Hot and ServiceHot fire; after +65 s
+    // Silent fires.
+    let chunks = [(0, 30), (30, 50), (50, 67), (67, SECONDS)];
+    s.produce(chunks[0].0, chunks[0].1);
+    for w in chunks.windows(2) {
+        let (done, (from, to)) = (w[0].1, w[1]);
+        s.wait_evaluated(&alerter, s.last_step(done), Duration::from_secs(90));
+        s.produce(from, to);
+        eprintln!(
+            "killing the alerter after step {} while it reads up to +{to}s",
+            s.last_step(done) - s.t0
+        );
+        alerter.kill9();
+        alerter = s.alerter_owning_all();
+    }
     s.wait_evaluated(&alerter, s.last_step(SECONDS), Duration::from_secs(90));
     assert_same(&s.events(), &s.expected(SECONDS));
 }
@@ -372,13 +371,12 @@ fn two_alerters_one_leaving_mid_run_announce_each_once() {
     let s = Setup::new();
     let first = s.alerter();
     let second = s.alerter();
-    std::thread::scope(|scope| {
-        let h = scope.spawn(|| s.produce(0, SECONDS, Duration::from_secs(30)));
-        s.wait_evaluated_by(&[&first, &second], s.t0 + 35_000, Duration::from_secs(90));
-        // Hot is firing, ServiceHot pending: the second member leaves.
-        assert!(second.terminate().success());
-        h.join().unwrap();
-    });
+    s.produce(0, 40);
+    s.wait_evaluated_by(&[&first, &second], s.last_step(40), Duration::from_secs(90));
+    // Hot is firing, ServiceHot pending: the second member leaves while both read the
+    // rest.
+    s.produce(40, SECONDS);
+    assert!(second.terminate().success());
     s.wait_evaluated(&first, s.last_step(SECONDS), Duration::from_secs(90));
     assert_same(&s.events(), &s.expected(SECONDS));
 }

@@ -333,11 +333,13 @@ async fn write_partials(
 ) {
     while let Some(batch) = rx.recv().await {
         let n = batch.steps.len();
+        // What the batch makes durable, per partition, before its partials are moved.
+        let done: Vec<(u32, i64)> = batch.steps.iter().map(|s| (s.part, s.step)).collect();
         let records: Vec<(String, i32, Vec<u8>)> = batch
             .steps
-            .iter()
+            .into_iter()
             .flat_map(|s| {
-                split(s.part, s.step, s.partials.clone(), destinations)
+                split(s.part, s.step, s.partials, destinations)
                     .into_iter()
                     .enumerate()
             })
@@ -372,9 +374,9 @@ async fn write_partials(
             .increment(records.len() as u64);
         let link = &links[batch.worker];
         if let Ok(mut acked) = link.handles.partition_acked.lock() {
-            for s in &batch.steps {
-                let e = acked.entry(s.part).or_insert(s.step);
-                *e = (*e).max(s.step);
+            for (part, step) in done {
+                let e = acked.entry(part).or_insert(step);
+                *e = (*e).max(step);
             }
         }
         pending.fetch_sub(n.min(pending.load(Ordering::Relaxed)), Ordering::Relaxed);
