@@ -245,25 +245,33 @@ fn send(p: &BaseProducer, topic: &str, part: u32, payload: &[u8]) {
 
 /// Produces the data set, each partition's records in order, then one record per
 /// partition three hours later (a series outside the data set) so the watermark passes
-/// every window and its lateness. `pace` spreads the records over that much time.
-fn produce(topic: &str, data: &[(u32, Vec<Record>)], prefix: &str, pace: Duration) {
-    let p = producer();
+/// every window and its lateness.
+fn produce(topic: &str, data: &[(u32, Vec<Record>)], prefix: &str) {
     let longest = data.iter().map(|d| d.1.len()).max().unwrap_or(0);
-    let started = Instant::now();
-    let mut last_ts = 0;
-    for i in 0..longest {
+    produce_part(topic, data, 0..longest);
+    produce_sentinels(topic, data, prefix);
+}
+
+/// Records `range` of every partition (the i-th records of all partitions together).
+fn produce_part(topic: &str, data: &[(u32, Vec<Record>)], range: std::ops::Range<usize>) {
+    let p = producer();
+    for i in range {
         for (part, recs) in data {
             if let Some(r) = recs.get(i) {
-                last_ts = last_ts.max(r.iter().map(|x| x.1).max().unwrap_or(0));
                 send(&p, topic, *part, &encode(r));
             }
         }
-        let due = started + pace.mul_f64((i + 1) as f64 / longest as f64);
-        if let Some(wait) = due.checked_duration_since(Instant::now()) {
-            p.poll(Duration::ZERO);
-            std::thread::sleep(wait);
-        }
     }
+    p.flush(Duration::from_secs(30)).unwrap();
+}
+
+fn produce_sentinels(topic: &str, data: &[(u32, Vec<Record>)], prefix: &str) {
+    let p = producer();
+    let last_ts = data
+        .iter()
+        .flat_map(|(_, recs)| recs.iter().flatten().map(|x| x.1))
+        .max()
+        .unwrap_or(0);
     for (part, _) in data {
         let sentinel = vec![(
             format!("{prefix}_watermark{{part=\"{part}\"}}"),
@@ -310,7 +318,7 @@ fn rollup_rows_equal_the_batch_computation_and_a_replay_reproduces_them() {
     let poison = producer();
     send(&poison, &p.raw, 1, b"\xC3\x01 not avro at all");
     poison.flush(Duration::from_secs(10)).unwrap();
-    produce(&p.raw, &data, &p.prefix, Duration::ZERO);
+    produce(&p.raw, &data, &p.prefix);
     let rollup = p.rollup("rollups");
     p.assert_exact(&expected, Duration::from_secs(120));
     let dead = read_topic(&p.dlq, 1, Duration::from_secs(30), |r| !r.is_empty());
@@ -387,14 +395,13 @@ fn a_rollup_killed_three_times_ends_with_the_same_rows() {
     let p = Pipeline::new();
     let data = p.data();
     let (expected, _) = p.expected(&data);
-    let (raw, prefix) = (p.raw.clone(), p.prefix.clone());
-    let feed = {
-        let data = data.clone();
-        std::thread::spawn(move || produce(&raw, &data, &prefix, Duration::from_secs(40)))
-    };
+    // Four chunks of the data set; a kill while each of the first three is read.
+    let longest = data.iter().map(|d| d.1.len()).max().unwrap_or(0);
+    let chunk = longest.div_ceil(4);
     let mut rng = rand::rng();
     let mut rollup = p.rollup("rollups");
     for kill in 1..=3 {
+        produce_part(&p.raw, &data, (kill - 1) * chunk..kill * chunk);
         // A random point: after this process read a random number of samples.
         let point = rng.random_range(500.0..5_000.0);
         wait_until("the rollup reading", Duration::from_secs(60), || {
@@ -409,7 +416,8 @@ fn a_rollup_killed_three_times_ends_with_the_same_rows() {
             Duration::from_secs(60),
         );
     }
-    feed.join().unwrap();
+    produce_part(&p.raw, &data, 3 * chunk..longest);
+    produce_sentinels(&p.raw, &data, &p.prefix);
     p.assert_exact(&expected, Duration::from_secs(120));
     drop(rollup);
 }
@@ -423,15 +431,9 @@ fn two_rollups_one_stopped_mid_run_end_with_the_same_rows() {
     let stop = Arc::new(AtomicBool::new(false));
     let first = p.rollup("rollups");
     let second = p.rollup("rollups");
-    let (raw, prefix) = (p.raw.clone(), p.prefix.clone());
-    let feed = {
-        let data = data.clone();
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            produce(&raw, &data, &prefix, Duration::from_secs(30));
-            stop.store(true, Ordering::Relaxed);
-        })
-    };
+    // The first half; the second member leaves before the second half arrives.
+    let longest = data.iter().map(|d| d.1.len()).max().unwrap_or(0);
+    produce_part(&p.raw, &data, 0..longest / 2);
     wait_until("both members reading", Duration::from_secs(60), || {
         read(&first) > 0.0 && read(&second) > 0.0
     });
@@ -440,7 +442,9 @@ fn two_rollups_one_stopped_mid_run_end_with_the_same_rows() {
         "stopped mid-run, while records still arrive"
     );
     assert!(second.terminate().success());
-    feed.join().unwrap();
+    produce_part(&p.raw, &data, longest / 2..longest);
+    produce_sentinels(&p.raw, &data, &p.prefix);
+    stop.store(true, Ordering::Relaxed);
     p.assert_exact(&expected, Duration::from_secs(120));
     drop(first);
 }
