@@ -155,12 +155,19 @@ pub async fn run(topology: Topology, shutdown: CancellationToken) -> anyhow::Res
     let notifier = Arc::new(Mutex::new(Notifier::new(cfg.resend_delay, group_interval)));
     let am = AlertmanagerClient::new(vec![url.clone()], cfg.alertmanager_timeout)
         .context("creating the Alertmanager client")?;
-    let notify_task = tokio::spawn(notify_loop(am, notifier.clone(), shutdown.clone()));
+    let notify_wake = Arc::new(tokio::sync::Notify::new());
+    let notify_task = tokio::spawn(notify_loop(
+        am,
+        notifier.clone(),
+        notify_wake.clone(),
+        shutdown.clone(),
+    ));
 
     // Stage two on a thread of its own (librdkafka's consumer calls block).
     let stop_merge = Arc::new(AtomicBool::new(false));
     let mut merge_consumer = consumer_config(&topology.kafka, &cfg.merge_group);
     merge_consumer.set("statistics.interval.ms", "5000");
+    short_fetch_wait(&mut merge_consumer, &topology.kafka);
     let mut reader = client_config(&topology.kafka);
     reader
         .set("group.id", format!("{}-restore", cfg.merge_group))
@@ -182,6 +189,7 @@ pub async fn run(topology: Topology, shutdown: CancellationToken) -> anyhow::Res
         events,
         state,
         notifier: notifier.clone(),
+        notify_wake,
         generator_url: cfg.external_url.clone(),
         health: health.clone(),
         retry_max: cfg.retry_max,
@@ -213,6 +221,7 @@ pub async fn run(topology: Topology, shutdown: CancellationToken) -> anyhow::Res
     let stop_reading = Arc::new(AtomicBool::new(false));
     let mut client = consumer_config(&topology.kafka, &cfg.group);
     client.set("statistics.interval.ms", "5000");
+    short_fetch_wait(&mut client, &topology.kafka);
     let decoder = topology.decoder();
     let rt = tokio::runtime::Handle::current();
     // A sample is read by steps up to the longest lookback after it (and the step
@@ -384,10 +393,22 @@ async fn write_partials(
     }
 }
 
-/// Sends what the notifier says is due, every second.
+/// Alert latency over fetch efficiency: a broker may hold a fetch for its whole wait
+/// even when records arrive meanwhile (tansu does), and librdkafka's default wait of
+/// 500 ms, paid on metrics.raw and again on the partials topic, would be most of an
+/// alert's latency. The topology's `kafka.consumer` can still set it.
+fn short_fetch_wait(c: &mut rdkafka::ClientConfig, k: &weir_runtime::config::KafkaConfig) {
+    if !k.consumer.contains_key("fetch.wait.max.ms") {
+        c.set("fetch.wait.max.ms", "20");
+    }
+}
+
+/// Sends what the notifier says is due: at once when stage two hands it a new firing or
+/// resolved alert, and every second for re-sends and retries.
 async fn notify_loop(
     am: AlertmanagerClient,
     notifier: Arc<Mutex<Notifier>>,
+    wake: Arc<tokio::sync::Notify>,
     stop: CancellationToken,
 ) {
     loop {
@@ -419,6 +440,7 @@ async fn notify_loop(
         }
         tokio::select! {
             _ = stop.cancelled() => break,
+            _ = wake.notified() => {}
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
     }

@@ -5,7 +5,7 @@
 //! lets the offset be committed. A crash between the first two writes leaves events the
 //! stored state does not know of; the next owner finds them on restore (by their
 //! headers) and does not announce them again.
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -125,10 +125,16 @@ pub struct StageTwo {
     pub events: FutureProducer,
     pub state: FutureProducer,
     pub notifier: Arc<Mutex<Notifier>>,
+    /// Wakes the notifier when an alert fired or resolved: it sends at once instead of
+    /// on its next one-second round.
+    pub notify_wake: Arc<tokio::sync::Notify>,
     pub generator_url: String,
     pub health: Health,
     pub retry_max: Duration,
 }
+
+/// Partials records read before the changes they made are stored.
+const MAX_BATCH: usize = 256;
 
 /// An alert as announced: with the external labels it lacks.
 pub fn announced_alert(a: &Alert, external: &Labels) -> Alert {
@@ -161,92 +167,121 @@ impl StageTwo {
         // Partitions with evaluated steps whose progress is not stored yet, and since when.
         let mut dirty: HashMap<i32, Instant> = HashMap::new();
         while !stop.load(Ordering::Relaxed) {
-            let msg = consumer.poll(Duration::from_millis(100));
-            let drained: Vec<Change> = changes
-                .lock()
-                .map(|mut c| c.drain(..).collect())
-                .unwrap_or_default();
-            for ch in drained {
-                match ch {
-                    Change::Assigned(q) => {
-                        if let std::collections::hash_map::Entry::Vacant(e) = states.entry(q) {
-                            e.insert(self.restore_until_done(q, &stop)?);
+            // Read what is there (up to a bound), then store what it changed for every
+            // destination at once: the writes of all partitions overlap instead of
+            // queueing behind each other, which keeps a step's last alert as quick as
+            // its first.
+            let mut batch: HashMap<i32, Vec<StepResult>> = HashMap::new();
+            let mut read: HashMap<i32, i64> = HashMap::new();
+            let mut timeout = Duration::from_millis(100);
+            for _ in 0..MAX_BATCH {
+                let msg = consumer.poll(timeout);
+                timeout = Duration::ZERO;
+                let drained: Vec<Change> = changes
+                    .lock()
+                    .map(|mut c| c.drain(..).collect())
+                    .unwrap_or_default();
+                for ch in drained {
+                    match ch {
+                        Change::Assigned(q) => {
+                            if let std::collections::hash_map::Entry::Vacant(e) = states.entry(q) {
+                                e.insert(self.restore_until_done(q, &stop)?);
+                            }
+                        }
+                        Change::Revoked(q) => {
+                            // What was read and not stored yet is dropped with the
+                            // partition, as in a crash: its offsets were not committed,
+                            // so the next owner evaluates it again.
+                            batch.remove(&q);
+                            read.remove(&q);
+                            dirty.remove(&q);
+                            if let Some(st) = states.remove(&q) {
+                                self.forget(&st);
+                            }
+                            positions.remove(&q);
+                            committed.remove(&q);
+                            if let Ok(mut r) = resume.lock() {
+                                r.remove(&q);
+                            }
                         }
                     }
-                    Change::Revoked(q) => {
-                        dirty.remove(&q);
-                        if let Some(st) = states.remove(&q) {
-                            self.forget(&st);
+                    publish_assigned(&self.group, "merge", states.len());
+                }
+                let m = match msg {
+                    None => break,
+                    Some(Err(e)) => {
+                        tracing::warn!(topic = %self.partials_topic, error = %e, "consumer error");
+                        break;
+                    }
+                    Some(Ok(m)) => m,
+                };
+                let q = m.partition();
+                let offset = m.offset();
+                if let std::collections::hash_map::Entry::Vacant(e) = states.entry(q) {
+                    e.insert(self.restore_until_done(q, &stop)?);
+                }
+                let Some(st) = states.get_mut(&q) else {
+                    continue;
+                };
+                positions.insert(q, offset + 1);
+                read.insert(q, offset + 1);
+                match StepRecord::decode(m.payload().unwrap_or_default()) {
+                    Ok(rec) => {
+                        metrics::counter!("weir_alerter_partials_records_total", "stage" => "merge").increment(1);
+                        let results = st.absorb(
+                            &self.rules,
+                            &self.external_labels,
+                            self.sources,
+                            offset,
+                            rec,
+                        );
+                        let now = now_ms();
+                        for r in &results {
+                            metrics::counter!("weir_alerter_steps_total", "stage" => "merge")
+                                .increment(1);
+                            // Event time behind wall time when the step was evaluated.
+                            metrics::histogram!("weir_alerter_step_delay_seconds")
+                                .record((now - r.step) as f64 / 1000.0);
                         }
-                        positions.remove(&q);
-                        committed.remove(&q);
-                        if let Ok(mut r) = resume.lock() {
-                            r.remove(&q);
+                        let (changed, progress): (Vec<_>, Vec<_>) = results
+                            .into_iter()
+                            .partition(|r| !r.transitions.is_empty() || !r.changed.is_empty());
+                        if !changed.is_empty() {
+                            batch.entry(q).or_default().extend(changed);
+                        } else if !progress.is_empty() && !batch.contains_key(&q) {
+                            // Nothing but progress: stored within a second (below).
+                            dirty.entry(q).or_insert_with(Instant::now);
                         }
+                        metrics::gauge!("weir_alerter_pending_steps", "partition" => q.to_string())
+                            .set(st.pending_steps() as f64);
+                    }
+                    Err(e) => {
+                        // Only weir writes this topic; a record it cannot read is a
+                        // version mismatch, not data to stop on.
+                        metrics::counter!("weir_alerter_errors_total", "kind" => "undecodable_partials").increment(1);
+                        tracing::error!(partition = q, offset, error = %e, "skipping an undecodable partials record");
                     }
                 }
-                publish_assigned(&self.group, "merge", states.len());
             }
-            match msg {
-                None => {}
-                Some(Err(e)) => {
-                    tracing::warn!(topic = %self.partials_topic, error = %e, "consumer error")
+            let mut unstored: HashSet<i32> = batch.keys().copied().collect();
+            if !batch.is_empty() {
+                let writes = states.iter_mut().filter_map(|(q, st)| {
+                    let results = batch.remove(q)?;
+                    Some(self.persist(*q, st, results, &stop))
+                });
+                for q in rt.block_on(join_all(writes)).into_iter().flatten() {
+                    unstored.remove(&q);
+                    dirty.remove(&q);
                 }
-                Some(Ok(m)) => {
-                    let q = m.partition();
-                    let offset = m.offset();
-                    if let std::collections::hash_map::Entry::Vacant(e) = states.entry(q) {
-                        e.insert(self.restore_until_done(q, &stop)?);
-                    }
-                    let Some(st) = states.get_mut(&q) else {
-                        continue;
-                    };
-                    positions.insert(q, offset + 1);
-                    match StepRecord::decode(m.payload().unwrap_or_default()) {
-                        Ok(rec) => {
-                            metrics::counter!("weir_alerter_partials_records_total", "stage" => "merge").increment(1);
-                            let results = st.absorb(
-                                &self.rules,
-                                &self.external_labels,
-                                self.sources,
-                                offset,
-                                rec,
-                            );
-                            let now = now_ms();
-                            for r in &results {
-                                metrics::counter!("weir_alerter_steps_total", "stage" => "merge")
-                                    .increment(1);
-                                // Event time behind wall time when the step was evaluated.
-                                metrics::histogram!("weir_alerter_step_delay_seconds")
-                                    .record((now - r.step) as f64 / 1000.0);
-                            }
-                            let changed = results
-                                .iter()
-                                .any(|r| !r.transitions.is_empty() || !r.changed.is_empty());
-                            if changed {
-                                self.persist(&rt, q, st, &results, &stop);
-                                dirty.remove(&q);
-                            } else if !results.is_empty() {
-                                // Nothing but progress: stored within a second (below).
-                                dirty.entry(q).or_insert_with(Instant::now);
-                            }
-                            metrics::gauge!("weir_alerter_pending_steps", "partition" => q.to_string())
-                                .set(st.pending_steps() as f64);
-                        }
-                        Err(e) => {
-                            // Only weir writes this topic; a record it cannot read is a
-                            // version mismatch, not data to stop on.
-                            metrics::counter!("weir_alerter_errors_total", "kind" => "undecodable_partials").increment(1);
-                            tracing::error!(partition = q, offset, error = %e, "skipping an undecodable partials record");
-                        }
-                    }
-                    // Past evaluated steps only once their progress is stored: until then
-                    // a restore must read their records again.
-                    if !dirty.contains_key(&q) {
-                        if let Ok(mut r) = resume.lock() {
-                            r.insert(q, st.resume_offset(offset + 1));
-                        }
-                    }
+            }
+            // Past evaluated steps only once their progress is stored: until then a
+            // restore must read their records again.
+            for (q, next) in read {
+                if dirty.contains_key(&q) || unstored.contains(&q) {
+                    continue;
+                }
+                if let (Some(st), Ok(mut r)) = (states.get(&q), resume.lock()) {
+                    r.insert(q, st.resume_offset(next));
                 }
             }
             let due: Vec<i32> = dirty
@@ -259,7 +294,7 @@ impl StageTwo {
                 let (Some(st), Some(pos)) = (states.get_mut(&q), positions.get(&q)) else {
                     continue;
                 };
-                self.persist(&rt, q, st, &[], &stop);
+                rt.block_on(self.persist(q, st, Vec::new(), &stop));
                 if let Ok(mut r) = resume.lock() {
                     r.insert(q, st.resume_offset(*pos));
                 }
@@ -360,6 +395,7 @@ impl StageTwo {
                 _ => {}
             }
         }
+        self.notify_wake.notify_one();
     }
 
     fn forget(&self, st: &MergeState) {
@@ -373,18 +409,17 @@ impl StageTwo {
 
     /// Writes what the steps changed: events first, then state. Retries until both are
     /// durable (or the process stops: then the offsets are not committed past them).
-    fn persist(
+    async fn persist(
         &self,
-        rt: &tokio::runtime::Handle,
         q: i32,
         st: &mut MergeState,
-        results: &[StepResult],
+        results: Vec<StepResult>,
         stop: &AtomicBool,
-    ) {
+    ) -> Option<i32> {
         let started = Instant::now();
         let now = now_ms();
         let mut events: Vec<(String, Vec<u8>, String)> = Vec::new();
-        for r in results {
+        for r in &results {
             for (rule, t, done) in &r.transitions {
                 let (a, status) = match t {
                     Transition::Firing(a) => (a, AlertStatus::Firing),
@@ -397,6 +432,7 @@ impl StageTwo {
                         AlertStatus::Resolved => n.resolved(&shown, &self.generator_url, now),
                     }
                 }
+                self.notify_wake.notify_one();
                 let label = if status == AlertStatus::Firing {
                     "firing"
                 } else {
@@ -459,7 +495,7 @@ impl StageTwo {
                     Duration::from_secs(30),
                 )
             });
-            let results = rt.block_on(join_all(sends));
+            let results = join_all(sends).await;
             let mut failed = None;
             for r in results {
                 match r {
@@ -481,9 +517,9 @@ impl StageTwo {
             match failed {
                 None => break,
                 Some(e) => {
-                    self.sink_failed("events", &e.to_string(), &mut delay);
+                    self.sink_failed("events", &e.to_string(), &mut delay).await;
                     if stop.load(Ordering::Relaxed) {
-                        return;
+                        return None;
                     }
                 }
             }
@@ -491,7 +527,7 @@ impl StageTwo {
         // 2. State: changed alerts, then progress.
         let sp = q.rem_euclid(self.state_partitions.max(1) as i32);
         let mut records: Vec<(String, Option<Vec<u8>>)> = Vec::new();
-        for r in results {
+        for r in &results {
             for (rule, fp, a) in &r.changed {
                 let v = a
                     .as_ref()
@@ -511,16 +547,13 @@ impl StageTwo {
                 }
                 self.state.send(rec, Duration::from_secs(30))
             });
-            let failed = rt
-                .block_on(join_all(sends))
-                .into_iter()
-                .find_map(|r| r.err());
+            let failed = join_all(sends).await.into_iter().find_map(|r| r.err());
             match failed {
                 None => break,
                 Some((e, _)) => {
-                    self.sink_failed("state", &e.to_string(), &mut delay);
+                    self.sink_failed("state", &e.to_string(), &mut delay).await;
                     if stop.load(Ordering::Relaxed) {
-                        return;
+                        return None;
                     }
                 }
             }
@@ -533,15 +566,16 @@ impl StageTwo {
         }
         metrics::histogram!("weir_alerter_sink_seconds", "sink" => "kafka")
             .record(started.elapsed().as_secs_f64());
+        Some(q)
     }
 
-    fn sink_failed(&self, what: &str, error: &str, delay: &mut Duration) {
+    async fn sink_failed(&self, what: &str, error: &str, delay: &mut Duration) {
         metrics::counter!("weir_alerter_errors_total", "kind" => format!("{what}_write"))
             .increment(1);
         tracing::warn!(error, "writing alert {what} failed; retrying");
         self.health
             .set_not_ready(format!("writing alert {what}: {error}"));
-        std::thread::sleep(*delay);
+        tokio::time::sleep(*delay).await;
         *delay = (*delay * 2).min(self.retry_max);
     }
 }
