@@ -6,6 +6,8 @@
 #   scripts/stack.sh start     install if needed, start what is not running, wait until healthy
 #   scripts/stack.sh stop      stop what this script (or the demo) started, nothing else
 #   scripts/stack.sh status    show what runs
+#   scripts/stack.sh reset     stop, then delete the stack's data (topics, series, tables,
+#                              alerts) but not what is installed; `start` begins empty
 #   scripts/stack.sh env       print the settings as shell variables
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -177,6 +179,17 @@ cmd_stop() {
   done
 }
 
+# tansu keeps every topic in one sqlite file that never shrinks; after many benchmark
+# runs (gigabytes) it slows down and its storage task has been seen to die.
+cmd_reset() {
+  cmd_stop
+  local d
+  for d in tansu victoria-metrics clickhouse alertmanager prometheus; do
+    rm -rf "${WEIR_STATE_DIR:?}/$d"
+  done
+  log "stack data deleted; scripts/stack.sh start begins with empty stores"
+}
+
 cmd_status() {
   local f name
   for f in "$PIDS"/*.pid; do
@@ -201,6 +214,7 @@ case "${1:-}" in
   start) cmd_start ;;
   stop) cmd_stop ;;
   status) cmd_status ;;
+  reset) cmd_reset ;;
   env) cmd_env ;;
-  *) echo "usage: $0 install|start|stop|status|env" >&2; exit 2 ;;
+  *) echo "usage: $0 install|start|stop|status|reset|env" >&2; exit 2 ;;
 esac

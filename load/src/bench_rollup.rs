@@ -190,6 +190,9 @@ pub fn run(a: RollupBenchArgs) -> anyhow::Result<()> {
         .map(|(n, _)| metric(addr, &format!("weir_rollup_rows_total{{tier=\"{n}\"}} ")))
         .sum();
     drop(proc);
+    let mut topics = vec![raw.clone(), late.clone(), dlq.clone()];
+    topics.extend(tiers.iter().map(|(n, _)| format!("bench.rollup.{n}.{tag}")));
+    crate::process::delete_topics(&a.kafka, &topics);
     let _ = reqwest::blocking::Client::new()
         .post(&a.clickhouse)
         .body(format!("DROP DATABASE IF EXISTS {database}"))

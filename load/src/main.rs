@@ -8,6 +8,8 @@
 //! - `bench-writer`: the tsdb-writer from Kafka to VictoriaMetrics, and lag after an outage.
 //! - `bench-window`: the window engine (rollup dataflow) in process.
 //! - `bench-rollup`: the rollup end to end through tansu into ClickHouse.
+//! - `bench-alerter`: alert latency of the alerter against Prometheus, same samples.
+mod bench_alerter;
 mod bench_gateway;
 mod bench_rollup;
 mod bench_window;
@@ -42,6 +44,8 @@ enum Command {
     BenchWindow(bench_window::WindowBenchArgs),
     /// Measure the rollup end to end: tansu -> weir rollup -> ClickHouse and rollup topics
     BenchRollup(bench_rollup::RollupBenchArgs),
+    /// Measure alert latency: weir's alerter against Prometheus on the same samples
+    BenchAlerter(bench_alerter::AlerterBenchArgs),
 }
 
 #[tokio::main]
@@ -56,6 +60,9 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::BenchRollup(a) => {
             tokio::task::spawn_blocking(move || bench_rollup::run(a)).await?
+        }
+        Command::BenchAlerter(a) => {
+            tokio::task::spawn_blocking(move || bench_alerter::run(a)).await?
         }
         Command::BenchWindow(a) => {
             tokio::task::spawn_blocking(move || bench_window::run(a)).await?

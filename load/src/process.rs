@@ -119,3 +119,28 @@ pub fn scrape(addr: std::net::SocketAddr, prefix: &str) -> f64 {
         })
         .unwrap_or(0.0)
 }
+
+/// Deletes a benchmark's own topics once it is done: the local broker keeps every record
+/// in one store that only grows. Best effort; what fails is reported, not fatal.
+pub fn delete_topics(kafka: &str, topics: &[String]) {
+    use rdkafka::admin::{AdminClient, AdminOptions};
+    use rdkafka::client::DefaultClientContext;
+    let result = (|| -> anyhow::Result<()> {
+        let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", kafka)
+            .create()?;
+        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        for r in rt.block_on(admin.delete_topics(&names, &AdminOptions::new()))? {
+            if let Err((topic, e)) = r {
+                eprintln!("deleting topic {topic}: {e}");
+            }
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        eprintln!("deleting the benchmark's topics: {e}");
+    }
+}
