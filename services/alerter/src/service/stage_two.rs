@@ -284,19 +284,28 @@ impl StageTwo {
                     r.insert(q, st.resume_offset(next));
                 }
             }
+            // A partition whose changes just failed to store (the process is stopping)
+            // must not have its progress stored past them either.
             let due: Vec<i32> = dirty
                 .iter()
-                .filter(|(_, since)| since.elapsed() >= Duration::from_secs(1))
+                .filter(|(q, since)| {
+                    since.elapsed() >= Duration::from_secs(1) && !unstored.contains(q)
+                })
                 .map(|(q, _)| *q)
                 .collect();
             for q in due {
-                dirty.remove(&q);
                 let (Some(st), Some(pos)) = (states.get_mut(&q), positions.get(&q)) else {
+                    dirty.remove(&q);
                     continue;
                 };
-                rt.block_on(self.persist(q, st, Vec::new(), &stop));
-                if let Ok(mut r) = resume.lock() {
-                    r.insert(q, st.resume_offset(*pos));
+                if rt
+                    .block_on(self.persist(q, st, Vec::new(), &stop))
+                    .is_some()
+                {
+                    dirty.remove(&q);
+                    if let Ok(mut r) = resume.lock() {
+                        r.insert(q, st.resume_offset(*pos));
+                    }
                 }
             }
             if last_commit.elapsed() >= Duration::from_secs(1) {
@@ -407,8 +416,9 @@ impl StageTwo {
         }
     }
 
-    /// Writes what the steps changed: events first, then state. Retries until both are
-    /// durable (or the process stops: then the offsets are not committed past them).
+    /// Writes what the steps changed: events first, then state, retrying until both are
+    /// durable; then `Some(q)`. `None` when the process stopped first: the caller must
+    /// not commit past what this was to store.
     async fn persist(
         &self,
         q: i32,
@@ -432,7 +442,6 @@ impl StageTwo {
                         AlertStatus::Resolved => n.resolved(&shown, &self.generator_url, now),
                     }
                 }
-                self.notify_wake.notify_one();
                 let label = if status == AlertStatus::Firing {
                     "firing"
                 } else {
@@ -566,6 +575,10 @@ impl StageTwo {
         }
         metrics::histogram!("weir_alerter_sink_seconds", "sink" => "kafka")
             .record(started.elapsed().as_secs_f64());
+        // Alertmanager hears of a transition once its event and state are durable.
+        if results.iter().any(|r| !r.transitions.is_empty()) {
+            self.notify_wake.notify_one();
+        }
         Some(q)
     }
 
