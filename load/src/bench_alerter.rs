@@ -22,10 +22,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
@@ -35,7 +34,7 @@ use weir_contract::remote_write::{Label, Sample, TimeSeries, WriteRequest};
 
 use crate::fleet::now_ms;
 use crate::proc_stat::cpu_seconds;
-use crate::process::{free_port, spawn_weir, Proc};
+use crate::process::{apply_topology, free_port, spawn_ready, spawn_weir, Proc};
 
 #[derive(Debug, Args)]
 pub struct AlerterBenchArgs {
@@ -201,19 +200,17 @@ fn start_alertmanager(port: u16, dir: &Path) -> anyhow::Result<Proc> {
         &cfg,
         "route: {receiver: 'null', group_wait: 1s, group_interval: 5s, repeat_interval: 1h}\nreceivers: [{name: 'null'}]\n",
     )?;
-    let child = Command::new("prometheus-alertmanager")
-        .arg(format!("--config.file={}", cfg.display()))
-        .arg(format!("--storage.path={}", dir.join("am").display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg("--cluster.listen-address=")
-        .arg("--log.level=warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting prometheus-alertmanager (installed by scripts/stack.sh)")?;
-    let p = Proc(child);
-    wait_ready(&format!("http://127.0.0.1:{port}/-/ready"), "alertmanager")?;
-    Ok(p)
+    spawn_ready(
+        "prometheus-alertmanager",
+        &[
+            format!("--config.file={}", cfg.display()),
+            format!("--storage.path={}", dir.join("am").display()),
+            format!("--web.listen-address=127.0.0.1:{port}"),
+            "--cluster.listen-address=".into(),
+            "--log.level=warn".into(),
+        ],
+        &format!("http://127.0.0.1:{port}/-/ready"),
+    )
 }
 
 fn start_prometheus(
@@ -232,38 +229,19 @@ fn start_prometheus(
             rules.display()
         ),
     )?;
-    let child = Command::new("prometheus")
-        .arg(format!("--config.file={}", cfg.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.join("prom").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg("--web.enable-remote-write-receiver")
-        // Re-sends would overwrite Alertmanager's record of the first arrival.
-        .arg("--rules.alert.resend-delay=1h")
-        .arg("--log.level=warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting prometheus (installed by scripts/stack.sh)")?;
-    let p = Proc(child);
-    wait_ready(&format!("http://127.0.0.1:{port}/-/ready"), "prometheus")?;
-    Ok(p)
-}
-
-fn wait_ready(url: &str, what: &str) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while reqwest::blocking::get(url)
-        .map(|r| !r.status().is_success())
-        .unwrap_or(true)
-    {
-        if Instant::now() > deadline {
-            bail!("{what} did not become ready at {url}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Ok(())
+    spawn_ready(
+        "prometheus",
+        &[
+            format!("--config.file={}", cfg.display()),
+            format!("--storage.tsdb.path={}", dir.join("prom").display()),
+            format!("--web.listen-address=127.0.0.1:{port}"),
+            "--web.enable-remote-write-receiver".into(),
+            // Re-sends would overwrite Alertmanager's record of the first arrival.
+            "--rules.alert.resend-delay=1h".into(),
+            "--log.level=warn".into(),
+        ],
+        &format!("http://127.0.0.1:{port}/-/ready"),
+    )
 }
 
 /// Reads firing events off the events topic as they arrive; the receipt time is when
@@ -425,19 +403,7 @@ pub fn run(a: AlerterBenchArgs) -> anyhow::Result<()> {
         s = a.step.as_secs(),
         o = a.out_of_orderness.as_millis(),
     );
-    let topo = dir.path().join("topology.yaml");
-    std::fs::write(&topo, yaml)?;
-    let st = Command::new(&a.weir)
-        .args([
-            OsStr::new("topics"),
-            OsStr::new("apply"),
-            OsStr::new("-f"),
-            topo.as_os_str(),
-        ])
-        .status()?;
-    if !st.success() {
-        bail!("weir topics apply failed");
-    }
+    let topo = apply_topology(&a.weir, dir.path(), &yaml)?;
 
     let am = start_alertmanager(am_port, dir.path())?;
     let prom = start_prometheus(prom_port, am_port, dir.path(), &rules_path, a.step)?;

@@ -85,19 +85,7 @@ pub fn run(a: RollupBenchArgs) -> anyhow::Result<()> {
     for (n, size) in tiers {
         yaml.push_str(&format!("    - {{name: '{n}', size: {size}ms, retention: 30d, topic: bench.rollup.{n}.{tag}}}\n"));
     }
-    let topo = dir.path().join("topology.yaml");
-    std::fs::write(&topo, yaml)?;
-    let st = std::process::Command::new(&a.weir)
-        .args([
-            OsStr::new("topics"),
-            OsStr::new("apply"),
-            OsStr::new("-f"),
-            topo.as_os_str(),
-        ])
-        .status()?;
-    if !st.success() {
-        bail!("weir topics apply failed");
-    }
+    let topo = crate::process::apply_topology(&a.weir, dir.path(), &yaml)?;
 
     // Preload: each record holds `series_per_record` series of one partition at one time.
     let hour = 3_600_000;

@@ -80,31 +80,59 @@ where
 
 /// Debian's VictoriaMetrics on `port`, data in `dir`, as the local stack runs it.
 pub fn start_vm(port: u16, dir: &Path) -> anyhow::Result<Proc> {
-    let child = Command::new("victoria-metrics")
-        .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
-        .arg(format!("-storageDataPath={}", dir.display()))
-        .args([
-            "-retentionPeriod=100y",
-            "-dedup.minScrapeInterval=1ms",
-            "-search.latencyOffset=0s",
-            "-loggerLevel=ERROR",
-        ])
+    spawn_ready(
+        "victoria-metrics",
+        &[
+            format!("-httpListenAddr=127.0.0.1:{port}"),
+            format!("-storageDataPath={}", dir.display()),
+            "-retentionPeriod=100y".into(),
+            "-dedup.minScrapeInterval=1ms".into(),
+            "-search.latencyOffset=0s".into(),
+            "-loggerLevel=ERROR".into(),
+        ],
+        &format!("http://127.0.0.1:{port}/health"),
+    )
+}
+
+/// Starts `program ARGS` (installed by scripts/stack.sh), output discarded, and waits up
+/// to a minute until `ready_url` answers 2xx.
+pub fn spawn_ready(program: &str, args: &[String], ready_url: &str) -> anyhow::Result<Proc> {
+    let child = Command::new(program)
+        .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .context("starting victoria-metrics")?;
+        .with_context(|| format!("starting {program} (installed by scripts/stack.sh)"))?;
     let proc = Proc(child);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while reqwest::blocking::get(format!("http://127.0.0.1:{port}/health"))
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while reqwest::blocking::get(ready_url)
         .map(|r| !r.status().is_success())
         .unwrap_or(true)
     {
         if Instant::now() > deadline {
-            bail!("victoria-metrics did not start");
+            bail!("{program} did not become ready at {ready_url}");
         }
         std::thread::sleep(Duration::from_millis(100));
     }
     Ok(proc)
+}
+
+/// Writes a benchmark's topology to `dir` and creates its topics with `weir topics apply`.
+pub fn apply_topology(weir: &Path, dir: &Path, yaml: &str) -> anyhow::Result<std::path::PathBuf> {
+    let topo = dir.join("topology.yaml");
+    std::fs::write(&topo, yaml)?;
+    let st = Command::new(weir)
+        .args([
+            OsStr::new("topics"),
+            OsStr::new("apply"),
+            OsStr::new("-f"),
+            topo.as_os_str(),
+        ])
+        .status()?;
+    if !st.success() {
+        bail!("weir topics apply failed");
+    }
+    Ok(topo)
 }
 
 /// The value of the first line of a service's `/metrics` at `addr` that starts with
