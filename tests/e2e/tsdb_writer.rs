@@ -352,9 +352,11 @@ fn victoriametrics_down_for_30s_loses_and_duplicates_nothing() {
     wait_until("not ready and partitions paused", OUTAGE, || {
         ready() == 503 && paused().0 > 0.0
     });
-    // The outage lasts its full length (the 30 s) whatever the writer did so far.
-    if let Some(rest) = OUTAGE.checked_sub(stopped.elapsed()) {
-        std::thread::sleep(rest);
+    // The outage lasts its full length (the 30 s) whatever the writer did so far,
+    // watched rather than slept through: not ready at every look.
+    while stopped.elapsed() < OUTAGE {
+        assert_eq!(ready(), 503, "not ready while the sink is down");
+        std::thread::sleep(Duration::from_millis(250));
     }
     // Still not ready at its end, records uncommitted, partitions still paused.
     assert_eq!(ready(), 503, "not ready while the sink is down");

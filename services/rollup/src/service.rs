@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use weir_contract::series_key::write_key_parts;
 use weir_runtime::config::{Role, RollupConfig, SinkSpec};
-use weir_runtime::dead_letter::{DeadLetter, DeadLetters};
+use weir_runtime::dead_letter::DeadLetters;
 use weir_runtime::kafka::consumer_config;
 use weir_runtime::ops::{self, Health};
 use weir_runtime::Topology;
@@ -178,17 +178,8 @@ pub async fn run(topology: Topology, shutdown: CancellationToken) -> anyhow::Res
                     }
                     Ok(())
                 });
-                let (dlq, rt2) = (dlq.clone(), rt.clone());
-                let dead_letter = Box::new(move |d: DeadLetter<'_>| {
-                    dlq.send_blocking(&rt2, d);
-                    metrics::counter!("weir_rollup_dead_letters_total").increment(1);
-                });
-                let log = match KafkaLog::new(&client, &group, &index.to_string(), &topic, decode, dead_letter) {
-                    Ok(l) => l,
-                    Err(e) => {
-                        tracing::error!(error = %e, "creating the Kafka consumer");
-                        return;
-                    }
+                let Some(log) = KafkaLog::for_worker(&client, &group, index, &topic, decode, dlq.clone(), rt.clone(), "weir_rollup_dead_letters_total") else {
+                    return;
                 };
                 let tx = tx.clone();
                 let sent = link.sent.clone();

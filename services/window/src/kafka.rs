@@ -15,7 +15,7 @@ use rdkafka::statistics::Statistics;
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 
 use weir_runtime::consumer::{publish_assigned, publish_lag, record_commit};
-use weir_runtime::dead_letter::DeadLetter;
+use weir_runtime::dead_letter::{DeadLetter, DeadLetters};
 
 use crate::checkpoint::Checkpoint;
 use crate::operators::source::{EventLog, LogEvent, Progress};
@@ -183,6 +183,41 @@ impl<K, V> KafkaLog<K, V> {
             committed: HashMap::new(),
             idle_polls: 0,
         })
+    }
+
+    /// Timely worker `worker`'s member of `group`, as the services run it: records it
+    /// cannot decode go to `dlq`, written from the worker thread and durable before their
+    /// offsets count, and are counted in the counter `dead_letters_metric`. `None` (and
+    /// an error logged) when the consumer cannot be created.
+    #[allow(clippy::too_many_arguments)]
+    pub fn for_worker(
+        config: &ClientConfig,
+        group: &str,
+        worker: usize,
+        topic: &str,
+        decode: DecodeFn<K, V>,
+        dlq: Arc<DeadLetters>,
+        rt: tokio::runtime::Handle,
+        dead_letters_metric: &'static str,
+    ) -> Option<Self> {
+        let dead_letter = Box::new(move |d: DeadLetter<'_>| {
+            dlq.send_blocking(&rt, d);
+            metrics::counter!(dead_letters_metric).increment(1);
+        });
+        match Self::new(
+            config,
+            group,
+            &worker.to_string(),
+            topic,
+            decode,
+            dead_letter,
+        ) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                tracing::error!(%group, %topic, error = %e, "creating the Kafka consumer");
+                None
+            }
+        }
     }
 
     fn assigned_list(&self) -> TopicPartitionList {

@@ -35,7 +35,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use weir_runtime::config::{AlerterConfig, Role, SinkSpec};
-use weir_runtime::dead_letter::{DeadLetter, DeadLetters};
+use weir_runtime::dead_letter::DeadLetters;
 use weir_runtime::kafka::{client_config, consumer_config, partition_count, producer_config};
 use weir_runtime::ops::{self, Health};
 use weir_runtime::Topology;
@@ -257,17 +257,8 @@ pub async fn run(topology: Topology, shutdown: CancellationToken) -> anyhow::Res
                     metrics::counter!("weir_alerter_samples_total", "outcome" => "read").increment(out.len() as u64);
                     Ok(())
                 });
-                let (dlq, rt2) = (dlq.clone(), rt.clone());
-                let dead_letter = Box::new(move |d: DeadLetter<'_>| {
-                    dlq.send_blocking(&rt2, d);
-                    metrics::counter!("weir_alerter_dead_letters_total").increment(1);
-                });
-                let log = match KafkaLog::new(&client, &group, &index.to_string(), &topic, decode, dead_letter) {
-                    Ok(l) => l,
-                    Err(e) => {
-                        tracing::error!(error = %e, "creating the Kafka consumer");
-                        return;
-                    }
+                let Some(log) = KafkaLog::for_worker(&client, &group, index, &topic, decode, dlq.clone(), rt.clone(), "weir_alerter_dead_letters_total") else {
+                    return;
                 };
                 let tx = tx.clone();
                 let sent = link.sent.clone();
