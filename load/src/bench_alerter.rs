@@ -22,7 +22,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -244,12 +244,29 @@ fn start_prometheus(
     )
 }
 
+/// How many firing alerts each watcher has seen so far: the run ends once all are in.
+#[derive(Default)]
+struct Arrived {
+    weir_topic: AtomicUsize,
+    weir_am: AtomicUsize,
+    prometheus_am: AtomicUsize,
+}
+
+impl Arrived {
+    fn all(&self, n: usize) -> bool {
+        [&self.weir_topic, &self.weir_am, &self.prometheus_am]
+            .iter()
+            .all(|c| c.load(Ordering::Relaxed) >= n)
+    }
+}
+
 /// Reads firing events off the events topic as they arrive; the receipt time is when
 /// this consumer got them.
 fn watch_events(
     kafka: &str,
     topic: &str,
     partitions: usize,
+    arrived_count: Arc<Arrived>,
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<std::thread::JoinHandle<Vec<(AlertKey, String, Seen)>>> {
     let c: BaseConsumer = ClientConfig::new()
@@ -279,6 +296,9 @@ fn watch_events(
             let mut labels = ev.labels.clone();
             labels.insert("alertname".into(), ev.alertname.clone());
             if let Some(k) = main_key(&labels) {
+                if ev.status == "firing" {
+                    arrived_count.weir_topic.fetch_add(1, Ordering::Relaxed);
+                }
                 out.push((
                     k,
                     ev.status.clone(),
@@ -296,6 +316,7 @@ fn watch_events(
 /// Polls Alertmanager and keeps, per (source, alert, startsAt), the first `updatedAt`.
 fn watch_alertmanager(
     port: u16,
+    arrived: Arc<Arrived>,
     stop: Arc<AtomicBool>,
 ) -> std::thread::JoinHandle<HashMap<(String, AlertKey, i64), i64>> {
     std::thread::spawn(move || {
@@ -325,7 +346,16 @@ fn watch_alertmanager(
                 ) else {
                     continue;
                 };
-                seen.entry((source, key, starts)).or_insert(updated);
+                if let std::collections::hash_map::Entry::Vacant(e) =
+                    seen.entry((source, key, starts))
+                {
+                    match e.key().0.as_str() {
+                        "weir" => &arrived.weir_am,
+                        _ => &arrived.prometheus_am,
+                    }
+                    .fetch_add(1, Ordering::Relaxed);
+                    e.insert(updated);
+                }
             }
             std::thread::sleep(Duration::from_millis(500));
         }
@@ -420,8 +450,9 @@ pub fn run(a: AlerterBenchArgs) -> anyhow::Result<()> {
         "alerter listening",
     )?;
     let stop = Arc::new(AtomicBool::new(false));
-    let events = watch_events(&a.kafka, &events_topic, 4, stop.clone())?;
-    let am_watch = watch_alertmanager(am_port, stop.clone());
+    let arrived = Arc::new(Arrived::default());
+    let events = watch_events(&a.kafka, &events_topic, 4, arrived.clone(), stop.clone())?;
+    let am_watch = watch_alertmanager(am_port, arrived.clone(), stop.clone());
 
     // The schedule: pushing starts on a step boundary; breaches start after the warm-up,
     // each rule's spread evenly over the wave, on a different series each wave.
@@ -491,8 +522,18 @@ pub fn run(a: AlerterBenchArgs) -> anyhow::Result<()> {
         cpu_seconds(prom.id())?,
     ];
 
-    // The last firings are due by `end`; give the stragglers a few seconds.
-    std::thread::sleep(Duration::from_secs(5));
+    // Firings due by `end` (with two steps to spare) are expected from both systems;
+    // wait for the stragglers, up to a deadline.
+    let due_by_end = breaches
+        .iter()
+        .filter(|b| {
+            (b.from + step_ms - 1).div_euclid(step_ms) * step_ms + for_ms + 2 * step_ms < end
+        })
+        .count();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !arrived.all(due_by_end) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
     stop.store(true, Ordering::Relaxed);
     let events = events
         .join()
@@ -585,12 +626,6 @@ pub fn run(a: AlerterBenchArgs) -> anyhow::Result<()> {
     if let Some(path) = &a.csv {
         std::fs::write(path, rows).with_context(|| format!("writing {}", path.display()))?;
     }
-    let due_by_end = breaches
-        .iter()
-        .filter(|b| {
-            (b.from + step_ms - 1).div_euclid(step_ms) * step_ms + for_ms + 2 * step_ms < end
-        })
-        .count();
 
     println!("== alert latency: weir (gateway -> metrics.raw -> alerter) vs Prometheus (remote-write receiver + rules), same samples, same Alertmanager");
     println!(
