@@ -15,8 +15,9 @@ use crate::functions::{self, Point};
 use crate::labels::{Labels, METRIC_NAME};
 use crate::plan::{apply_steps, AggOp, Inner, Plan, SeriesExpr, LOOKBACK_MS};
 
-/// Prometheus' staleness marker: a NaN with this bit pattern ends a series.
-pub const STALE_NAN: u64 = 0x7ff0_0000_0000_0002;
+/// Prometheus' staleness marker (a NaN with these bits ends a series), as the contract
+/// defines it.
+pub use weir_contract::model::STALE_NAN_BITS as STALE_NAN;
 
 pub fn is_stale(v: f64) -> bool {
     v.to_bits() == STALE_NAN
@@ -197,6 +198,8 @@ impl SeriesStore {
         out: &mut BTreeMap<usize, Vec<Partial>>,
     ) {
         let mut groups: HashMap<(usize, Labels), Acc> = HashMap::new();
+        // One buffer for every range read of this step, not an allocation per series.
+        let mut scratch: Vec<Point> = Vec::new();
         for s in self.series.values() {
             for &r in &s.rules {
                 if !due(r) {
@@ -204,7 +207,7 @@ impl SeriesStore {
                 }
                 match &self.plans[r] {
                     Plan::Series(e) => {
-                        if let Some((value, drop_name)) = series_value(e, s, t) {
+                        if let Some((value, drop_name)) = series_value(e, s, t, &mut scratch) {
                             let mut labels = s.labels.clone();
                             if drop_name {
                                 labels.remove(METRIC_NAME);
@@ -217,7 +220,7 @@ impl SeriesStore {
                     Plan::Aggregate {
                         series, grouping, ..
                     } => {
-                        if let Some((value, drop_name)) = series_value(series, s, t) {
+                        if let Some((value, drop_name)) = series_value(series, s, t, &mut scratch) {
                             let mut key = grouping.key(&s.labels);
                             if drop_name {
                                 // Only `by (__name__)` could have kept it.
@@ -281,7 +284,12 @@ fn window(points: &VecDeque<Point>, from: i64, to: i64) -> impl Iterator<Item = 
 
 /// One series' value of a per-series expression at `t`, and whether the expression
 /// dropped the metric name.
-fn series_value(e: &SeriesExpr, s: &SeriesState, t: i64) -> Option<(f64, bool)> {
+fn series_value(
+    e: &SeriesExpr,
+    s: &SeriesState,
+    t: i64,
+    pts: &mut Vec<Point>,
+) -> Option<(f64, bool)> {
     let (value, dropped) = match e.inner {
         Inner::Instant => {
             let end = s.points.partition_point(|p| p.0 <= t);
@@ -292,11 +300,9 @@ fn series_value(e: &SeriesExpr, s: &SeriesState, t: i64) -> Option<(f64, bool)> 
             (v, false)
         }
         Inner::Range { func, range_ms } => {
-            let pts: Vec<Point> = window(&s.points, t - range_ms, t)
-                .filter(|p| !is_stale(p.1))
-                .copied()
-                .collect();
-            let v = functions::range_fn(func, &pts, t, range_ms)?;
+            pts.clear();
+            pts.extend(window(&s.points, t - range_ms, t).filter(|p| !is_stale(p.1)));
+            let v = functions::range_fn(func, pts, t, range_ms)?;
             // Every range function drops the metric name but `last_over_time`.
             (v, func != crate::plan::RangeFn::Last)
         }

@@ -182,7 +182,7 @@ pub async fn run(topology: Topology, shutdown: CancellationToken) -> anyhow::Res
                     return;
                 };
                 let tx = tx.clone();
-                let sent = link.sent.clone();
+                let handoff = link.clone();
                 let pending = pending_rows.clone();
                 let mut emitter = Emitter::new(tiers.allowed_lateness_ms);
                 worker.dataflow::<weir_window::Time, _, _>(|scope| {
@@ -197,7 +197,7 @@ pub async fn run(topology: Topology, shutdown: CancellationToken) -> anyhow::Res
                             return;
                         }
                         pending.fetch_add(emission.rows.len(), Ordering::Relaxed);
-                        sent.fetch_add(1, Ordering::AcqRel);
+                        handoff.handed_over();
                         let _ = tx.send(Flush { worker: index, emission });
                     });
                 });
@@ -312,7 +312,7 @@ async fn write_loop(
             e.acknowledge(&links[w].handles.partition_acked);
         }
         for (link, n) in links.iter().zip(done) {
-            link.written.fetch_add(n, Ordering::AcqRel);
+            link.written(n);
         }
     }
 }

@@ -261,7 +261,7 @@ pub async fn run(topology: Topology, shutdown: CancellationToken) -> anyhow::Res
                     return;
                 };
                 let tx = tx.clone();
-                let sent = link.sent.clone();
+                let handoff = link.clone();
                 let pending2 = pending.clone();
                 let mut stage = StageOne::new(rules.clone(), idle);
                 let held = metrics::gauge!("weir_alerter_samples_held", "worker" => index.to_string());
@@ -282,7 +282,7 @@ pub async fn run(topology: Topology, shutdown: CancellationToken) -> anyhow::Res
                             }
                             held.set(stage.held().1 as f64);
                             pending2.fetch_add(out.steps.len(), Ordering::Relaxed);
-                            sent.fetch_add(1, Ordering::AcqRel);
+                            handoff.handed_over();
                             let _ = tx.send(Batch { worker: index, steps: out.steps });
                         });
                 });
@@ -380,7 +380,7 @@ async fn write_partials(
             }
         }
         pending.fetch_sub(n.min(pending.load(Ordering::Relaxed)), Ordering::Relaxed);
-        link.written.fetch_add(1, Ordering::AcqRel);
+        link.written(1);
     }
 }
 

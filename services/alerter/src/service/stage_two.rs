@@ -454,7 +454,7 @@ impl StageTwo {
                 let group = &self.rules.group(*rule).name;
                 let rule = self.rules.rule(*rule);
                 let fp = format!("{:016x}", shown.fingerprint());
-                let episode = format!("{fp}-{}", a.fired_at.unwrap_or(a.active_at));
+                let episode = shown.episode();
                 let labels: Vec<(String, String)> = shown
                     .labels
                     .iter()
