@@ -82,16 +82,24 @@ impl Aggregate for RollupAgg {
     type State = Vec<(i64, f64)>;
     type Output = Arc<Rollup>;
 
+    #[inline]
     fn new_state(&self) -> Self::State {
         Vec::with_capacity(8)
     }
 
+    #[inline]
     fn add(&self, state: &mut Self::State, ts: i64, value: &f64) {
         state.push((ts, *value));
     }
 
     fn merge(&self, into: &mut Self::State, from: Self::State) {
         into.extend(from);
+    }
+
+    #[inline]
+    fn prefetch(&self, state: &Self::State) {
+        // Where the next sample goes.
+        weir_window::prefetch(state.as_ptr().wrapping_add(state.len()));
     }
 
     fn finish(&self, state: &Self::State, _window: Window) -> Arc<Rollup> {

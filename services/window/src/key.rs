@@ -11,6 +11,24 @@ fn hasher() -> &'static foldhash::quality::RandomState {
     S.get_or_init(foldhash::quality::RandomState::default)
 }
 
+/// What the window operators key their state by.
+pub trait WindowKey: Clone + Hash + Eq + 'static {
+    /// Asks the CPU to fetch what cloning or dropping the key touches (a shared key's
+    /// reference count), so a batch's keys can be brought in together; see the window
+    /// operator's `warm`.
+    fn prefetch(&self) {}
+}
+
+impl WindowKey for HashedKey {
+    #[inline]
+    fn prefetch(&self) {
+        crate::operators::window::prefetch(Arc::as_ptr(&self.text).cast::<u8>());
+    }
+}
+
+impl WindowKey for String {}
+impl WindowKey for u64 {}
+
 /// A string key with its hash.
 #[derive(Clone)]
 pub struct HashedKey {

@@ -77,13 +77,13 @@ pub mod worker;
 
 pub use checkpoint::{Checkpoint, OffsetTracker};
 pub use event::{Event, Item, WindowResult};
-pub use key::HashedKey;
+pub use key::{HashedKey, WindowKey};
 pub use operators::rewindow::{Combine, RewindowConfig, RewindowExt};
 pub use operators::sink::SinkExt;
 pub use operators::source::{
     log_source, EventLog, LogEvent, PeerWatermarks, Progress, SourceConfig, SourceHandles,
 };
-pub use operators::window::{Aggregate, WindowConfig, WindowExt};
+pub use operators::window::{prefetch, Aggregate, WindowConfig, WindowExt};
 pub use operators::Time;
 pub use spec::{Window, WindowSpec};
 pub use worker::{run_then_drain, WorkerLink};

@@ -6,13 +6,13 @@
 //! replaces its earlier result, so corrections flow up the cascade without counting
 //! anything twice. A coarse window is final when the partition's watermark passes its
 //! end plus lateness, which comes after its last finer window was final.
-use std::hash::Hash;
 
 use timely::dataflow::Stream;
 
 use super::window::{windowed, Aggregate, WindowConfig};
 use super::Time;
 use crate::event::{Event, Item};
+use crate::key::WindowKey;
 use crate::spec::{Window, WindowSpec};
 
 /// Combines finer windows' results, in time order, into a coarser window's.
@@ -57,6 +57,11 @@ impl<C: Combine> Aggregate for Cascade<C> {
         }
     }
 
+    fn prefetch(&self, parts: &Self::State) {
+        // `add` searches the parts by start, then writes after the last one.
+        super::window::prefetch(parts.as_ptr().wrapping_add(parts.len().saturating_sub(1)));
+    }
+
     fn finish(&self, parts: &Self::State, window: Window) -> C::Output {
         let parts: Vec<&C::Output> = parts.iter().map(|p| &p.1).collect();
         self.0.combine(&parts, window)
@@ -73,7 +78,7 @@ pub trait RewindowExt<'s, K, V, O> {
 
 impl<'s, K, V, O> RewindowExt<'s, K, V, O> for Stream<'s, Time, Vec<Item<K, V, O>>>
 where
-    K: Clone + Hash + Eq + 'static,
+    K: WindowKey,
     V: Clone + 'static,
     O: Clone + 'static,
 {
@@ -92,6 +97,10 @@ where
             },
             Cascade(combine),
             &name,
+            move |item| match item {
+                Item::Result(r) if r.stage == from => Some(&r.key),
+                _ => None,
+            },
             move |item| match item {
                 Item::Result(r) if r.stage == from => {
                     // Finer results are never late themselves: their partition watermark

@@ -9,7 +9,6 @@
 //! [`WindowExt::window`] windows raw events; the cascade ([`super::rewindow`]) runs the
 //! same operator over a finer stage's results.
 use std::collections::BTreeMap;
-use std::hash::Hash;
 
 use hashbrown::hash_map::RawEntryMut;
 use timely::container::CapacityContainerBuilder;
@@ -19,6 +18,7 @@ use timely::dataflow::Stream;
 
 use super::{frontier_ms, KeyMap, Time};
 use crate::event::{Event, Item, WindowResult};
+use crate::key::WindowKey;
 use crate::spec::{Window, WindowSpec};
 
 /// What a window computes from the values that fall into it.
@@ -32,6 +32,19 @@ pub trait Aggregate: 'static {
     /// Joins two states of one key (session windows that an event bridged).
     fn merge(&self, into: &mut Self::State, from: Self::State);
     fn finish(&self, state: &Self::State, window: Window) -> Self::Output;
+    /// Asks the CPU to fetch the memory `add` will touch next (see [`Windows::warm`]).
+    fn prefetch(&self, _state: &Self::State) {}
+}
+
+/// Hints the CPU to bring `p`'s cache line in, without waiting for it.
+pub fn prefetch<T>(p: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is a hint; it never faults, whatever the address.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast())
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
 }
 
 /// One windowing stage.
@@ -55,6 +68,10 @@ struct KeyWindows<S> {
     open: Vec<Open<S>>,
 }
 
+/// Keys warmed at a time: enough for the CPU to overlap their misses, few enough that
+/// what was fetched is still in cache when it is used.
+const WARM_CHUNK: usize = 256;
+
 /// Keyed windows and the indexes that find what is due without scanning every key.
 struct Windows<K, A: Aggregate> {
     cfg: WindowConfig,
@@ -68,7 +85,7 @@ struct Windows<K, A: Aggregate> {
     refire: Vec<K>,
 }
 
-impl<K: Clone + Hash + Eq + 'static, A: Aggregate> Windows<K, A> {
+impl<K: WindowKey, A: Aggregate> Windows<K, A> {
     fn new(cfg: WindowConfig, agg: A) -> Self {
         Self {
             cfg,
@@ -99,6 +116,38 @@ impl<K: Clone + Hash + Eq + 'static, A: Aggregate> Windows<K, A> {
                     },
                 )
                 .1
+            }
+        }
+    }
+
+    /// Brings the state of a batch's keys into cache before the batch is added. Each key's
+    /// state is a chain of cache misses (table slot, open windows, aggregate state) over
+    /// a working set far larger than the cache; resolved one event after another they
+    /// are paid in series, while this short loop lets the CPU overlap the chains of many
+    /// events.
+    fn warm<'k>(&self, keys: impl Iterator<Item = &'k K>)
+    where
+        K: 'k,
+    {
+        for key in keys {
+            key.prefetch();
+            if let Some(kw) = self.keys.get(key) {
+                for o in &kw.open {
+                    self.agg.prefetch(&o.state);
+                }
+            }
+        }
+    }
+
+    /// Runs `f` on each key, warming a chunk at a time; each key is dropped right after
+    /// its use, while it is still in cache.
+    fn each_warm(&mut self, keys: Vec<K>, mut f: impl FnMut(&mut Self, K)) {
+        let mut keys = keys.into_iter();
+        while !keys.as_slice().is_empty() {
+            let n = keys.len().min(WARM_CHUNK);
+            self.warm(keys.as_slice()[..n].iter());
+            for key in keys.by_ref().take(n) {
+                f(self, key);
             }
         }
     }
@@ -244,16 +293,14 @@ impl<K: Clone + Hash + Eq + 'static, A: Aggregate> Windows<K, A> {
     /// Emits what the frontier made due, and corrections.
     fn advance(&mut self, frontier: i64, out: &mut Vec<WindowResult<K, A::Output>>) {
         let ready = |w: &Window| w.end <= frontier;
-        for key in std::mem::take(&mut self.refire) {
-            self.emit_key(&key, ready, out);
-        }
+        let refire = std::mem::take(&mut self.refire);
+        self.each_warm(refire, |w, key| w.emit_key(&key, ready, out));
         while let Some(entry) = self.due.first_entry() {
             if *entry.key() > frontier {
                 break;
             }
-            for key in entry.remove() {
-                self.emit_key(&key, ready, out);
-            }
+            let keys = entry.remove();
+            self.each_warm(keys, |w, key| w.emit_key(&key, ready, out));
         }
     }
 
@@ -272,15 +319,15 @@ impl<K: Clone + Hash + Eq + 'static, A: Aggregate> Windows<K, A> {
             }
             keys.extend(entry.remove());
         }
-        for key in keys {
-            self.emit_key(&key, is_final, out);
-            if let Some(kw) = self.keys.get_mut(&key) {
+        self.each_warm(keys, |w, key| {
+            w.emit_key(&key, is_final, out);
+            if let Some(kw) = w.keys.get_mut(&key) {
                 kw.open.retain(|o| !is_final(&o.window));
                 if kw.open.is_empty() {
-                    self.keys.remove(&key);
+                    w.keys.remove(&key);
                 }
             }
-        }
+        });
     }
 
     fn revoke(&mut self, part: u32) {
@@ -298,24 +345,27 @@ impl<K: Clone + Hash + Eq + 'static, A: Aggregate> Windows<K, A> {
 pub(crate) type Intake<K, V, O, W> = (Option<Event<K, W>>, Option<Item<K, V, O>>);
 
 /// The windowing operator both stages share. `take` picks the events a stage windows;
-/// `late` says what to pass on for an event too late for every window. Revocations drop
+/// `late` says what to pass on for an event too late for every window; `peek` names the
+/// key `take` would window an item under, so a batch's state is warmed before it is used. Revocations drop
 /// a partition's state, partition watermarks make its windows final; both flow on, each
 /// watermark after the final results it released so later stages see those first.
-pub(crate) fn windowed<'s, K, V, O, A, T, L>(
+pub(crate) fn windowed<'s, K, V, O, A, T, L, P>(
     stream: Stream<'s, Time, Vec<Item<K, V, O>>>,
     cfg: WindowConfig,
     agg: A,
     name: &str,
+    peek: P,
     mut take: T,
     late: L,
 ) -> Stream<'s, Time, Vec<Item<K, V, O>>>
 where
-    K: Clone + Hash + Eq + 'static,
+    K: WindowKey,
     V: Clone + 'static,
     O: Clone + 'static,
     A: Aggregate<Output = O>,
     T: FnMut(Item<K, V, O>) -> Intake<K, V, O, A::Value> + 'static,
     L: Fn(Event<K, A::Value>) -> Option<Item<K, V, O>> + 'static,
+    P: Fn(&Item<K, V, O>) -> Option<&K> + 'static,
 {
     stream.unary_frontier::<CapacityContainerBuilder<Vec<Item<K, V, O>>>, _, _, _>(
         Pipeline,
@@ -331,32 +381,38 @@ where
                 let port = output.output_index();
                 input.for_each(|cap, data| {
                     let mut session = output.session(&cap);
-                    for item in data.drain(..) {
-                        match item {
-                            Item::Revoked(p) => {
-                                windows.revoke(p);
-                                session.give(Item::Revoked(p));
-                            }
-                            Item::Watermark(p, wm) => {
-                                windows.expire(p, wm, &mut expired);
-                                session.give_iterator(expired.drain(..).map(Item::Result));
-                                session.give(Item::Watermark(p, wm));
-                            }
-                            item => {
-                                let (event, pass) = take(item);
-                                if let Some(pass) = pass {
-                                    session.give(pass);
+                    let mut items = data.drain(..);
+                    while !items.as_slice().is_empty() {
+                        let next = &items.as_slice()[..items.len().min(WARM_CHUNK)];
+                        windows.warm(next.iter().filter_map(&peek));
+                        for item in items.by_ref().take(WARM_CHUNK) {
+                            match item {
+                                Item::Revoked(p) => {
+                                    windows.revoke(p);
+                                    session.give(Item::Revoked(p));
                                 }
-                                if let Some(e) = event {
-                                    if !windows.add(&e, f) {
-                                        if let Some(l) = late(e) {
-                                            session.give(l);
+                                Item::Watermark(p, wm) => {
+                                    windows.expire(p, wm, &mut expired);
+                                    session.give_iterator(expired.drain(..).map(Item::Result));
+                                    session.give(Item::Watermark(p, wm));
+                                }
+                                item => {
+                                    let (event, pass) = take(item);
+                                    if let Some(pass) = pass {
+                                        session.give(pass);
+                                    }
+                                    if let Some(e) = event {
+                                        if !windows.add(&e, f) {
+                                            if let Some(l) = late(e) {
+                                                session.give(l);
+                                            }
                                         }
                                     }
                                 }
                             }
                         }
                     }
+                    drop(items);
                     drop(session);
                     if let Some(&t) = cap.least() {
                         if held.as_ref().is_none_or(|h| t < *h.time()) {
@@ -402,7 +458,7 @@ pub trait WindowExt<'s, K, V, O> {
 
 impl<'s, K, V, O> WindowExt<'s, K, V, O> for Stream<'s, Time, Vec<Item<K, V, O>>>
 where
-    K: Clone + Hash + Eq + 'static,
+    K: WindowKey,
     V: Clone + 'static,
     O: Clone + 'static,
 {
@@ -416,6 +472,10 @@ where
             cfg,
             agg,
             &name,
+            |item| match item {
+                Item::Event(e) => Some(&e.key),
+                _ => None,
+            },
             |item| match item {
                 Item::Event(e) => (Some(e), None),
                 other => (None, Some(other)),
