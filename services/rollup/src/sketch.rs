@@ -7,6 +7,10 @@
 //! dense stores cost ~17 KiB per series (1.7 GB for 100k series). Sparse, a row's sketch
 //! is as large as its distinct bins. Bins are bounded by the value range (≈2,000 from
 //! 1e-9 to 1e9 at 1% error), so no collapsing is needed and merges are exact.
+//!
+//! A bin's count is a `u32` (8 bytes a bin instead of 16: the cascade's retained sketches
+//! are most of the rollup's memory). It saturates at 4.29e9 samples of one series in one
+//! bin of one window, far beyond any scrape or push rate; the total count is a `u64`.
 use std::sync::OnceLock;
 
 use sketches_ddsketch::Config;
@@ -24,28 +28,45 @@ fn config() -> &'static Config {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Sketch {
     /// Bins of |v| for negative values, ascending.
-    neg: Vec<(i32, u64)>,
+    neg: Vec<Bin>,
     zero: u64,
-    pos: Vec<(i32, u64)>,
+    pos: Vec<Bin>,
     count: u64,
     min: f64,
     max: f64,
 }
 
-fn runs(mut keys: Vec<i32>) -> Vec<(i32, u64)> {
+/// A bin's key and how many values fell into it.
+type Bin = (i32, u32);
+
+fn runs(keys: &mut [i32]) -> Vec<Bin> {
     keys.sort_unstable();
-    let mut out: Vec<(i32, u64)> = Vec::new();
-    for k in keys {
-        match out.last_mut() {
-            Some((last, n)) if *last == k => *n += 1,
-            _ => out.push((k, 1)),
-        }
-    }
+    let distinct = keys.chunk_by(|a, b| a == b).count();
+    let mut out: Vec<Bin> = Vec::with_capacity(distinct);
+    out.extend(
+        keys.chunk_by(|a, b| a == b)
+            .map(|run| (run[0], u32::try_from(run.len()).unwrap_or(u32::MAX))),
+    );
     out
 }
 
-fn merge_runs(a: &[(i32, u64)], b: &[(i32, u64)]) -> Vec<(i32, u64)> {
-    let mut out = Vec::with_capacity(a.len() + b.len());
+/// Merges two ascending runs into a vector of exactly their distinct bins: merged
+/// sketches are kept for up to a coarse window, so spare capacity would be held as long.
+fn merge_runs(a: &[Bin], b: &[Bin]) -> Vec<Bin> {
+    let mut shared = 0;
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        match a[i].0.cmp(&b[j].0) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                shared += 1;
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(a.len() + b.len() - shared);
     let (mut i, mut j) = (0, 0);
     while i < a.len() && j < b.len() {
         match a[i].0.cmp(&b[j].0) {
@@ -58,7 +79,7 @@ fn merge_runs(a: &[(i32, u64)], b: &[(i32, u64)]) -> Vec<(i32, u64)> {
                 j += 1;
             }
             std::cmp::Ordering::Equal => {
-                out.push((a[i].0, a[i].1 + b[j].1));
+                out.push((a[i].0, a[i].1.saturating_add(b[j].1)));
                 i += 1;
                 j += 1;
             }
@@ -69,10 +90,10 @@ fn merge_runs(a: &[(i32, u64)], b: &[(i32, u64)]) -> Vec<(i32, u64)> {
     out
 }
 
-fn key_at_rank(bins: &[(i32, u64)], rank: u64) -> i32 {
+fn key_at_rank(bins: &[Bin], rank: u64) -> i32 {
     let mut n = 0;
     for (k, c) in bins {
-        n += c;
+        n += u64::from(*c);
         if n > rank {
             return *k;
         }
@@ -101,8 +122,8 @@ impl Sketch {
             s.max = s.max.max(v);
             s.count += 1;
         }
-        s.neg = runs(neg);
-        s.pos = runs(pos);
+        s.neg = runs(&mut neg);
+        s.pos = runs(&mut pos);
         s
     }
 
@@ -140,7 +161,7 @@ impl Sketch {
         }
         let c = config();
         let rank = (q * (self.count as f64 - 1.0)) as u64;
-        let neg_count: u64 = self.neg.iter().map(|b| b.1).sum();
+        let neg_count: u64 = self.neg.iter().map(|b| u64::from(b.1)).sum();
         if rank < neg_count {
             -c.value(key_at_rank(&self.neg, neg_count - rank - 1))
         } else if rank < neg_count + self.zero {
