@@ -98,8 +98,9 @@ impl Aggregate for RollupAgg {
 
     #[inline]
     fn prefetch(&self, state: &Self::State) {
-        // Where the next sample goes.
+        // Where the next sample goes, and where `finish` starts reading.
         weir_window::prefetch(state.as_ptr().wrapping_add(state.len()));
+        weir_window::prefetch(state.as_ptr());
     }
 
     fn finish(&self, state: &Self::State, _window: Window) -> Arc<Rollup> {

@@ -11,22 +11,33 @@ fn hasher() -> &'static foldhash::quality::RandomState {
     S.get_or_init(foldhash::quality::RandomState::default)
 }
 
-/// What the window operators key their state by.
+/// What the window operators key their state by. Any hashable key works (one line opts
+/// a type in); a key behind a shared pointer says where its memory is, so the operators
+/// can fetch it for a batch of keys at once.
 pub trait WindowKey: Clone + Hash + Eq + 'static {
-    /// Asks the CPU to fetch what cloning or dropping the key touches (a shared key's
-    /// reference count), so a batch's keys can be brought in together; see the window
-    /// operator's `warm`.
+    /// Asks the CPU to fetch what comparing, cloning or dropping the key touches.
     fn prefetch(&self) {}
 }
 
 impl WindowKey for HashedKey {
     #[inline]
     fn prefetch(&self) {
-        crate::operators::window::prefetch(Arc::as_ptr(&self.text).cast::<u8>());
+        self.text.prefetch();
+    }
+}
+
+impl<T: ?Sized + Hash + Eq + 'static> WindowKey for Arc<T> {
+    #[inline]
+    fn prefetch(&self) {
+        let data = Arc::as_ptr(self).cast::<u8>();
+        // The reference counts sit just before the data, possibly on the line before.
+        crate::operators::window::prefetch(data.wrapping_sub(2 * std::mem::size_of::<usize>()));
+        crate::operators::window::prefetch(data);
     }
 }
 
 impl WindowKey for String {}
+impl WindowKey for &'static str {}
 impl WindowKey for u64 {}
 
 /// A string key with its hash.

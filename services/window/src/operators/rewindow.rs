@@ -58,8 +58,8 @@ impl<C: Combine> Aggregate for Cascade<C> {
     }
 
     fn prefetch(&self, parts: &Self::State) {
-        // `add` searches the parts by start, then writes after the last one.
-        super::window::prefetch(parts.as_ptr().wrapping_add(parts.len().saturating_sub(1)));
+        // A finer window's result usually follows the last part: `add` writes there.
+        super::window::prefetch(parts.as_ptr().wrapping_add(parts.len()));
     }
 
     fn finish(&self, parts: &Self::State, window: Window) -> C::Output {

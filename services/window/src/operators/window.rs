@@ -32,7 +32,8 @@ pub trait Aggregate: 'static {
     /// Joins two states of one key (session windows that an event bridged).
     fn merge(&self, into: &mut Self::State, from: Self::State);
     fn finish(&self, state: &Self::State, window: Window) -> Self::Output;
-    /// Asks the CPU to fetch the memory `add` will touch next (see [`Windows::warm`]).
+    /// Asks the CPU to fetch the memory `add` and `finish` will touch next; the window
+    /// operator calls it for a batch of keys ahead of using them.
     fn prefetch(&self, _state: &Self::State) {}
 }
 
@@ -120,7 +121,8 @@ impl<K: WindowKey, A: Aggregate> Windows<K, A> {
         }
     }
 
-    /// Brings the state of a batch's keys into cache before the batch is added. Each key's
+    /// Brings the state of a batch's keys into cache before they are used (events added,
+    /// windows emitted or dropped). Each key's
     /// state is a chain of cache misses (table slot, open windows, aggregate state) over
     /// a working set far larger than the cache; resolved one event after another they
     /// are paid in series, while this short loop lets the CPU overlap the chains of many
@@ -346,9 +348,10 @@ pub(crate) type Intake<K, V, O, W> = (Option<Event<K, W>>, Option<Item<K, V, O>>
 
 /// The windowing operator both stages share. `take` picks the events a stage windows;
 /// `late` says what to pass on for an event too late for every window; `peek` names the
-/// key `take` would window an item under, so a batch's state is warmed before it is used. Revocations drop
-/// a partition's state, partition watermarks make its windows final; both flow on, each
-/// watermark after the final results it released so later stages see those first.
+/// key `take` would window an item under, so a batch's state is warmed before use.
+/// Revocations drop a partition's state, partition watermarks make its windows final;
+/// both flow on, each watermark after the final results it released so later stages see
+/// those first.
 pub(crate) fn windowed<'s, K, V, O, A, T, L, P>(
     stream: Stream<'s, Time, Vec<Item<K, V, O>>>,
     cfg: WindowConfig,
