@@ -141,6 +141,10 @@ impl SeriesStore {
 
     /// Adds a sample; samples may arrive out of order (within the watermark's bound).
     pub fn push(&mut self, labels: &Labels, t: i64, v: f64) {
+        if labels.is_empty() {
+            // A series no rule selects by name (see `SampleDecoder`).
+            return;
+        }
         let state = match self.series.get_mut(labels) {
             Some(s) => s,
             None => {

@@ -1,5 +1,6 @@
 //! The rules a deployment evaluates, flattened: every rule of every file and group gets
 //! an index, the one both stages and the state topic use.
+use std::collections::HashSet;
 use std::path::PathBuf;
 
 use crate::evaluate::SeriesStore;
@@ -55,6 +56,20 @@ impl RuleSet {
     /// A stage-one store for these rules.
     pub fn store(&self) -> SeriesStore {
         SeriesStore::new((0..self.len()).map(|i| self.rule(i).plan.clone()).collect())
+    }
+
+    /// The metric names the rules select, or `None` if a rule selects series by their
+    /// labels alone (then every series may be read).
+    pub fn metric_names(&self) -> Option<HashSet<String>> {
+        (0..self.len())
+            .map(|i| {
+                self.rule(i)
+                    .plan
+                    .selector()
+                    .metric_name()
+                    .map(str::to_string)
+            })
+            .collect()
     }
 
     /// The first step of any group at or after `t`.

@@ -43,11 +43,11 @@ use weir_window::kafka::KafkaLog;
 use weir_window::{log_source, run_then_drain, PeerWatermarks, SinkExt, SourceConfig, WorkerLink};
 
 use crate::alertmanager::AlertmanagerClient;
-use crate::labels::{Labels, METRIC_NAME};
+use crate::labels::Labels;
 use crate::notify::{now_ms, Notifier};
 use crate::ruleset::RuleSet;
 use partials::split;
-use stage_one::{StageOne, StepOutput};
+use stage_one::{SampleDecoder, StageOne, StepOutput};
 use stage_two::StageTwo;
 
 /// One worker's evaluated steps on their way to the repartition topic.
@@ -241,20 +241,11 @@ pub async fn run(topology: Topology, shutdown: CancellationToken) -> anyhow::Res
             timely::execute(timely::Config::process(links.len()), move |worker| {
                 let index = worker.index();
                 let link = links[index].clone();
-                let decoder = decoder.clone();
+                let samples = SampleDecoder::new(decoder.clone(), &rules);
                 let decode = Box::new(move |payload: &[u8], out: &mut Vec<(Arc<Labels>, i64, f64)>| {
-                    decoder
-                        .visit(payload, |s| {
-                            let mut pairs = Vec::with_capacity(s.labels.len() + 1);
-                            pairs.push((METRIC_NAME.to_string(), s.name.to_string()));
-                            pairs.extend(s.labels.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-                            let labels = Arc::new(Labels::new(pairs));
-                            for x in s.samples {
-                                out.push((labels.clone(), x.timestamp_ms, x.value));
-                            }
-                        })
-                        .map_err(|e| e.to_string())?;
-                    metrics::counter!("weir_alerter_samples_total", "outcome" => "read").increment(out.len() as u64);
+                    let unread = samples.decode(payload, out).map_err(|e| e.to_string())?;
+                    metrics::counter!("weir_alerter_samples_total", "outcome" => "read").increment((out.len() - unread) as u64);
+                    metrics::counter!("weir_alerter_samples_total", "outcome" => "unread").increment(unread as u64);
                     Ok(())
                 });
                 let Some(log) = KafkaLog::for_worker(&client, &group, index, &topic, decode, dlq.clone(), rt.clone(), "weir_alerter_dead_letters_total") else {

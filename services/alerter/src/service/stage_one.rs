@@ -5,18 +5,66 @@
 //! Each partition steps on its own: its store holds only its series, and its steps are
 //! judged against its own watermark, so a partition re-read after a rebalance (far behind
 //! the frontier, which never goes back) still sees all its samples before a step.
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use weir_contract::avro::{DecodeError, Decoder};
 use weir_window::{Checkpoint, Item};
 
 use crate::evaluate::{Partial, SeriesStore};
-use crate::labels::Labels;
+use crate::labels::{Labels, METRIC_NAME};
 use crate::ruleset::RuleSet;
 
 /// The items stage one reads: samples keyed by their labels.
 pub type SampleItem = Item<Arc<Labels>, f64, ()>;
+
+/// metrics.raw records to stage one's samples. A series whose metric name no rule
+/// selects is handed on under one shared empty label set: its samples still move their
+/// partition's watermark (which is every sample's, not only the rules'), and stage one
+/// drops them at once. Building their labels, hashing them and matching them against the
+/// rules per sample was most of stage one's work on a topic where few series are
+/// alerted on.
+pub struct SampleDecoder {
+    decoder: Decoder,
+    /// The metric names the rules select; `None` when a rule selects by labels alone.
+    names: Option<HashSet<String>>,
+    unread: Arc<Labels>,
+}
+
+impl SampleDecoder {
+    pub fn new(decoder: Decoder, rules: &RuleSet) -> Self {
+        Self {
+            decoder,
+            names: rules.metric_names(),
+            unread: Arc::new(Labels::default()),
+        }
+    }
+
+    /// Appends the record's samples; returns how many of them no rule reads.
+    pub fn decode(
+        &self,
+        payload: &[u8],
+        out: &mut Vec<(Arc<Labels>, i64, f64)>,
+    ) -> Result<usize, DecodeError> {
+        let mut unread = 0;
+        self.decoder.visit(payload, |s| {
+            let labels = if self.names.as_ref().is_none_or(|n| n.contains(s.name)) {
+                let mut pairs = Vec::with_capacity(s.labels.len() + 1);
+                pairs.push((METRIC_NAME.to_string(), s.name.to_string()));
+                pairs.extend(s.labels.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+                Arc::new(Labels::new(pairs))
+            } else {
+                unread += s.samples.len();
+                self.unread.clone()
+            };
+            for x in s.samples {
+                out.push((labels.clone(), x.timestamp_ms, x.value));
+            }
+        })?;
+        Ok(unread)
+    }
+}
 
 /// One partition's partials of one step.
 #[derive(Debug, Clone, PartialEq)]
@@ -248,5 +296,73 @@ mod tests {
         );
         let steps: Vec<i64> = out.steps.iter().map(|o| o.step).collect();
         assert_eq!(steps, vec![30_000, 40_000]);
+    }
+
+    fn series(name: &str, host: &str, ts: i64) -> weir_contract::Series {
+        weir_contract::Series {
+            name: name.into(),
+            labels: vec![weir_contract::Label {
+                name: "host".into(),
+                value: host.into(),
+            }],
+            samples: vec![weir_contract::Sample {
+                timestamp_ms: ts,
+                value: 90.0,
+            }],
+            metric_type: Default::default(),
+            unit: None,
+            tenant: None,
+        }
+    }
+
+    #[test]
+    fn series_no_rule_selects_move_the_watermark_and_are_not_kept() {
+        let payload = weir_contract::avro::BatchEncoder::encode(&weir_contract::MetricsBatch {
+            series: vec![
+                series("temp", "a", 1_000),
+                series("disk_free", "a", 9_000),
+                series("temp", "b", 2_000),
+            ],
+        });
+        let decoder = SampleDecoder::new(Decoder::new(), &rules());
+        let mut out = Vec::new();
+        assert_eq!(decoder.decode(&payload, &mut out).unwrap(), 1);
+        // Every sample's time is handed on, so the source's watermark sees 9 s.
+        let times: Vec<i64> = out.iter().map(|s| s.1).collect();
+        assert_eq!(times, vec![1_000, 9_000, 2_000]);
+        assert!(out[1].0.is_empty());
+        assert_eq!(out[0].0.get(METRIC_NAME), "temp");
+
+        let mut stage = StageOne::new(rules(), Duration::from_secs(60));
+        let items = out
+            .into_iter()
+            .map(|(key, ts, value)| {
+                Item::Event(Event {
+                    key,
+                    part: 0,
+                    ts,
+                    value,
+                    part_watermark: None,
+                })
+            })
+            .collect();
+        stage.absorb(items, 0, Instant::now());
+        let store = &stage.parts[&0].store;
+        assert_eq!((store.series_count(), store.sample_count()), (2, 2));
+    }
+
+    #[test]
+    fn a_rule_selecting_by_labels_alone_reads_every_series() {
+        let text = "groups:\n- name: g\n  rules:\n  - alert: Any\n    expr: '{host=\"a\"} > 1'\n";
+        let rules = RuleSet::new(parse_file(Path::new("r.yml"), text).unwrap());
+        assert_eq!(rules.metric_names(), None);
+        let payload = weir_contract::avro::BatchEncoder::encode(&weir_contract::MetricsBatch {
+            series: vec![series("disk_free", "a", 9_000)],
+        });
+        let mut out = Vec::new();
+        let unread = SampleDecoder::new(Decoder::new(), &rules)
+            .decode(&payload, &mut out)
+            .unwrap();
+        assert_eq!((unread, out[0].0.get(METRIC_NAME)), (0, "disk_free"));
     }
 }
