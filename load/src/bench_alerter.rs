@@ -45,6 +45,10 @@ pub struct AlerterBenchArgs {
     /// Distinct series pushed every `step`.
     #[arg(long, default_value_t = 100_000)]
     series: usize,
+    /// More series, of metrics no rule selects, pushed alongside (most of a real fleet's
+    /// series are read by no alerting rule).
+    #[arg(long, default_value_t = 0)]
+    unread_series: usize,
     /// Alerting rules; each selects series/rules series of one metric.
     #[arg(long, default_value_t = 1000)]
     rules: usize,
@@ -87,7 +91,9 @@ pub struct AlerterBenchArgs {
 
 /// Where series `i` sits: its metric, its index within the metric, and its rule.
 struct Fleet {
+    /// Series pushed: the `read` ones the rules select, then the unread ones.
     n: usize,
+    read: usize,
     metrics: usize,
     zones: usize,
     step_ms: i64,
@@ -116,9 +122,14 @@ impl Fleet {
             name: n.into(),
             value: v,
         };
-        let host = self.host(i);
+        let (name, j) = if i < self.read {
+            ("bench_metric", i)
+        } else {
+            ("bench_unread", i - self.read)
+        };
+        let host = self.host(j);
         vec![
-            l("__name__", format!("bench_metric_{:03}", self.metric(i))),
+            l("__name__", format!("{name}_{:03}", self.metric(j))),
             l("env", "prod".into()),
             l("instance", format!("host-{host:05}")),
             l("job", "bench".into()),
@@ -405,7 +416,8 @@ pub fn run(a: AlerterBenchArgs) -> anyhow::Result<()> {
         bail!("--breach must outlast --for by more than two steps, or nothing fires");
     }
     let fleet = Fleet {
-        n: a.series,
+        n: a.series + a.unread_series,
+        read: a.series,
         metrics: a.metrics,
         zones: a.rules / a.metrics,
         step_ms,
@@ -487,8 +499,9 @@ pub fn run(a: AlerterBenchArgs) -> anyhow::Result<()> {
         hot.entry(b.series).or_default().push((b.start, b.until));
     }
     println!(
-        "pushing {} series every {} s to weir and Prometheus for {:.0} s ({} breaches) ...",
-        a.series,
+        "pushing {} series ({} of them selected by no rule) every {} s to weir and Prometheus for {:.0} s ({} breaches) ...",
+        fleet.n,
+        a.unread_series,
         a.step.as_secs(),
         (end - now_ms()) as f64 / 1e3,
         breaches.len()
@@ -629,8 +642,9 @@ pub fn run(a: AlerterBenchArgs) -> anyhow::Result<()> {
 
     println!("== alert latency: weir (gateway -> metrics.raw -> alerter) vs Prometheus (remote-write receiver + rules), same samples, same Alertmanager");
     println!(
-        "   workload: {} series x 1 sample every {} s pushed in real time ({} samples, {} remote-write requests of {} series sent to each system, {} retried, {} failed); {} rules in {} groups (interval {} s, for {} s); {} breaches of {} s; out-of-orderness {} ms; {} metrics.raw partitions, {} alerter workers",
-        a.series,
+        "   workload: {} series ({} of them selected by no rule) x 1 sample every {} s pushed in real time ({} samples, {} remote-write requests of {} series sent to each system, {} retried, {} failed); {} rules in {} groups (interval {} s, for {} s); {} breaches of {} s; out-of-orderness {} ms; {} metrics.raw partitions, {} alerter workers",
+        fleet.n,
+        a.unread_series,
         a.step.as_secs(),
         pushed.0,
         pushed.1,
@@ -716,7 +730,7 @@ async fn push(
         format!("http://127.0.0.1:{prom_port}/api/v1/write"),
     ];
     let mut in_flight: Vec<tokio::task::JoinHandle<()>> = Vec::new();
-    let n = a.series as i64;
+    let n = fleet.n as i64;
     // Position p is series p % n in step p / n.
     let time_of = |p: i64| base + (p / n) * fleet.step_ms + fleet.phase((p % n) as usize);
     let (mut p, mut samples, mut requests) = (0i64, 0u64, 0u64);
