@@ -47,4 +47,15 @@ wait_for() {
 }
 
 tcp_open() { (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null; }
+# A Kafka Metadata v0 request for every topic, answered within 3 s. tansu answers it
+# from its storage, so a broker whose port is open but whose storage has stalled (seen
+# after its sqlite file grew to gigabytes) fails this where tcp_open passes.
+kafka_metadata_ok() {
+  (
+    exec 3<>"/dev/tcp/${1%:*}/${1#*:}" || exit 1
+    # size 18 | api_key 3 | version 0 | correlation 1 | client "weir" | topics: [] (all)
+    printf '\x00\x00\x00\x12\x00\x03\x00\x00\x00\x00\x00\x01\x00\x04weir\x00\x00\x00\x00' >&3
+    [ "$(timeout 3 head -c 4 <&3 | wc -c)" = 4 ]
+  ) 2>/dev/null
+}
 http_ok() { curl -fsS -o /dev/null --max-time 2 "$1"; }

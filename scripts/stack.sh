@@ -155,7 +155,7 @@ YAML
 
 cmd_start() {
   cmd_install
-  ensure tansu start_tansu tcp_open "$KAFKA_ADDR"
+  ensure tansu start_tansu kafka_metadata_ok "$KAFKA_ADDR"
   ensure victoria-metrics start_vm http_ok "$VM_URL/health"
   ensure clickhouse start_clickhouse http_ok "$CH_URL/ping"
   ensure alertmanager start_alertmanager http_ok "$AM_URL/-/ready"
@@ -195,7 +195,10 @@ cmd_status() {
   for f in "$PIDS"/*.pid; do
     [ -e "$f" ] || { echo "nothing runs"; return 0; }
     name="$(basename "$f" .pid)"
-    if running "$name"; then echo "running  $name (pid $(cat "$f"))"; else echo "dead     $name"; fi
+    if ! running "$name"; then echo "dead     $name"
+    elif [ "$name" = tansu ] && ! kafka_metadata_ok "$KAFKA_ADDR"; then
+      echo "stuck    $name (pid $(cat "$f")): no metadata answer in 3 s; scripts/stack.sh reset"
+    else echo "running  $name (pid $(cat "$f"))"; fi
   done
 }
 
