@@ -180,7 +180,8 @@ cmd_stop() {
 }
 
 # tansu keeps every topic in one sqlite file that never shrinks; after many benchmark
-# runs (gigabytes) it slows down and its storage task has been seen to die.
+# runs (gigabytes) it slows down and its storage task has been seen to die. Deleting
+# topics is no way out: tansu 0.6 deletes every topic on any DeleteTopics request.
 cmd_reset() {
   cmd_stop
   local d

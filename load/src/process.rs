@@ -150,6 +150,11 @@ pub fn scrape(addr: std::net::SocketAddr, prefix: &str) -> f64 {
 
 /// Deletes a benchmark's own topics once it is done: the local broker keeps every record
 /// in one store that only grows. Best effort; what fails is reported, not fatal.
+///
+/// Only when the broker holds no other topic: tansu 0.6 (sqlite) deletes *every* topic on
+/// any DeleteTopics request (checked: deleting one topic took two unrelated ones with it),
+/// so on a broker that also serves the demo or a test run, the topics are left for
+/// `scripts/stack.sh reset`.
 pub fn delete_topics(kafka: &str, topics: &[String]) {
     use rdkafka::admin::{AdminClient, AdminOptions};
     use rdkafka::client::DefaultClientContext;
@@ -157,6 +162,22 @@ pub fn delete_topics(kafka: &str, topics: &[String]) {
         let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
             .set("bootstrap.servers", kafka)
             .create()?;
+        let others: Vec<String> = admin
+            .inner()
+            .fetch_metadata(None, Duration::from_secs(10))?
+            .topics()
+            .iter()
+            .map(|t| t.name().to_string())
+            .filter(|n| !topics.contains(n) && !n.starts_with("__"))
+            .collect();
+        if !others.is_empty() {
+            eprintln!(
+                "not deleting the benchmark's topics: the broker holds {} other topic(s) (e.g. {}), and tansu deletes every topic on a delete; scripts/stack.sh reset reclaims the space",
+                others.len(),
+                others[0]
+            );
+            return Ok(());
+        }
         let names: Vec<&str> = topics.iter().map(String::as_str).collect();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
