@@ -64,14 +64,17 @@ spawn() {
   echo $! >"$PIDS/$name.pid"
 }
 
-# ensure NAME ADDR_OR_URL START_FUNCTION HEALTHCHECK...
+# ensure NAME START_FUNCTION HEALTHCHECK ARGS... (the last argument: its address or URL)
 ensure() {
   local name="$1" start="$2"; shift 2
   if running "$name"; then
     if wait_for 30 "$name" "$@"; then return 0; fi
     die "$name runs (pid $(cat "$PIDS/$name.pid")) but is not healthy; see $LOGS/$name.log"
   fi
-  if "$@" >/dev/null 2>&1; then
+  # Anything on the port, healthy or not (a stuck broker whose pid file is gone), was
+  # not started by this script. The health check's last argument names the port.
+  local target="${*: -1}"; target="${target#*://}"
+  if tcp_open "${target%%/*}"; then
     die "$name: its port is already served by a process this script did not start; stop it first"
   fi
   "$start"
