@@ -186,8 +186,8 @@ pub fn delete_topics(kafka: &str, topics: &[String]) {
             .build()?;
         for r in rt.block_on(admin.delete_topics(&names, &AdminOptions::new()))? {
             match r {
-                // tansu answers this for some names of a multi-topic delete that it did
-                // delete; either way the topic is gone.
+                // tansu deletes every topic for the first name, then answers this for
+                // the rest; either way the topic is gone.
                 Err((_, rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition)) | Ok(_) => {}
                 Err((topic, e)) => eprintln!("deleting topic {topic}: {e}"),
             }
