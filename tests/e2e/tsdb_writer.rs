@@ -354,10 +354,9 @@ fn victoriametrics_down_for_30s_loses_and_duplicates_nothing() {
     });
     // The outage lasts its full length (the 30 s) whatever the writer did so far,
     // watched rather than slept through: not ready at every look.
-    while stopped.elapsed() < OUTAGE {
-        assert_eq!(ready(), 503, "not ready while the sink is down");
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    holds_until("not ready while the sink is down", stopped + OUTAGE, || {
+        ready() == 503
+    });
     // Still not ready at its end, records uncommitted, partitions still paused.
     assert_eq!(ready(), 503, "not ready while the sink is down");
     let (n, metrics) = paused();

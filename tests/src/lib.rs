@@ -469,6 +469,19 @@ pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool)
     }
 }
 
+/// Asserts `cond` at every look (as often as `wait_until` looks) until `until`: for what
+/// must hold through a fixed span, such as a sink outage of the length an issue asks.
+pub fn holds_until(what: &str, until: Instant, mut cond: impl FnMut() -> bool) {
+    loop {
+        assert!(cond(), "{what} stopped holding");
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        std::thread::sleep(left.min(Duration::from_millis(100)));
+    }
+}
+
 /// The value of the first line of a service's `/metrics` that starts with `prefix`
 /// (name and labels as rendered), or 0.
 pub fn metric(service: &Service, prefix: &str) -> f64 {
