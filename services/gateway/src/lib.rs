@@ -6,6 +6,7 @@
 //! Kafka acknowledged every record (acks=all, idempotent producer).
 pub mod auth;
 pub mod body;
+pub mod connections;
 pub mod error;
 pub mod ingest;
 pub mod protocols;

@@ -17,6 +17,7 @@ use weir_runtime::Topology;
 
 use crate::auth::Auth;
 use crate::body::BodyLimits;
+use crate::connections::ConnectionLimit;
 use crate::ingest::{Ingest, IngestSettings};
 use crate::protocols::{influx, json_push, remote_write};
 use crate::validate::Validator;
@@ -26,6 +27,8 @@ pub struct Gateway {
     pub ingest: Ingest,
     pub auth: Auth,
     pub body_limits: BodyLimits,
+    /// Line protocol: fields on one line.
+    pub max_fields_per_line: usize,
 }
 
 /// The HTTP routes: one per protocol, plus `/metrics`, `/healthz`, `/readyz`.
@@ -52,7 +55,9 @@ pub async fn run(
     let topic_spec = topology
         .topic(&cfg.topic)
         .with_context(|| format!("gateway.topic {} is not declared", cfg.topic))?;
-    let producer: FutureProducer = producer_config(&topology.kafka, topic_spec)
+    let mut producer_cfg = producer_config(&topology.kafka, topic_spec);
+    let queue = fit_producer_to_limits(&mut producer_cfg, &cfg.limits)?;
+    let producer: FutureProducer = producer_cfg
         .create()
         .context("creating the Kafka producer")?;
     // Serve /healthz at once; /readyz and the ingest routes answer 503 until the metadata
@@ -69,8 +74,10 @@ pub async fn run(
                 tenant_label: cfg.auth.tenant_label.clone(),
                 max_series: cfg.limits.max_series_per_request,
                 max_record_bytes: cfg.limits.max_record_bytes.as_u64() as usize,
+                max_expanded_bytes: cfg.limits.max_expanded_bytes.as_u64() as usize,
                 delivery_timeout: cfg.delivery_timeout,
                 max_inflight_bytes: cfg.limits.max_inflight_bytes.as_u64(),
+                max_queued_records: queue,
             },
             health.clone(),
         ),
@@ -78,7 +85,9 @@ pub async fn run(
         body_limits: BodyLimits {
             max_body: cfg.limits.max_body_bytes.as_u64() as usize,
             max_decompressed: cfg.limits.max_decompressed_bytes.as_u64() as usize,
+            read_timeout: cfg.limits.body_read_timeout,
         },
+        max_fields_per_line: cfg.limits.max_fields_per_line,
     });
 
     let watcher = tokio::spawn(watch_metadata(gw.clone(), health.clone(), shutdown.clone()));
@@ -92,6 +101,7 @@ pub async fn run(
         let _ = tx.send(addr);
     }
     let s = shutdown.clone();
+    let listener = ConnectionLimit::new(listener, cfg.limits.max_connections);
     axum::serve(listener, router(gw.clone(), health.clone()))
         .with_graceful_shutdown(async move { s.cancelled().await })
         .await
@@ -108,6 +118,35 @@ pub async fn run(
         .context("flushing the Kafka producer")?;
     tracing::info!("gateway stopped; producer flushed");
     Ok(())
+}
+
+/// Makes the producer's queue hold whatever the gateway admits, and checks that the
+/// largest record it builds is one Kafka client accepts: admission (the in-flight
+/// budget) is then what refuses load, before a request is read, and a full queue or an
+/// oversized record can no longer fail a request half-way. Returns the queue's record
+/// limit, which requests are checked against whole before any record is enqueued.
+fn fit_producer_to_limits(
+    c: &mut rdkafka::ClientConfig,
+    l: &weir_runtime::config::GatewayLimits,
+) -> anyhow::Result<usize> {
+    let num = |c: &rdkafka::ClientConfig, key: &str| -> anyhow::Result<u64> {
+        c.get(key)
+            .unwrap_or("0")
+            .parse::<u64>()
+            .with_context(|| format!("kafka.producer.{key} is not a number"))
+    };
+    let budget_kib = l.max_inflight_bytes.as_u64().div_ceil(1024) + 1024;
+    if num(c, "queue.buffering.max.kbytes")? < budget_kib {
+        c.set("queue.buffering.max.kbytes", budget_kib.to_string());
+    }
+    let max_message = num(c, "message.max.bytes")?;
+    if l.max_record_bytes.as_u64() + 1024 > max_message {
+        anyhow::bail!(
+            "gateway.limits.max_record_bytes ({}) must be at least 1KiB below the producer's message.max.bytes ({max_message}): records that large would be refused by Kafka",
+            l.max_record_bytes
+        );
+    }
+    Ok(num(c, "queue.buffering.max.messages")?.max(1) as usize)
 }
 
 /// Keeps readiness and the partition count current: every second until Kafka first

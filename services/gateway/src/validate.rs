@@ -33,11 +33,33 @@ impl Rejections {
     }
 }
 
-/// The series key for messages (only built when something is wrong).
+/// Longest series description or name put into an answer: a hostile request's 64 KiB
+/// label value must not come back 64 KiB long in every message and log line.
+const MAX_DESCRIBED: usize = 256;
+
+/// The series key for messages (only built when something is wrong), cut to
+/// [`MAX_DESCRIBED`] bytes.
 pub fn describe(name: &str, labels: &[LabelRef<'_>]) -> String {
     let mut s = String::new();
     write_key_parts(&mut s, name, labels.iter().copied());
+    if s.len() > MAX_DESCRIBED {
+        let cut = truncate(&s).len();
+        s.truncate(cut);
+        s.push_str("...");
+    }
     s
+}
+
+/// `s` cut to at most [`MAX_DESCRIBED`] bytes, on a character boundary.
+fn truncate(s: &str) -> &str {
+    if s.len() <= MAX_DESCRIBED {
+        return s;
+    }
+    let mut end = MAX_DESCRIBED;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 #[derive(Debug, Clone)]
@@ -60,18 +82,34 @@ impl Validator {
     /// absent; sorts by name) and checks name and labels. `Err` is the reason the whole
     /// series is refused.
     pub fn check_series(&self, name: &str, labels: &mut Vec<LabelRef<'_>>) -> Result<(), String> {
+        self.check_name(name, labels)?;
+        self.check_labels(labels)
+            .map_err(|why| format!("series {}: {why}", describe(name, labels)))
+    }
+
+    /// Checks a metric name (`labels` only for the message).
+    pub fn check_name(&self, name: &str, labels: &[LabelRef<'_>]) -> Result<(), String> {
         if !is_valid_metric_name(name) {
             return Err(format!(
-                "series {}: invalid metric name {name:?}: must match [a-zA-Z_:][a-zA-Z0-9_:]*",
-                describe(name, labels)
+                "series {}: invalid metric name {:?}: must match [a-zA-Z_:][a-zA-Z0-9_:]*",
+                describe(name, labels),
+                truncate(name)
             ));
         }
         if name.len() > self.cfg.max_metric_name_length {
             return Err(format!(
-                "series {name}: metric name longer than {} bytes",
+                "series {}: metric name longer than {} bytes",
+                truncate(name),
                 self.cfg.max_metric_name_length
             ));
         }
+        Ok(())
+    }
+
+    /// Normalises a label set in place and checks it, without the metric name: line
+    /// protocol and JSON share one label set among many series and check it once.
+    /// `Err` is the reason, without the series (the caller names it).
+    pub fn check_labels(&self, labels: &mut Vec<LabelRef<'_>>) -> Result<(), String> {
         if labels.iter().any(|(_, v)| v.is_empty()) {
             labels.retain(|(_, v)| !v.is_empty());
         }
@@ -80,8 +118,7 @@ impl Validator {
         }
         if labels.len() > self.cfg.max_labels {
             return Err(format!(
-                "series {}: {} labels, over the limit of {}",
-                describe(name, labels),
+                "{} labels, over the limit of {}",
                 labels.len(),
                 self.cfg.max_labels
             ));
@@ -89,15 +126,18 @@ impl Validator {
         for (i, (n, v)) in labels.iter().enumerate() {
             let bad = if !is_valid_label_name(n) {
                 Some(format!(
-                    "invalid label name {n:?}: must match [a-zA-Z_][a-zA-Z0-9_]*"
+                    "invalid label name {:?}: must match [a-zA-Z_][a-zA-Z0-9_]*",
+                    truncate(n)
                 ))
             } else if is_reserved_label_name(n) {
                 Some(format!(
-                    "label name {n:?} is reserved (names starting with __)"
+                    "label name {:?} is reserved (names starting with __)",
+                    truncate(n)
                 ))
             } else if n.len() > self.cfg.max_label_name_length {
                 Some(format!(
-                    "label name {n:?} longer than {} bytes",
+                    "label name {:?} longer than {} bytes",
+                    truncate(n),
                     self.cfg.max_label_name_length
                 ))
             } else if v.len() > self.cfg.max_label_value_length {
@@ -111,7 +151,7 @@ impl Validator {
                 None
             };
             if let Some(why) = bad {
-                return Err(format!("series {}: {why}", describe(name, labels)));
+                return Err(why);
             }
         }
         Ok(())
@@ -250,6 +290,15 @@ mod tests {
             let (rejected, _) = v.filter_samples(&samples, NOW, &mut kept, &mut dropped);
             assert_eq!((rejected, kept.len(), dropped), (0, kept_n, dropped_n));
         }
+    }
+
+    #[test]
+    fn long_names_are_cut_in_messages() {
+        let long = "v".repeat(70_000);
+        let mut labels = vec![("a", long.as_str())];
+        let e = validator().check_series("m", &mut labels).unwrap_err();
+        assert!(e.contains("longer than 2048 bytes"), "{e}");
+        assert!(e.len() < 600, "message of {} bytes", e.len());
     }
 
     #[test]

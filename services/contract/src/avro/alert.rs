@@ -113,6 +113,7 @@ pub enum AlertDecodeError {
 pub fn decode_alert_event(b: &[u8]) -> Result<DecodedAlertEvent, AlertDecodeError> {
     use apache_avro::types::Value;
     use std::collections::BTreeMap;
+    super::limit_allocations();
     let header = single_object_header(alert_event_fingerprint());
     let body = b
         .strip_prefix(&header[..])

@@ -7,6 +7,13 @@
 use super::{current, single_object_header, DecodeError};
 use crate::model::{Label, MetricType, MetricsBatch, Sample, Series};
 
+/// The most bytes one sample takes in a record: a zig-zag varint timestamp and a double.
+pub const MAX_SAMPLE_LEN: usize = 18;
+
+/// Bytes a record has besides its series: the single-object header, the block count
+/// and the end of the array.
+pub const RECORD_OVERHEAD: usize = 22;
+
 /// Builds one record value (single-object framed) from series pushed one at a time.
 #[derive(Debug, Default)]
 pub struct BatchEncoder {
@@ -79,13 +86,33 @@ impl BatchEncoder {
         self.series
     }
 
+    /// An upper bound of the bytes [`push_parts`](Self::push_parts) adds for a series,
+    /// without its samples; each sample adds at most [`MAX_SAMPLE_LEN`] more. Lets a
+    /// caller split a series across records before it writes one too large.
+    pub fn series_head_bound<'a>(
+        name: &str,
+        labels: impl ExactSizeIterator<Item = (&'a str, &'a str)>,
+        unit: Option<&str>,
+        tenant: Option<&str>,
+    ) -> usize {
+        // Every string is a varint length (at most 10 bytes) and its bytes; the label and
+        // sample arrays, the type and the two optionals add a few varints more.
+        let n = labels.len();
+        let label_bytes: usize = labels.map(|(k, v)| k.len() + v.len()).sum();
+        name.len()
+            + label_bytes
+            + unit.map_or(0, str::len)
+            + tenant.map_or(0, str::len)
+            + 10 * (2 * n + 10)
+    }
+
     pub fn samples(&self) -> usize {
         self.samples
     }
 
     /// Bytes the finished record will have, about (the header and counts add a few).
     pub fn approx_len(&self) -> usize {
-        self.body.len() + 22
+        self.body.len() + RECORD_OVERHEAD
     }
 
     pub fn is_empty(&self) -> bool {
@@ -94,7 +121,7 @@ impl BatchEncoder {
 
     /// Returns the framed record value and leaves the encoder empty for reuse.
     pub fn finish(&mut self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.body.len() + 22);
+        let mut out = Vec::with_capacity(self.body.len() + RECORD_OVERHEAD);
         out.extend_from_slice(&single_object_header(current().fingerprint));
         if self.series > 0 {
             put_long(&mut out, self.series as i64);

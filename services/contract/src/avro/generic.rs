@@ -9,6 +9,7 @@ use crate::model::{Label, MetricType, MetricsBatch, Sample, Series};
 
 /// Decodes a datum written with `writer`, resolved to the current schema.
 pub fn decode_with_apache_avro(writer: &Schema, datum: &[u8]) -> Result<MetricsBatch, DecodeError> {
+    super::limit_allocations();
     let mut reader = datum;
     let value = apache_avro::from_avro_datum(writer, &mut reader, Some(&current().schema))
         .map_err(|e| DecodeError::Avro(e.to_string()))?;

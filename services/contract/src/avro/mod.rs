@@ -25,7 +25,9 @@ pub use alert::{
     alert_event_fingerprint, decode_alert_event, encode_alert_event, AlertDecodeError, AlertEvent,
     AlertStatus, DecodedAlertEvent, ALERT_EVENT_V1_AVSC,
 };
-pub use codec::{decode_current, visit_current, BatchEncoder, SeriesRef};
+pub use codec::{
+    decode_current, visit_current, BatchEncoder, SeriesRef, MAX_SAMPLE_LEN, RECORD_OVERHEAD,
+};
 pub use decoder::{DecodeError, Decoder};
 pub use framing::{single_object_header, split_framing, Framing};
 pub use generic::decode_with_apache_avro;
@@ -83,6 +85,17 @@ pub fn versions() -> &'static [SchemaVersion] {
             .collect()
     })
 }
+
+/// apache-avro allocates what a length prefix claims, up to a process-wide limit (512 MiB
+/// unless set): a record of a few MiB with a corrupt prefix must fail, not allocate that.
+/// Set once, before the first decode; later calls keep the first value.
+pub(crate) fn limit_allocations() {
+    apache_avro::util::max_allocation_bytes(MAX_AVRO_ALLOCATION);
+}
+
+/// The largest single allocation apache-avro makes while decoding (see
+/// [`limit_allocations`]): far above any record weir reads.
+pub const MAX_AVRO_ALLOCATION: usize = 64 << 20;
 
 /// The version weir writes.
 pub fn current() -> &'static SchemaVersion {

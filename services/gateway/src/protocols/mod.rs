@@ -1,6 +1,7 @@
-//! One module per push protocol. Each turns a request body into [`Parsed`] series and
-//! hands them to the shared [`Ingest`]; everything else (auth, limits, validation,
-//! partitioning, Kafka) is done once, here and in `ingest`.
+//! One module per push protocol. Each decodes a request body and feeds the series it
+//! finds, as it parses them, to the shared [`BatchBuilder`](crate::ingest::BatchBuilder);
+//! everything else (auth, admission, limits, validation, partitioning, Kafka) is done
+//! once, here and in `ingest`.
 pub mod influx;
 pub mod json_push;
 pub mod remote_write;
@@ -13,29 +14,9 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 
-use weir_contract::Series;
-
 use crate::error::{ApiError, ErrorStyle};
-use crate::ingest::{BatchBuilder, Written};
+use crate::ingest::{BatchBuilder, Reservation, Written};
 use crate::server::Gateway;
-use crate::validate::Rejections;
-
-/// What a protocol that builds owned series (line protocol, JSON) parsed.
-#[derive(Debug, Default)]
-pub struct Parsed {
-    pub series: Vec<Series>,
-    /// Samples the protocol refused before validation (e.g. unparseable lines).
-    pub rejected: Rejections,
-}
-
-impl Parsed {
-    pub fn into_batch(self, b: &mut BatchBuilder<'_>) -> Result<(), ApiError> {
-        if let Some(first) = self.rejected.first {
-            b.reject(self.rejected.samples, || first);
-        }
-        b.add_owned(self.series)
-    }
-}
 
 /// How one protocol is served.
 pub struct Protocol {
@@ -58,28 +39,36 @@ pub(crate) fn content_type(headers: &HeaderMap) -> Option<String> {
         })
 }
 
-/// The common request flow: auth → read body (limits) → decode → admit → parse → write.
-/// `decode` turns the raw body into the protocol's plain bytes (decompression);
-/// `parse` feeds the series it finds to the batch builder.
+/// The common request flow: auth → admit → read body → decode → parse → write.
+/// Admission comes first, so a request the gateway has no room for is refused before
+/// its body is read; the reservation it takes grows as the body is read (`body::read`),
+/// decompressed (`decode`) and encoded (`parse` feeding the batch builder), all under
+/// their limits. `decode` turns the raw body into the protocol's plain bytes.
 pub(crate) async fn serve(
     gw: Arc<Gateway>,
     proto: &Protocol,
     headers: HeaderMap,
     body: Body,
-    decode: impl FnOnce(Bytes, &HeaderMap, usize) -> Result<Bytes, ApiError>,
+    decode: impl FnOnce(Bytes, &HeaderMap, usize, &mut Reservation) -> Result<Bytes, ApiError>,
     parse: impl FnOnce(&[u8], &mut BatchBuilder<'_>) -> Result<(), ApiError>,
     ok: impl FnOnce(&Written) -> Response,
 ) -> Response {
     let started = Instant::now();
     let result = async {
         let tenant = gw.auth.tenant(&headers)?;
-        let raw = crate::body::read(body, &headers, gw.body_limits).await?;
+        let declared = crate::body::declared_len(&headers).unwrap_or(0);
+        let mut reservation = gw.ingest.admit(declared.min(gw.body_limits.max_body))?;
+        let raw = crate::body::read(body, &headers, gw.body_limits, &mut reservation).await?;
         metrics::counter!("weir_gateway_received_bytes_total", "protocol" => proto.name)
             .increment(raw.len() as u64);
-        let plain = decode(raw, &headers, gw.body_limits.max_decompressed)?;
-        let _permit = gw.ingest.admit(plain.len())?;
+        let plain = decode(
+            raw,
+            &headers,
+            gw.body_limits.max_decompressed,
+            &mut reservation,
+        )?;
         let encoded = {
-            let mut batch = gw.ingest.batch(tenant.as_deref(), plain.len());
+            let mut batch = gw.ingest.batch(tenant.as_deref(), plain.len(), reservation);
             parse(&plain, &mut batch)?;
             batch.finish()
         };

@@ -42,8 +42,20 @@ pub struct GatewayLimits {
     pub max_series_per_request: usize,
     /// Bytes of requests being processed at once; beyond it the gateway answers 429.
     pub max_inflight_bytes: ByteSize,
-    /// Largest Kafka record written; a partition's share of a request is split above it.
+    /// Largest Kafka record written; a partition's share of a request is split above it,
+    /// and so is a single series with more samples than one record holds.
     pub max_record_bytes: ByteSize,
+    /// Bytes of records one request may expand into (series keys, labels copied per
+    /// series). Line protocol and JSON share one label set among many series, so a small
+    /// body can expand a lot; past this the request is refused with 413.
+    pub max_expanded_bytes: ByteSize,
+    /// Fields on one line-protocol line (each becomes a series).
+    pub max_fields_per_line: usize,
+    /// Open client connections; further connections wait in the listen backlog.
+    pub max_connections: usize,
+    /// A request body must arrive within this, or the request is answered 408.
+    #[serde(with = "humantime_serde")]
+    pub body_read_timeout: Duration,
 }
 
 impl Default for GatewayLimits {
@@ -54,6 +66,10 @@ impl Default for GatewayLimits {
             max_series_per_request: 50_000,
             max_inflight_bytes: ByteSize::mib(256),
             max_record_bytes: ByteSize::kib(900),
+            max_expanded_bytes: ByteSize::mib(64),
+            max_fields_per_line: 1_000,
+            max_connections: 4_096,
+            body_read_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -158,10 +174,30 @@ impl GatewayConfig {
                 "must be at least limits.max_body_bytes".into(),
             ));
         }
-        if l.max_inflight_bytes < l.max_decompressed_bytes {
+        // A request holds its body, the decompressed body and its records at once, and all
+        // three count against the in-flight budget.
+        let one_request = l.max_body_bytes.as_u64()
+            + l.max_decompressed_bytes.as_u64()
+            + l.max_expanded_bytes.as_u64();
+        if l.max_inflight_bytes.as_u64() < one_request {
             return Err((
                 "limits.max_inflight_bytes".into(),
-                "must be at least limits.max_decompressed_bytes, or no large request could ever pass".into(),
+                format!(
+                    "must be at least max_body_bytes + max_decompressed_bytes + max_expanded_bytes ({}), or the largest request could never pass",
+                    ByteSize::b(one_request)
+                ),
+            ));
+        }
+        if l.max_fields_per_line == 0 || l.max_connections == 0 {
+            return Err((
+                "limits.max_fields_per_line / max_connections".into(),
+                "must be above zero".into(),
+            ));
+        }
+        if l.body_read_timeout.is_zero() {
+            return Err((
+                "limits.body_read_timeout".into(),
+                "must be above zero".into(),
             ));
         }
         if l.max_series_per_request == 0 {
@@ -179,6 +215,20 @@ impl GatewayConfig {
         let v = &self.validation;
         if v.max_labels == 0 {
             return Err(("validation.max_labels".into(), "must be above zero".into()));
+        }
+        // The largest series name and label set that validation lets through must fit in
+        // one record with room for samples, or such a series could never be written.
+        let largest_series = v.max_metric_name_length
+            + v.max_labels * (v.max_label_name_length + v.max_label_value_length + 10)
+            + 1024;
+        if (l.max_record_bytes.as_u64() as usize) < largest_series * 2 {
+            return Err((
+                "limits.max_record_bytes".into(),
+                format!(
+                    "must be at least twice the largest series validation accepts ({} bytes: max_metric_name_length + max_labels x (max_label_name_length + max_label_value_length))",
+                    largest_series
+                ),
+            ));
         }
         if self.auth.enabled {
             if self.auth.keys.is_empty() {

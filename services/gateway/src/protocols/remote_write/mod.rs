@@ -20,7 +20,7 @@ use weir_contract::{MetricType, Sample};
 
 use super::{content_type, no_content, serve, Protocol};
 use crate::error::{ApiError, ErrorStyle};
-use crate::ingest::BatchBuilder;
+use crate::ingest::{BatchBuilder, Reservation};
 use crate::server::Gateway;
 use crate::validate::{describe, LabelRef};
 
@@ -33,7 +33,12 @@ pub async fn handler(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: B
     serve(gw, &PROTOCOL, headers, body, decode, parse, no_content).await
 }
 
-fn decode(raw: Bytes, headers: &HeaderMap, max: usize) -> Result<Bytes, ApiError> {
+fn decode(
+    raw: Bytes,
+    headers: &HeaderMap,
+    max: usize,
+    reservation: &mut Reservation,
+) -> Result<Bytes, ApiError> {
     let full_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -63,7 +68,7 @@ fn decode(raw: Bytes, headers: &HeaderMap, max: usize) -> Result<Bytes, ApiError
             if enc.is_empty() { "none" } else { enc }
         )));
     }
-    crate::body::snappy(&raw, max).map(Bytes::from)
+    crate::body::snappy(&raw, max, reservation).map(Bytes::from)
 }
 
 fn malformed(e: wire::WireError) -> ApiError {
