@@ -106,6 +106,7 @@ fn one_run(a: &WindowBenchArgs) -> anyhow::Result<(f64, f64, usize, usize)> {
     let timing = Timing {
         out_of_orderness: Duration::from_secs(10),
         idle_timeout: Duration::from_secs(30),
+        max_future: Duration::from_secs(600),
     };
     let args = a.clone();
     let cpu0 = crate::proc_stat::cpu_seconds(std::process::id())?;

@@ -26,6 +26,8 @@ pub type RollupItem = Item<Key, f64, Out>;
 pub struct Timing {
     pub out_of_orderness: Duration,
     pub idle_timeout: Duration,
+    /// See `rollup.max_sample_future`.
+    pub max_future: Duration,
 }
 
 /// Builds the dataflow in `scope`; `flush(items, frontier)` receives everything the
@@ -45,6 +47,7 @@ pub fn build<'s, L, F>(
     let cfg = SourceConfig {
         out_of_orderness: timing.out_of_orderness,
         idle_timeout: timing.idle_timeout,
+        max_future: timing.max_future,
         release_at: Rc::new(move |ts| t.release_at(ts)),
     };
     let mut stream = log_source::<Key, f64, Out, L>(scope, "MetricsRaw", log, cfg, handles).window(

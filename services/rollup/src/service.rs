@@ -7,17 +7,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use rand::Rng;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use weir_contract::series_key::write_key_parts;
+use weir_runtime::backoff::Backoff;
 use weir_runtime::config::{Role, RollupConfig, SinkSpec};
 use weir_runtime::dead_letter::DeadLetters;
 use weir_runtime::kafka::consumer_config;
 use weir_runtime::ops::{self, Health};
+use weir_runtime::produce::OutRecord;
 use weir_runtime::Topology;
 use weir_window::kafka::KafkaLog;
-use weir_window::{run_then_drain, HashedKey, PeerWatermarks, WorkerLink};
+use weir_window::{run_then_drain, EventTimeBound, HashedKey, PeerWatermarks, WorkerLink};
 
 use crate::dataflow::{build, Emission, Emitter, Key, TierRow, Timing};
 use crate::sink::clickhouse::ClickHouseSink;
@@ -135,6 +136,7 @@ pub async fn run(topology: Topology, shutdown: CancellationToken) -> anyhow::Res
     let timing = Timing {
         out_of_orderness: cfg.out_of_orderness,
         idle_timeout: cfg.idle_timeout,
+        max_future: cfg.max_sample_future,
     };
     let mut client = consumer_config(&topology.kafka, &cfg.group);
     client.set("statistics.interval.ms", "5000");
@@ -149,20 +151,23 @@ pub async fn run(topology: Topology, shutdown: CancellationToken) -> anyhow::Res
             cfg.group.clone(),
         );
         let max_pending = cfg.max_pending_rows;
+        let max_future = cfg.max_sample_future;
         std::thread::Builder::new().name("timely".into()).spawn(move || {
             timely::execute(timely::Config::process(links.len()), move |worker| {
                 let index = worker.index();
                 let link = links[index].clone();
                 let decoder = decoder.clone();
                 let mut key_buf = String::new();
+                let mut bound = EventTimeBound::new(max_future);
                 let decode = Box::new(move |payload: &[u8], out: &mut Vec<(Key, i64, f64)>| {
                     let mut skipped = 0u64;
+                    bound.start();
                     decoder
                         .visit(payload, |s| {
                             key_buf.clear();
                             write_key_parts(&mut key_buf, s.name, s.labels.iter().copied());
                             let key = HashedKey::from(key_buf.as_str());
-                            for x in s.samples {
+                            for x in bound.within(&s) {
                                 // Stale markers and NaN/Inf have no place in sums and sketches.
                                 if x.value.is_finite() {
                                     out.push((key.clone(), x.timestamp_ms, x.value));
@@ -171,12 +176,15 @@ pub async fn run(topology: Topology, shutdown: CancellationToken) -> anyhow::Res
                                 }
                             }
                         })
-                        .map_err(|e| e.to_string())?;
+                        .map_err(|e| {
+                            bound.reset();
+                            e.to_string()
+                        })?;
                     metrics::counter!("weir_rollup_samples_total", "outcome" => "read").increment(out.len() as u64);
                     if skipped > 0 {
                         metrics::counter!("weir_rollup_samples_total", "outcome" => "not_finite").increment(skipped);
                     }
-                    Ok(())
+                    Ok(bound.finish())
                 });
                 let Some(log) = KafkaLog::for_worker(&client, &group, index, &topic, decode, dlq.clone(), rt.clone(), "weir_rollup_dead_letters_total") else {
                     return;
@@ -267,10 +275,11 @@ async fn write_loop(
                     .collect()
             })
             .collect();
-        let mut delay = Duration::from_millis(100);
+        let mut write = PendingWrite::new(&topics, &records, &late);
+        let mut backoff = Backoff::new(Duration::from_millis(100), cfg.retry_max);
         loop {
             let started = Instant::now();
-            let r = write_all(&clickhouse, &topics, &records, &late).await;
+            let r = write.advance(&clickhouse, &topics).await;
             metrics::histogram!("weir_rollup_sink_seconds").record(started.elapsed().as_secs_f64());
             match r {
                 Ok(()) => {
@@ -282,12 +291,10 @@ async fn write_loop(
                     tracing::warn!(
                         error = format!("{e:#}"),
                         rows = n,
-                        "writing rollups failed; retrying"
+                        "writing rollups failed; retrying what was not written"
                     );
                     health.set_not_ready(format!("sink: {e:#}"));
-                    let jitter = rand::rng().random_range(0..=delay.as_millis() as u64);
-                    tokio::time::sleep(Duration::from_millis(jitter)).await;
-                    delay = (delay * 2).min(cfg.retry_max);
+                    backoff.wait().await;
                 }
             }
         }
@@ -317,16 +324,46 @@ async fn write_loop(
     }
 }
 
-async fn write_all(
-    clickhouse: &ClickHouseSink,
-    topics: &TopicSink,
-    records: &[Vec<RollupRecord<'_>>],
-    late: &[weir_window::Event<Key, f64>],
-) -> anyhow::Result<()> {
-    for (t, rows) in records.iter().enumerate() {
-        clickhouse.write(t, rows).await?;
-        topics.write(t, rows).await?;
+/// What of one flush is still to be written, so a retry writes only that: the
+/// ClickHouse tiers not yet inserted, and the topic records Kafka has not acknowledged.
+/// (A ClickHouse insert that failed is sent again whole: its rows replace themselves.)
+struct PendingWrite<'r> {
+    rows: &'r [Vec<RollupRecord<'r>>],
+    inserted: Vec<bool>,
+    tier_records: Vec<Vec<OutRecord>>,
+    late_records: Vec<OutRecord>,
+}
+
+impl<'r> PendingWrite<'r> {
+    fn new(
+        topics: &TopicSink,
+        rows: &'r [Vec<RollupRecord<'r>>],
+        late: &[weir_window::Event<Key, f64>],
+    ) -> Self {
+        Self {
+            rows,
+            inserted: vec![false; rows.len()],
+            tier_records: rows
+                .iter()
+                .enumerate()
+                .map(|(t, r)| topics.tier_records(t, r))
+                .collect(),
+            late_records: topics.late_records(late),
+        }
     }
-    topics.write_late(late).await?;
-    Ok(())
+
+    async fn advance(
+        &mut self,
+        clickhouse: &ClickHouseSink,
+        topics: &TopicSink,
+    ) -> anyhow::Result<()> {
+        for (t, rows) in self.rows.iter().enumerate() {
+            if !self.inserted[t] {
+                clickhouse.write(t, rows).await?;
+                self.inserted[t] = true;
+            }
+            topics.send_tier(t, &mut self.tier_records[t]).await?;
+        }
+        topics.send_late(&mut self.late_records).await
+    }
 }

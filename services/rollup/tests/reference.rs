@@ -26,6 +26,7 @@ fn timing() -> Timing {
         out_of_orderness: Duration::from_millis(OOO as u64),
         // Only partitions with records in a poll count: the silent one drops out at once.
         idle_timeout: Duration::ZERO,
+        max_future: Duration::from_secs(600),
     }
 }
 

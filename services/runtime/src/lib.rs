@@ -6,16 +6,20 @@
 //! - [`kafka`]: client configs, metadata, the producer every writer uses;
 //! - [`consumer`]: consumer-group context: lag per partition, drain and commit on revoke;
 //! - [`dead_letter`]: the dead-letter topic, with the reason and origin in headers;
+//! - [`produce`]: batches produced so that a retry resends only what failed;
+//! - [`backoff`]: the retry delay every retry loop uses;
 //! - [`topics`]: `weir topics apply` — create what is missing, report drift;
 //! - [`telemetry`]: structured `tracing` logs and the Prometheus metrics recorder;
 //! - [`ops`]: `/metrics`, `/healthz`, `/readyz`;
 //! - [`shutdown`]: SIGINT/SIGTERM as a cancellation token.
 pub mod alloc;
+pub mod backoff;
 pub mod config;
 pub mod consumer;
 pub mod dead_letter;
 pub mod kafka;
 pub mod ops;
+pub mod produce;
 pub mod shutdown;
 pub mod telemetry;
 pub mod topics;

@@ -30,6 +30,15 @@ impl Checkpoint {
         serde_json::to_string(self).unwrap_or_default()
     }
 
+    /// This checkpoint with times later than `latest` forgotten (see
+    /// [`EventTimeBound::restored`](crate::EventTimeBound::restored)).
+    pub fn bounded(self, latest: i64) -> Self {
+        Self {
+            max_event: self.max_event.filter(|t| *t <= latest),
+            watermark: self.watermark.filter(|t| *t <= latest),
+        }
+    }
+
     /// Missing or foreign metadata restores nothing (a group committed by other tools).
     pub fn decode(s: &str) -> Self {
         serde_json::from_str(s).unwrap_or_default()

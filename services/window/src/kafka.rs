@@ -18,6 +18,7 @@ use weir_runtime::consumer::{publish_assigned, publish_lag, record_commit};
 use weir_runtime::dead_letter::{DeadLetter, DeadLetters};
 
 use crate::checkpoint::Checkpoint;
+use crate::event_time::Cut;
 use crate::operators::source::{EventLog, LogEvent, Progress};
 
 enum Change {
@@ -122,8 +123,10 @@ impl ConsumerContext for LogContext {
     }
 }
 
-/// Turns a record's payload into events.
-pub type DecodeFn<K, V> = Box<dyn FnMut(&[u8], &mut Vec<(K, i64, V)>) -> Result<(), String>>;
+/// Turns a record's payload into events; samples it cut out of the record (see
+/// [`EventTimeBound`](crate::EventTimeBound)) come back to go to the dead-letter topic.
+pub type DecodeFn<K, V> =
+    Box<dyn FnMut(&[u8], &mut Vec<(K, i64, V)>) -> Result<Option<Cut>, String>>;
 /// Takes records that could not be decoded (to a dead-letter topic); must not return
 /// before they are durable, since their offsets are committed afterwards.
 pub type DeadLetterFn = Box<dyn FnMut(DeadLetter<'_>)>;
@@ -298,17 +301,29 @@ impl<K: 'static, V: 'static> EventLog<K, V> for KafkaLog<K, V> {
             let offset = msg.offset();
             let mut events = Vec::new();
             let payload = msg.payload().unwrap_or_default();
-            if let Err(error) = (self.decode)(payload, &mut events) {
-                events.clear();
-                (self.dead_letter)(DeadLetter {
+            match (self.decode)(payload, &mut events) {
+                Ok(None) => {}
+                Ok(Some(cut)) => (self.dead_letter)(DeadLetter {
                     source_topic: &self.topic,
                     partition: msg.partition(),
                     offset,
                     key: msg.key(),
-                    payload,
-                    kind: "undecodable",
-                    error: &error,
-                });
+                    payload: &cut.payload,
+                    kind: cut.kind,
+                    error: &cut.error,
+                }),
+                Err(error) => {
+                    events.clear();
+                    (self.dead_letter)(DeadLetter {
+                        source_topic: &self.topic,
+                        partition: msg.partition(),
+                        offset,
+                        key: msg.key(),
+                        payload,
+                        kind: "undecodable",
+                        error: &error,
+                    });
+                }
             }
             out.push(LogEvent::Record {
                 part,

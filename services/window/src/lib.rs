@@ -67,6 +67,7 @@
 //! from another worker (a series lives in one partition).
 pub mod checkpoint;
 pub mod event;
+pub mod event_time;
 pub mod kafka;
 pub mod key;
 pub mod memory;
@@ -77,6 +78,7 @@ pub mod worker;
 
 pub use checkpoint::{Checkpoint, OffsetTracker};
 pub use event::{Event, Item, WindowResult};
+pub use event_time::{Cut, EventTimeBound};
 pub use key::{HashedKey, WindowKey};
 pub use operators::rewindow::{Combine, RewindowConfig, RewindowExt};
 pub use operators::sink::SinkExt;

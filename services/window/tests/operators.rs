@@ -58,6 +58,7 @@ fn run(parts: Vec<(u32, Vec<Rec>)>, spec: WindowSpec, lateness_ms: i64) -> Seen 
         let cfg = SourceConfig {
             out_of_orderness: Duration::ZERO,
             idle_timeout: Duration::from_secs(60),
+            max_future: Duration::from_secs(600),
             release_at: Rc::new(move |ts| ts + 3_600_000),
         };
         worker.dataflow::<weir_window::Time, _, _>(|scope| {

@@ -24,6 +24,17 @@ pub mod stage_one;
 pub mod stage_two;
 pub mod state;
 
+/// bincode as the alerter's own topics use it, reading no more than the record holds: a
+/// corrupt length prefix fails instead of asking for gigabytes.
+pub fn decode_bounded<T: serde::de::DeserializeOwned>(b: &[u8]) -> bincode::Result<T> {
+    use bincode::Options;
+    bincode::DefaultOptions::new()
+        .with_fixint_encoding()
+        .allow_trailing_bytes()
+        .with_limit(b.len() as u64)
+        .deserialize(b)
+}
+
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -237,16 +248,17 @@ pub async fn run(topology: Topology, shutdown: CancellationToken) -> anyhow::Res
             rules.clone(),
         );
         let (ooo, idle) = (cfg.out_of_orderness, cfg.idle_timeout);
+        let (max_future, catch_up) = (cfg.max_sample_future, cfg.max_catch_up);
         std::thread::Builder::new().name("timely".into()).spawn(move || {
             timely::execute(timely::Config::process(links.len()), move |worker| {
                 let index = worker.index();
                 let link = links[index].clone();
-                let samples = SampleDecoder::new(decoder.clone(), &rules);
+                let mut samples = SampleDecoder::new(decoder.clone(), &rules, max_future);
                 let decode = Box::new(move |payload: &[u8], out: &mut Vec<(Arc<Labels>, i64, f64)>| {
-                    let unread = samples.decode(payload, out).map_err(|e| e.to_string())?;
+                    let (unread, cut) = samples.decode(payload, out).map_err(|e| e.to_string())?;
                     metrics::counter!("weir_alerter_samples_total", "outcome" => "read").increment((out.len() - unread) as u64);
                     metrics::counter!("weir_alerter_samples_total", "outcome" => "unread").increment(unread as u64);
-                    Ok(())
+                    Ok(cut)
                 });
                 let Some(log) = KafkaLog::for_worker(&client, &group, index, &topic, decode, dlq.clone(), rt.clone(), "weir_alerter_dead_letters_total") else {
                     return;
@@ -254,12 +266,13 @@ pub async fn run(topology: Topology, shutdown: CancellationToken) -> anyhow::Res
                 let tx = tx.clone();
                 let handoff = link.clone();
                 let pending2 = pending.clone();
-                let mut stage = StageOne::new(rules.clone(), idle);
+                let mut stage = StageOne::new(rules.clone(), idle).with_max_catch_up(catch_up);
                 let held = metrics::gauge!("weir_alerter_samples_held", "worker" => index.to_string());
                 worker.dataflow::<weir_window::Time, _, _>(|scope| {
                     let src = SourceConfig {
                         out_of_orderness: ooo,
                         idle_timeout: idle,
+                        max_future,
                         release_at: Rc::new(move |ts| ts.saturating_add(horizon)),
                     };
                     log_source::<Arc<Labels>, f64, (), _>(scope, "MetricsRaw", log, src, link.handles.clone())

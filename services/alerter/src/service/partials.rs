@@ -31,7 +31,7 @@ impl StepRecord {
     }
 
     pub fn decode(b: &[u8]) -> Result<Self, DecodeError> {
-        Ok(bincode::deserialize(b)?)
+        Ok(super::decode_bounded(b)?)
     }
 
     /// The record key: source partition and step (for reading the topic by eye; the

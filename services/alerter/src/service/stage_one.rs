@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use weir_contract::avro::{DecodeError, Decoder};
-use weir_window::{Checkpoint, Item};
+use weir_window::{Checkpoint, Cut, EventTimeBound, Item};
 
 use crate::evaluate::{Partial, SeriesStore};
 use crate::labels::{Labels, METRIC_NAME};
@@ -30,39 +30,55 @@ pub struct SampleDecoder {
     /// The metric names the rules select; `None` when a rule selects by labels alone.
     names: Option<HashSet<String>>,
     unread: Arc<Labels>,
+    bound: EventTimeBound,
 }
 
 impl SampleDecoder {
-    pub fn new(decoder: Decoder, rules: &RuleSet) -> Self {
+    /// `max_future`: see `alerter.max_sample_future`.
+    pub fn new(decoder: Decoder, rules: &RuleSet, max_future: Duration) -> Self {
         Self {
             decoder,
             names: rules.metric_names(),
             unread: Arc::new(Labels::default()),
+            bound: EventTimeBound::new(max_future),
         }
     }
 
-    /// Appends the record's samples; returns how many of them no rule reads.
+    /// Appends the record's samples; returns how many of them no rule reads, and the
+    /// samples cut from the record for being out of the event-time bound.
     pub fn decode(
-        &self,
+        &mut self,
         payload: &[u8],
         out: &mut Vec<(Arc<Labels>, i64, f64)>,
-    ) -> Result<usize, DecodeError> {
+    ) -> Result<(usize, Option<Cut>), DecodeError> {
         let mut unread = 0;
-        self.decoder.visit(payload, |s| {
-            let labels = if self.names.as_ref().is_none_or(|n| n.contains(s.name)) {
+        let (names, unread_labels, bound) = (&self.names, &self.unread, &mut self.bound);
+        bound.start();
+        let r = self.decoder.visit(payload, |s| {
+            let samples = bound.within(&s);
+            if samples.is_empty() {
+                return;
+            }
+            let labels = if names.as_ref().is_none_or(|n| n.contains(s.name)) {
                 let mut pairs = Vec::with_capacity(s.labels.len() + 1);
                 pairs.push((METRIC_NAME.to_string(), s.name.to_string()));
                 pairs.extend(s.labels.iter().map(|(k, v)| (k.to_string(), v.to_string())));
                 Arc::new(Labels::new(pairs))
             } else {
-                unread += s.samples.len();
-                self.unread.clone()
+                unread += samples.len();
+                unread_labels.clone()
             };
-            for x in s.samples {
+            for x in samples {
                 out.push((labels.clone(), x.timestamp_ms, x.value));
             }
-        })?;
-        Ok(unread)
+        });
+        match r {
+            Ok(_) => Ok((unread, bound.finish())),
+            Err(e) => {
+                bound.reset();
+                Err(e)
+            }
+        }
     }
 }
 
@@ -98,6 +114,7 @@ pub struct StageOne {
     rules: Arc<RuleSet>,
     parts: HashMap<u32, PartState>,
     idle_timeout: Duration,
+    max_catch_up_ms: i64,
 }
 
 impl StageOne {
@@ -106,7 +123,16 @@ impl StageOne {
             rules,
             parts: HashMap::new(),
             idle_timeout,
+            max_catch_up_ms: 3_600_000,
         }
+    }
+
+    /// A partition's first step is no earlier than `d` before the time its samples are
+    /// complete to (default 1 h): one sample from long ago must not make it evaluate
+    /// every step since, while its older samples still count in later steps' ranges.
+    pub fn with_max_catch_up(mut self, d: Duration) -> Self {
+        self.max_catch_up_ms = d.as_millis().min(i64::MAX as u128 / 4) as i64;
+        self
     }
 
     fn part(&mut self, p: u32, now: Instant) -> &mut PartState {
@@ -127,7 +153,8 @@ impl StageOne {
         for item in items {
             match item {
                 Item::Assigned(p, Checkpoint { watermark, .. }) => {
-                    let next = watermark.and_then(|a| self.rules.step_at_or_after(a + 1));
+                    let next =
+                        watermark.and_then(|a| self.rules.step_at_or_after(a.saturating_add(1)));
                     self.parts.remove(&p);
                     self.part(p, now).next = next;
                 }
@@ -172,6 +199,7 @@ impl StageOne {
     ) {
         let rules = self.rules.clone();
         let idle_timeout = self.idle_timeout;
+        let catch_up = self.max_catch_up_ms;
         let Some(st) = self.parts.get_mut(&p) else {
             return;
         };
@@ -186,7 +214,8 @@ impl StageOne {
         };
         let Some(complete) = complete else { return };
         if st.next.is_none() {
-            st.next = rules.step_at_or_after(st.first_ts.unwrap_or(complete));
+            let earliest = complete.saturating_sub(catch_up);
+            st.next = rules.step_at_or_after(st.first_ts.unwrap_or(complete).max(earliest));
         }
         let mut evaluated = false;
         while let Some(s) = st.next.filter(|s| *s <= complete) {
@@ -202,7 +231,7 @@ impl StageOne {
                 partials,
             });
             st.last_evaluated = Some(s);
-            st.next = rules.step_at_or_after(s + 1);
+            st.next = rules.step_at_or_after(s.saturating_add(1));
             evaluated = true;
         }
         if evaluated {
@@ -324,9 +353,9 @@ mod tests {
                 series("temp", "b", 2_000),
             ],
         });
-        let decoder = SampleDecoder::new(Decoder::new(), &rules());
+        let mut decoder = SampleDecoder::new(Decoder::new(), &rules(), Duration::from_secs(600));
         let mut out = Vec::new();
-        assert_eq!(decoder.decode(&payload, &mut out).unwrap(), 1);
+        assert_eq!(decoder.decode(&payload, &mut out).unwrap().0, 1);
         // Every sample's time is handed on, so the source's watermark sees 9 s.
         let times: Vec<i64> = out.iter().map(|s| s.1).collect();
         assert_eq!(times, vec![1_000, 9_000, 2_000]);
@@ -360,7 +389,7 @@ mod tests {
             series: vec![series("disk_free", "a", 9_000)],
         });
         let mut out = Vec::new();
-        let unread = SampleDecoder::new(Decoder::new(), &rules)
+        let (unread, _) = SampleDecoder::new(Decoder::new(), &rules, Duration::from_secs(600))
             .decode(&payload, &mut out)
             .unwrap();
         assert_eq!((unread, out[0].0.get(METRIC_NAME)), (0, "disk_free"));

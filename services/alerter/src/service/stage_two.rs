@@ -429,6 +429,9 @@ impl StageTwo {
         let started = Instant::now();
         let now = now_ms();
         let mut events: Vec<(String, Vec<u8>, String)> = Vec::new();
+        // Alertmanager hears of a transition only once its event and state are durable: a
+        // crash before then must not have announced what the next owner never saw.
+        let mut announce = Vec::new();
         for r in &results {
             for (rule, t, done) in &r.transitions {
                 let (a, status) = match t {
@@ -436,12 +439,6 @@ impl StageTwo {
                     Transition::Resolved(a) => (a, AlertStatus::Resolved),
                 };
                 let shown = announced_alert(a, &self.external_labels);
-                if let Ok(mut n) = self.notifier.lock() {
-                    match status {
-                        AlertStatus::Firing => n.firing(&shown, &self.generator_url),
-                        AlertStatus::Resolved => n.resolved(&shown, &self.generator_url, now),
-                    }
-                }
                 let label = if status == AlertStatus::Firing {
                     "firing"
                 } else {
@@ -449,6 +446,7 @@ impl StageTwo {
                 };
                 if *done {
                     metrics::counter!("weir_alerter_events_total", "status" => label, "outcome" => "already_announced").increment(1);
+                    announce.push((shown, status));
                     continue;
                 }
                 let group = &self.rules.group(*rule).name;
@@ -479,11 +477,13 @@ impl StageTwo {
                     expr: &rule.expr,
                 });
                 events.push((fp, payload, announced_header(announced(t))));
+                announce.push((shown, status));
                 metrics::counter!("weir_alerter_events_total", "status" => label, "outcome" => "written").increment(1);
             }
         }
         let qs = q.to_string();
-        // 1. Events.
+        // 1. Events. A retry sends only those not acknowledged yet: resending all would
+        // put the others on the topic twice.
         let mut delay = Duration::from_millis(100);
         loop {
             let sends = events.iter().map(|(key, payload, ann)| {
@@ -504,9 +504,11 @@ impl StageTwo {
                     Duration::from_secs(30),
                 )
             });
-            let results = join_all(sends).await;
+            let acks = join_all(sends).await;
             let mut failed = None;
-            for r in results {
+            let mut acked = Vec::with_capacity(acks.len());
+            for r in acks {
+                acked.push(r.is_ok());
                 match r {
                     Ok(d) => {
                         let next = d.offset + 1;
@@ -523,6 +525,11 @@ impl StageTwo {
                     Err((e, _)) => failed = Some(e),
                 }
             }
+            let mut i = 0;
+            events.retain(|_| {
+                i += 1;
+                !acked[i - 1]
+            });
             match failed {
                 None => break,
                 Some(e) => {
@@ -556,11 +563,28 @@ impl StageTwo {
                 }
                 self.state.send(rec, Duration::from_secs(30))
             });
-            let failed = join_all(sends).await.into_iter().find_map(|r| r.err());
+            let acks = join_all(sends).await;
+            let failed = acks
+                .iter()
+                .find_map(|r| r.as_ref().err())
+                .map(|(e, _)| e.to_string());
+            let progress = records.last().cloned();
+            let mut i = 0;
+            records.retain(|_| {
+                i += 1;
+                acks[i - 1].is_err()
+            });
+            // Progress goes last, after every alert it accounts for: resent (harmless,
+            // the topic is compacted by key) whenever one of those is resent.
+            if let Some(p) = progress {
+                if !records.is_empty() && records.last().map(|r| &r.0) != Some(&p.0) {
+                    records.push(p);
+                }
+            }
             match failed {
                 None => break,
-                Some((e, _)) => {
-                    self.sink_failed("state", &e.to_string(), &mut delay).await;
+                Some(e) => {
+                    self.sink_failed("state", &e, &mut delay).await;
                     if stop.load(Ordering::Relaxed) {
                         return None;
                     }
@@ -576,7 +600,15 @@ impl StageTwo {
         metrics::histogram!("weir_alerter_sink_seconds", "sink" => "kafka")
             .record(started.elapsed().as_secs_f64());
         // Alertmanager hears of a transition once its event and state are durable.
-        if results.iter().any(|r| !r.transitions.is_empty()) {
+        if !announce.is_empty() {
+            if let Ok(mut n) = self.notifier.lock() {
+                for (shown, status) in &announce {
+                    match status {
+                        AlertStatus::Firing => n.firing(shown, &self.generator_url),
+                        AlertStatus::Resolved => n.resolved(shown, &self.generator_url, now),
+                    }
+                }
+            }
             self.notify_wake.notify_one();
         }
         Some(q)

@@ -50,6 +50,16 @@ pub fn encode_progress(p: &MergeProgress) -> Vec<u8> {
     bincode::serialize(p).unwrap_or_default()
 }
 
+/// The rule name and alert of an alert record.
+pub fn decode_alert(b: &[u8]) -> bincode::Result<(String, Alert)> {
+    let s: StoredAlert = super::decode_bounded(b)?;
+    Ok((s.rule, s.alert))
+}
+
+pub fn decode_progress(b: &[u8]) -> bincode::Result<MergeProgress> {
+    super::decode_bounded(b)
+}
+
 /// `fingerprint/episode start/resolved` as written in [`HEADER_ANNOUNCED`].
 pub fn announced_header(a: (u64, i64, bool)) -> String {
     format!("{:016x}/{}/{}", a.0, a.1, u8::from(a.2))
@@ -137,7 +147,7 @@ pub fn restore(
                 return;
             };
             if rest == "progress" {
-                if let Some(p) = m.payload().and_then(|b| bincode::deserialize(b).ok()) {
+                if let Some(p) = m.payload().and_then(|b| decode_progress(b).ok()) {
                     st.progress = p;
                 }
                 return;
@@ -158,11 +168,11 @@ pub fn restore(
                 None => {
                     st.states[rule].active.remove(&fp);
                 }
-                Some(b) => match bincode::deserialize::<StoredAlert>(b) {
+                Some(b) => match decode_alert(b) {
                     // Rule files changed since: a rule at this index by another name is
                     // another rule.
-                    Ok(s) if s.rule == rules.rule(rule).name => {
-                        st.states[rule].active.insert(fp, s.alert);
+                    Ok((name, alert)) if name == rules.rule(rule).name => {
+                        st.states[rule].active.insert(fp, alert);
                     }
                     _ => dropped += 1,
                 },

@@ -32,6 +32,15 @@ pub struct AlerterConfig {
     /// A partition without records this long stops holding steps back.
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
+    /// Samples dated later than the consumer's clock plus this are cut from their record
+    /// before they reach the windows (they would move the watermark into the future) and
+    /// go to the dead-letter topic; so do samples before the Unix epoch.
+    #[serde(with = "humantime_serde")]
+    pub max_sample_future: Duration,
+    /// A partition's first step is no earlier than this before its watermark: a first
+    /// sample from long ago does not make the alerter evaluate every step since.
+    #[serde(with = "humantime_serde")]
+    pub max_catch_up: Duration,
     /// Added to every alert, and `$externalLabels` in templates.
     pub external_labels: BTreeMap<String, String>,
     pub partials_topic: String,
@@ -62,6 +71,8 @@ impl Default for AlerterConfig {
             evaluation_interval: Duration::from_secs(60),
             out_of_orderness: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
+            max_sample_future: Duration::from_secs(600),
+            max_catch_up: Duration::from_secs(3600),
             external_labels: BTreeMap::new(),
             partials_topic: "alerts.partials".into(),
             state_topic: "alerts.state".into(),

@@ -25,6 +25,11 @@ pub struct RollupConfig {
     /// A partition without records this long stops holding the watermark back.
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
+    /// Samples dated later than the consumer's clock plus this are cut from their record
+    /// before they reach the windows (they would move the watermark into the future) and
+    /// go to the dead-letter topic; so do samples before the Unix epoch.
+    #[serde(with = "humantime_serde")]
+    pub max_sample_future: Duration,
     pub dead_letter_topic: String,
     pub late_topic: String,
     /// Each tier is built from the one before it (the first from raw samples).
@@ -84,6 +89,7 @@ impl Default for RollupConfig {
             out_of_orderness: Duration::from_secs(10),
             allowed_lateness: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(30),
+            max_sample_future: Duration::from_secs(600),
             dead_letter_topic: "metrics.dlq".into(),
             late_topic: "metrics.late".into(),
             tiers: vec![

@@ -80,6 +80,10 @@ pub trait EventLog<K, V>: 'static {
 pub struct SourceConfig {
     pub out_of_orderness: Duration,
     pub idle_timeout: Duration,
+    /// Event times past the consumer's clock plus this are out of bounds (see
+    /// [`EventTimeBound`](crate::EventTimeBound)): a restored checkpoint beyond it is
+    /// forgotten.
+    pub max_future: Duration,
     /// The time at which every window an event at `ts` contributes to is final (end of
     /// the coarsest window plus allowed lateness): until then its record is not committed.
     pub release_at: Rc<dyn Fn(i64) -> i64>,
@@ -165,6 +169,7 @@ where
             let activator = scope.activator_for(info.address);
             let mut cap = Some(cap);
             let mut marks = Watermarks::new(cfg.out_of_orderness, cfg.idle_timeout);
+            let max_future_ms = cfg.max_future.as_millis().min(i64::MAX as u128 / 2) as i64;
             let progress = log.progress();
             let mut polled = Vec::new();
             let paused = Rc::new(RefCell::new(false));
@@ -184,6 +189,13 @@ where
                                 next_offset,
                                 checkpoint,
                             } => {
+                                let latest = crate::event_time::wall_clock_ms()
+                                    .saturating_add(max_future_ms);
+                                let restored = checkpoint.bounded(latest);
+                                if restored != checkpoint {
+                                    tracing::warn!(part, ?checkpoint, "restored event time is past the consumer's clock plus max_sample_future; forgotten");
+                                }
+                                let checkpoint = restored;
                                 marks.add_partition(part, checkpoint.max_event, now);
                                 if let Some(p) = prog.as_mut() {
                                     p.trackers.insert(
