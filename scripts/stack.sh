@@ -5,6 +5,7 @@
 #   scripts/stack.sh install   install what is missing (Debian packages, tansu, Python venv)
 #   scripts/stack.sh start     install if needed, start what is not running, wait until healthy
 #   scripts/stack.sh stop      stop what this script (or the demo) started, nothing else
+#   scripts/stack.sh kill NAME SIGKILL one server (fault tests); `start` brings it back
 #   scripts/stack.sh status    show what runs
 #   scripts/stack.sh reset     stop, then delete the stack's data (topics, series, tables,
 #                              alerts) but not what is installed; `start` begins empty
@@ -194,6 +195,17 @@ cmd_reset() {
   log "stack data deleted; scripts/stack.sh start begins with empty stores"
 }
 
+# SIGKILL one server of the stack (the fault tests' crash); `start` brings it back.
+cmd_kill() {
+  local name="${1:?usage: stack.sh kill tansu|victoria-metrics|clickhouse|alertmanager|prometheus}"
+  running "$name" || die "$name is not running"
+  local pid; pid="$(cat "$PIDS/$name.pid")"
+  kill -KILL "$pid"
+  for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  rm -f "$PIDS/$name.pid"
+  log "killed $name (pid $pid)"
+}
+
 cmd_status() {
   local f name
   for f in "$PIDS"/*.pid; do
@@ -220,8 +232,9 @@ case "${1:-}" in
   install) cmd_install ;;
   start) cmd_start ;;
   stop) cmd_stop ;;
+  kill) cmd_kill "${2:-}" ;;
   status) cmd_status ;;
   reset) cmd_reset ;;
   env) cmd_env ;;
-  *) echo "usage: $0 install|start|stop|status|reset|env" >&2; exit 2 ;;
+  *) echo "usage: $0 install|start|stop|kill NAME|status|reset|env" >&2; exit 2 ;;
 esac

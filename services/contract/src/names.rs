@@ -57,6 +57,74 @@ fn sanitize(s: &str, colon_ok: bool) -> String {
     out
 }
 
+/// How a series breaks the naming rules of the data contract (docs/producing.md), for
+/// consumers that check what direct producers wrote: a short kind and a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    pub kind: &'static str,
+    pub message: String,
+}
+
+/// Checks a decoded series against the contract's rules: a valid metric name, valid and
+/// unreserved label names, sorted by name and unique, no empty values. These rules are
+/// also what makes the series key unambiguous: no label name can hold the characters
+/// that delimit the key.
+pub fn check_series<'a>(
+    name: &str,
+    labels: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<(), Violation> {
+    let v = |kind, message: String| Err(Violation { kind, message });
+    if !is_valid_metric_name(name) {
+        return v(
+            "invalid_metric_name",
+            format!("invalid metric name {:?}", cut(name)),
+        );
+    }
+    let mut prev: Option<&str> = None;
+    for (n, value) in labels {
+        if !is_valid_label_name(n) {
+            return v(
+                "invalid_label_name",
+                format!("invalid label name {:?}", cut(n)),
+            );
+        }
+        if is_reserved_label_name(n) {
+            return v(
+                "reserved_label_name",
+                format!("reserved label name {:?}", cut(n)),
+            );
+        }
+        if value.is_empty() {
+            return v(
+                "empty_label_value",
+                format!("label {n:?} has an empty value"),
+            );
+        }
+        match prev {
+            Some(p) if p == n => {
+                return v("duplicate_label", format!("label {n:?} given twice"));
+            }
+            Some(p) if p > n => {
+                return v(
+                    "unsorted_labels",
+                    format!("label {n:?} after {p:?}: labels must be sorted by name"),
+                );
+            }
+            _ => {}
+        }
+        prev = Some(n);
+    }
+    Ok(())
+}
+
+fn cut(s: &str) -> &str {
+    let mut end = s.len().min(128);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,6 +136,21 @@ mod tests {
         }
         for bad in ["", "1up", "cpu-usage", "a.b", "ü", "a b"] {
             assert!(!is_valid_metric_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn series_checks_name_each_kind() {
+        assert_eq!(check_series("m", [("a", "1"), ("b", "2")]), Ok(()));
+        for (name, labels, kind) in [
+            ("1m", vec![], "invalid_metric_name"),
+            ("m", vec![("a-b", "1")], "invalid_label_name"),
+            ("m", vec![("__name__", "x")], "reserved_label_name"),
+            ("m", vec![("a", "")], "empty_label_value"),
+            ("m", vec![("a", "1"), ("a", "2")], "duplicate_label"),
+            ("m", vec![("b", "1"), ("a", "2")], "unsorted_labels"),
+        ] {
+            assert_eq!(check_series(name, labels).unwrap_err().kind, kind);
         }
     }
 

@@ -18,7 +18,7 @@ use weir_runtime::ops::{self, Health};
 use weir_runtime::produce::OutRecord;
 use weir_runtime::Topology;
 use weir_window::kafka::KafkaLog;
-use weir_window::{run_then_drain, EventTimeBound, HashedKey, PeerWatermarks, WorkerLink};
+use weir_window::{run_then_drain, HashedKey, InputChecks, PeerWatermarks, WorkerLink};
 
 use crate::dataflow::{build, Emission, Emitter, Key, TierRow, Timing};
 use crate::sink::clickhouse::ClickHouseSink;
@@ -158,16 +158,16 @@ pub async fn run(topology: Topology, shutdown: CancellationToken) -> anyhow::Res
                 let link = links[index].clone();
                 let decoder = decoder.clone();
                 let mut key_buf = String::new();
-                let mut bound = EventTimeBound::new(max_future);
+                let mut checks = InputChecks::new(max_future);
                 let decode = Box::new(move |payload: &[u8], out: &mut Vec<(Key, i64, f64)>| {
                     let mut skipped = 0u64;
-                    bound.start();
+                    checks.start();
                     decoder
                         .visit(payload, |s| {
                             key_buf.clear();
                             write_key_parts(&mut key_buf, s.name, s.labels.iter().copied());
                             let key = HashedKey::from(key_buf.as_str());
-                            for x in bound.within(&s) {
+                            for x in checks.within(&s) {
                                 // Stale markers and NaN/Inf have no place in sums and sketches.
                                 if x.value.is_finite() {
                                     out.push((key.clone(), x.timestamp_ms, x.value));
@@ -177,14 +177,14 @@ pub async fn run(topology: Topology, shutdown: CancellationToken) -> anyhow::Res
                             }
                         })
                         .map_err(|e| {
-                            bound.reset();
+                            checks.reset();
                             e.to_string()
                         })?;
                     metrics::counter!("weir_rollup_samples_total", "outcome" => "read").increment(out.len() as u64);
                     if skipped > 0 {
                         metrics::counter!("weir_rollup_samples_total", "outcome" => "not_finite").increment(skipped);
                     }
-                    Ok(bound.finish())
+                    Ok(checks.finish())
                 });
                 let Some(log) = KafkaLog::for_worker(&client, &group, index, &topic, decode, dlq.clone(), rt.clone(), "weir_rollup_dead_letters_total") else {
                     return;

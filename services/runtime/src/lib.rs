@@ -6,6 +6,7 @@
 //! - [`kafka`]: client configs, metadata, the producer every writer uses;
 //! - [`consumer`]: consumer-group context: lag per partition, drain and commit on revoke;
 //! - [`dead_letter`]: the dead-letter topic, with the reason and origin in headers;
+//! - [`input_checks`]: what consumers check on every decoded series (contract, event time);
 //! - [`produce`]: batches produced so that a retry resends only what failed;
 //! - [`backoff`]: the retry delay every retry loop uses;
 //! - [`topics`]: `weir topics apply` — create what is missing, report drift;
@@ -17,6 +18,7 @@ pub mod backoff;
 pub mod config;
 pub mod consumer;
 pub mod dead_letter;
+pub mod input_checks;
 pub mod kafka;
 pub mod ops;
 pub mod produce;

@@ -24,9 +24,11 @@ use tokio_util::sync::CancellationToken;
 use weir_contract::avro::{BatchEncoder, Decoder};
 use weir_contract::remote_write::push_timeseries;
 use weir_contract::MetricsBatch;
+use weir_runtime::backoff::Backoff;
 use weir_runtime::config::{Role, TsdbWriterConfig};
 use weir_runtime::consumer::{store_next_offset, Assignment, GroupContext, PartitionId};
 use weir_runtime::dead_letter::{DeadLetter, DeadLetters};
+use weir_runtime::input_checks::InputChecks;
 use weir_runtime::kafka::consumer_config;
 use weir_runtime::ops::{self, Health};
 use weir_runtime::Topology;
@@ -91,6 +93,7 @@ pub async fn run(topology: Topology, shutdown: CancellationToken) -> anyhow::Res
     let mut writer = Writer {
         shared: shared.clone(),
         decoder: topology.decoder(),
+        checks: InputChecks::new(cfg.max_sample_future),
         lanes: HashMap::new(),
         permits: Arc::new(Semaphore::new(cfg.max_in_flight)),
         done_tx,
@@ -153,6 +156,7 @@ struct Done {
 struct Writer {
     shared: Arc<Shared>,
     decoder: Decoder,
+    checks: InputChecks,
     lanes: HashMap<PartitionId, Lane>,
     permits: Arc<Semaphore>,
     done_tx: mpsc::UnboundedSender<Done>,
@@ -205,50 +209,47 @@ impl Writer {
         lane.last_offset = Some(offset);
         let (body_len, spans_len) = (lane.body.len(), lane.spans.len());
         let mut samples = 0;
+        let checks = &mut self.checks;
+        checks.start();
         let visited = self.decoder.visit(payload, |s| {
+            let kept = checks.within(&s);
+            if kept.is_empty() {
+                return;
+            }
             let start = lane.body.len();
-            push_timeseries(&mut lane.body, s.name, s.labels, s.samples);
+            push_timeseries(&mut lane.body, s.name, s.labels, kept);
             lane.spans.push(Span {
                 start,
                 end: lane.body.len(),
                 offset,
             });
-            samples += s.samples.len();
+            samples += kept.len();
         });
+        let cut = match &visited {
+            Ok(_) => checks.finish(),
+            Err(_) => {
+                checks.reset();
+                None
+            }
+        };
         if let Err(e) = visited {
             // Undo what a record that turned out corrupt half-way appended.
             lane.body.truncate(body_len);
             lane.spans.truncate(spans_len);
-            // Dead-letter it before counting it done: it is never dropped unseen. While the
-            // dead-letter topic cannot be written, wait and retry rather than skip or exit.
+            // Dead-letter it before counting it done: it is never dropped unseen.
             let error = e.to_string();
-            let mut backoff = self.shared.cfg.retry_initial;
-            loop {
-                let sent = self
-                    .shared
-                    .dlq
-                    .send(DeadLetter {
-                        source_topic: m.topic(),
-                        partition: m.partition(),
-                        offset,
-                        key: m.key(),
-                        payload,
-                        kind: e.kind(),
-                        error: &error,
-                    })
-                    .await;
-                match sent {
-                    Ok(()) => break,
-                    Err(err) => {
-                        tracing::error!(error = %err, "cannot write the dead letter; retrying");
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(self.shared.cfg.retry_max);
-                    }
-                }
-            }
+            self.dead_letter_blocking(m, payload, e.kind(), &error)
+                .await;
             self.store_if_idle(&p);
             return Ok(());
         }
+        if let Some(cut) = cut {
+            // What the checks cut is a dead letter of its own; the rest of the record
+            // goes on to the TSDB.
+            self.dead_letter_blocking(m, &cut.payload, cut.kind, &cut.error)
+                .await;
+        }
+        let lane = lane_of(&mut self.lanes, &mut self.generations, &p);
         metrics::counter!("weir_tsdb_writer_samples_total", "outcome" => "read")
             .increment(samples as u64);
         if lane.spans.len() == spans_len {
@@ -265,6 +266,41 @@ impl Writer {
             self.dispatch(&p);
         }
         Ok(())
+    }
+
+    /// Writes a dead letter for the record `m` (or part of it), retrying with backoff while
+    /// the dead-letter topic cannot be written, rather than skip it or exit.
+    async fn dead_letter_blocking(
+        &self,
+        m: &BorrowedMessage<'_>,
+        payload: &[u8],
+        kind: &str,
+        error: &str,
+    ) {
+        let cfg = &self.shared.cfg;
+        let mut backoff = Backoff::new(cfg.retry_initial, cfg.retry_max);
+        loop {
+            let sent = self
+                .shared
+                .dlq
+                .send(DeadLetter {
+                    source_topic: m.topic(),
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    key: m.key(),
+                    payload,
+                    kind,
+                    error,
+                })
+                .await;
+            match sent {
+                Ok(()) => return,
+                Err(err) => {
+                    tracing::error!(error = %err, "cannot write the dead letter; retrying");
+                    backoff.wait().await;
+                }
+            }
+        }
     }
 
     /// Stores the lane's next offset when nothing of it is buffered or in flight.

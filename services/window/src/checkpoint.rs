@@ -31,7 +31,7 @@ impl Checkpoint {
     }
 
     /// This checkpoint with times later than `latest` forgotten (see
-    /// [`EventTimeBound::restored`](crate::EventTimeBound::restored)).
+    /// [`InputChecks::restored`](weir_runtime::input_checks::InputChecks::restored)).
     pub fn bounded(self, latest: i64) -> Self {
         Self {
             max_event: self.max_event.filter(|t| *t <= latest),

@@ -18,8 +18,8 @@ use weir_runtime::consumer::{publish_assigned, publish_lag, record_commit};
 use weir_runtime::dead_letter::{DeadLetter, DeadLetters};
 
 use crate::checkpoint::Checkpoint;
-use crate::event_time::Cut;
 use crate::operators::source::{EventLog, LogEvent, Progress};
+use weir_runtime::input_checks::Cut;
 
 enum Change {
     Assigned(u32, i64, Checkpoint),
@@ -124,7 +124,7 @@ impl ConsumerContext for LogContext {
 }
 
 /// Turns a record's payload into events; samples it cut out of the record (see
-/// [`EventTimeBound`](crate::EventTimeBound)) come back to go to the dead-letter topic.
+/// [`InputChecks`](weir_runtime::input_checks::InputChecks)) come back to go to the dead-letter topic.
 pub type DecodeFn<K, V> =
     Box<dyn FnMut(&[u8], &mut Vec<(K, i64, V)>) -> Result<Option<Cut>, String>>;
 /// Takes records that could not be decoded (to a dead-letter topic); must not return

@@ -67,7 +67,6 @@
 //! from another worker (a series lives in one partition).
 pub mod checkpoint;
 pub mod event;
-pub mod event_time;
 pub mod kafka;
 pub mod key;
 pub mod memory;
@@ -78,7 +77,6 @@ pub mod worker;
 
 pub use checkpoint::{Checkpoint, OffsetTracker};
 pub use event::{Event, Item, WindowResult};
-pub use event_time::{Cut, EventTimeBound};
 pub use key::{HashedKey, WindowKey};
 pub use operators::rewindow::{Combine, RewindowConfig, RewindowExt};
 pub use operators::sink::SinkExt;
@@ -88,4 +86,5 @@ pub use operators::source::{
 pub use operators::window::{prefetch, Aggregate, WindowConfig, WindowExt};
 pub use operators::Time;
 pub use spec::{Window, WindowSpec};
+pub use weir_runtime::input_checks::{Cut, InputChecks};
 pub use worker::{run_then_drain, WorkerLink};

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use weir_contract::avro::{DecodeError, Decoder};
-use weir_window::{Checkpoint, Cut, EventTimeBound, Item};
+use weir_window::{Checkpoint, Cut, InputChecks, Item};
 
 use crate::evaluate::{Partial, SeriesStore};
 use crate::labels::{Labels, METRIC_NAME};
@@ -30,7 +30,7 @@ pub struct SampleDecoder {
     /// The metric names the rules select; `None` when a rule selects by labels alone.
     names: Option<HashSet<String>>,
     unread: Arc<Labels>,
-    bound: EventTimeBound,
+    checks: InputChecks,
 }
 
 impl SampleDecoder {
@@ -40,22 +40,22 @@ impl SampleDecoder {
             decoder,
             names: rules.metric_names(),
             unread: Arc::new(Labels::default()),
-            bound: EventTimeBound::new(max_future),
+            checks: InputChecks::new(max_future),
         }
     }
 
     /// Appends the record's samples; returns how many of them no rule reads, and the
-    /// samples cut from the record for being out of the event-time bound.
+    /// samples cut from the record that break the contract or the event-time bound.
     pub fn decode(
         &mut self,
         payload: &[u8],
         out: &mut Vec<(Arc<Labels>, i64, f64)>,
     ) -> Result<(usize, Option<Cut>), DecodeError> {
         let mut unread = 0;
-        let (names, unread_labels, bound) = (&self.names, &self.unread, &mut self.bound);
-        bound.start();
+        let (names, unread_labels, checks) = (&self.names, &self.unread, &mut self.checks);
+        checks.start();
         let r = self.decoder.visit(payload, |s| {
-            let samples = bound.within(&s);
+            let samples = checks.within(&s);
             if samples.is_empty() {
                 return;
             }
@@ -73,9 +73,9 @@ impl SampleDecoder {
             }
         });
         match r {
-            Ok(_) => Ok((unread, bound.finish())),
+            Ok(_) => Ok((unread, checks.finish())),
             Err(e) => {
-                bound.reset();
+                checks.reset();
                 Err(e)
             }
         }

@@ -36,6 +36,11 @@ pub struct TsdbWriterConfig {
     pub retry_initial: Duration,
     #[serde(with = "humantime_serde")]
     pub retry_max: Duration,
+    /// Samples dated later than the writer's clock plus this, samples before the Unix
+    /// epoch, and series that break the data contract go to the dead-letter topic
+    /// instead of the TSDB (see `weir_runtime::input_checks`).
+    #[serde(with = "humantime_serde")]
+    pub max_sample_future: Duration,
 }
 
 impl Default for TsdbWriterConfig {
@@ -53,6 +58,7 @@ impl Default for TsdbWriterConfig {
             request_timeout: Duration::from_secs(10),
             retry_initial: Duration::from_millis(100),
             retry_max: Duration::from_secs(10),
+            max_sample_future: Duration::from_secs(600),
         }
     }
 }

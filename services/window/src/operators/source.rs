@@ -81,7 +81,7 @@ pub struct SourceConfig {
     pub out_of_orderness: Duration,
     pub idle_timeout: Duration,
     /// Event times past the consumer's clock plus this are out of bounds (see
-    /// [`EventTimeBound`](crate::EventTimeBound)): a restored checkpoint beyond it is
+    /// [`InputChecks`](weir_runtime::input_checks::InputChecks)): a restored checkpoint beyond it is
     /// forgotten.
     pub max_future: Duration,
     /// The time at which every window an event at `ts` contributes to is final (end of
@@ -189,7 +189,7 @@ where
                                 next_offset,
                                 checkpoint,
                             } => {
-                                let latest = crate::event_time::wall_clock_ms()
+                                let latest = weir_runtime::input_checks::wall_clock_ms()
                                     .saturating_add(max_future_ms);
                                 let restored = checkpoint.bounded(latest);
                                 if restored != checkpoint {

@@ -1,3 +1,10 @@
+//! What every consumer checks on each series it decodes, before the window engine sees
+//! it: the data contract's naming rules (a direct producer may write anything), and event
+//! time bounded against the consumer's clock. A series that breaks the contract is cut
+//! from its record whole, with the rule it breaks as the reason (`invalid_label_name`,
+//! `unsorted_labels`, ...): read anyway, unsorted labels would split one series into
+//! several keys, and a `__name__` label would collide with the name.
+//!
 //! Event time is bounded against the consumer's clock. A sample dated further ahead
 //! than `max_future` (a device with a wrong clock, a direct producer's bug) would move
 //! its partition's watermark into the future: every later sample of the partition would
@@ -15,6 +22,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use weir_contract::avro::{BatchEncoder, SeriesRef};
+use weir_contract::names::{check_series, Violation};
 use weir_contract::Sample;
 
 /// The earliest event time accepted: the Unix epoch.
@@ -29,19 +37,23 @@ pub struct Cut {
     pub error: String,
 }
 
-/// Cuts out-of-range samples from records as they are decoded (see the module docs).
+/// Cuts what breaks the contract or the event-time bound from records as they are
+/// decoded (see the module docs).
 #[derive(Debug)]
-pub struct EventTimeBound {
+pub struct InputChecks {
     max_future_ms: i64,
     now_ms: i64,
     cut: BatchEncoder,
     future: usize,
     before_epoch: usize,
     first: Option<i64>,
+    /// Samples of series that break the contract, and the first such violation.
+    broken: usize,
+    violation: Option<Violation>,
     kept: Vec<Sample>,
 }
 
-impl EventTimeBound {
+impl InputChecks {
     pub fn new(max_future: Duration) -> Self {
         Self {
             max_future_ms: max_future.as_millis().min(i64::MAX as u128 / 2) as i64,
@@ -50,6 +62,8 @@ impl EventTimeBound {
             future: 0,
             before_epoch: 0,
             first: None,
+            broken: 0,
+            violation: None,
             kept: Vec::new(),
         }
     }
@@ -69,9 +83,23 @@ impl EventTimeBound {
         self.now_ms = now_ms;
     }
 
-    /// The samples of `s` inside the bound. The others are kept aside for
-    /// [`finish`](Self::finish). In the common case (all inside) this is `s.samples`.
+    /// The samples of `s` to use: none when the series breaks the contract, else those
+    /// inside the bound. The others are kept aside for [`finish`](Self::finish). In the
+    /// common case (all good) this is `s.samples`.
     pub fn within<'x>(&'x mut self, s: &SeriesRef<'x, '_>) -> &'x [Sample] {
+        if let Err(v) = check_series(s.name, s.labels.iter().copied()) {
+            self.broken += s.samples.len();
+            self.violation.get_or_insert(v);
+            self.cut.push_parts(
+                s.name,
+                s.labels.iter().copied(),
+                s.samples,
+                s.metric_type,
+                s.unit,
+                s.tenant,
+            );
+            return &[];
+        }
         let latest = self.latest(self.now_ms);
         let inside = |x: &Sample| (MIN_EVENT_TIME..=latest).contains(&x.timestamp_ms);
         if s.samples.iter().all(inside) {
@@ -103,16 +131,36 @@ impl EventTimeBound {
         &self.kept
     }
 
-    /// Ends a record: what was cut from it, if anything.
+    /// Ends a record: what was cut from it, if anything. The kind is the first reason
+    /// (a broken contract before time); the message counts every reason.
     pub fn finish(&mut self) -> Option<Cut> {
-        let (future, before) = (self.future, self.before_epoch);
-        if future + before == 0 {
+        let (future, before, broken) = (self.future, self.before_epoch, self.broken);
+        if future + before + broken == 0 {
             return None;
         }
         self.future = 0;
         self.before_epoch = 0;
+        self.broken = 0;
         let first = self.first.take().unwrap_or_default();
         let latest = self.latest(self.now_ms);
+        if let Some(v) = self.violation.take() {
+            metrics::counter!("weir_consumer_samples_out_of_contract_total", "kind" => v.kind)
+                .increment(broken as u64);
+            let mut error = format!(
+                "{broken} sample(s) of series that break the data contract, first: {}",
+                v.message
+            );
+            if future + before > 0 {
+                error.push_str(&format!(
+                    "; {future} later than max_sample_future, {before} before the epoch"
+                ));
+            }
+            return Some(Cut {
+                payload: self.cut.finish(),
+                kind: v.kind,
+                error,
+            });
+        }
         let (kind, error) = if future > 0 {
             metrics::counter!("weir_consumer_samples_out_of_range_total", "reason" => "future")
                 .increment(future as u64);
@@ -142,12 +190,14 @@ impl EventTimeBound {
     /// Discards what was cut from a record that then failed to decode (the whole record
     /// goes to the dead-letter topic instead).
     pub fn reset(&mut self) {
-        if self.future + self.before_epoch > 0 {
+        if self.future + self.before_epoch + self.broken > 0 {
             self.cut.finish();
         }
         self.future = 0;
         self.before_epoch = 0;
+        self.broken = 0;
         self.first = None;
+        self.violation = None;
     }
 
     /// A restored watermark or maximum event time beyond the bound (written by a version
@@ -184,7 +234,7 @@ mod tests {
 
     #[test]
     fn samples_inside_pass_untouched() {
-        let mut b = EventTimeBound::new(Duration::from_secs(600));
+        let mut b = InputChecks::new(Duration::from_secs(600));
         b.start_at(1_000_000);
         let s = [Sample::new(1, 1.0), Sample::new(1_000_000 + 600_000, 2.0)];
         assert_eq!(b.within(&series(&s, &[])), &s);
@@ -193,7 +243,7 @@ mod tests {
 
     #[test]
     fn far_future_and_pre_epoch_samples_are_cut_into_a_record_of_their_own() {
-        let mut b = EventTimeBound::new(Duration::from_secs(600));
+        let mut b = InputChecks::new(Duration::from_secs(600));
         let now = 1_700_000_000_000;
         b.start_at(now);
         let year_2100 = 4_102_444_800_000;
@@ -230,8 +280,23 @@ mod tests {
     }
 
     #[test]
+    fn a_series_that_breaks_the_contract_is_cut_whole_with_its_rule() {
+        let mut b = InputChecks::new(Duration::from_secs(600));
+        b.start_at(1_000_000);
+        let s = [Sample::new(1, 1.0), Sample::new(2, 2.0)];
+        let unsorted = [("b", "1"), ("a", "2")];
+        assert!(b.within(&series(&s, &unsorted)).is_empty());
+        assert_eq!(b.within(&series(&s, &[("a", "1")])), &s);
+        let cut = b.finish().expect("cut");
+        assert_eq!(cut.kind, "unsorted_labels");
+        let batch = Decoder::new().decode(&cut.payload).unwrap();
+        assert_eq!(batch.series.len(), 1);
+        assert_eq!(batch.series[0].samples, s.to_vec());
+    }
+
+    #[test]
     fn restored_times_past_the_bound_are_forgotten() {
-        let b = EventTimeBound::new(Duration::from_secs(600));
+        let b = InputChecks::new(Duration::from_secs(600));
         assert_eq!(b.restored(Some(5), 10), Some(5));
         assert_eq!(b.restored(Some(4_102_444_800_000), 10), None);
         assert_eq!(b.restored(None, 10), None);
