@@ -79,6 +79,8 @@ pub struct MergeState {
     /// Per source partition, the highest step it sent.
     sources: HashMap<u32, i64>,
     pending: BTreeMap<i64, PendingStep>,
+    /// Most steps held waiting for a lagging source (memory stays bounded).
+    pub max_pending: usize,
     /// Transitions already on the events topic (found when restoring).
     pub announced: HashSet<Announced>,
 }
@@ -92,6 +94,7 @@ impl MergeState {
             progress: MergeProgress::default(),
             sources: HashMap::new(),
             pending: BTreeMap::new(),
+            max_pending: 1_000,
             announced: HashSet::new(),
         }
     }
@@ -132,6 +135,10 @@ impl MergeState {
                     p.partials.entry(rule).or_default().push(partial);
                 }
             }
+        } else if !rec.partials.is_empty() {
+            // Its step was evaluated already (without this source, see below).
+            metrics::counter!("weir_alerter_partials_total", "outcome" => "after_step_evaluated")
+                .increment(rec.partials.len() as u64);
         }
         let mut out = Vec::new();
         while let Some((&step, _)) = self.pending.first_key_value() {
@@ -142,6 +149,22 @@ impl MergeState {
             let Some(p) = self.pending.remove(&step) else {
                 break;
             };
+            out.push(self.evaluate(rules, external_labels, step, p));
+        }
+        // A source that lags must not make the others' partials pile up without bound:
+        // past `max_pending` the oldest step is evaluated with what is there, and says so.
+        while self.pending.len() > self.max_pending {
+            let Some((step, p)) = self.pending.pop_first() else {
+                break;
+            };
+            let missing: Vec<u32> = (0..sources).filter(|s| !p.from.contains(s)).collect();
+            metrics::counter!("weir_alerter_incomplete_steps_total").increment(1);
+            tracing::warn!(
+                step,
+                ?missing,
+                max_pending_steps = self.max_pending,
+                "evaluating a step without the partials of lagging source partitions"
+            );
             out.push(self.evaluate(rules, external_labels, step, p));
         }
         out
@@ -270,6 +293,27 @@ mod tests {
             r[0].transitions[..],
             [(0, Transition::Resolved(_), false)]
         ));
+    }
+
+    #[test]
+    fn a_lagging_source_holds_at_most_max_pending_steps() {
+        let rules = rules();
+        let ext = Labels::default();
+        let mut m = MergeState::new(1, 0, 1);
+        m.max_pending = 3;
+        // Source 1 never sends: steps pile up until the bound, then the oldest goes.
+        let mut evaluated = Vec::new();
+        for (i, step) in (1..=6).map(|k| k * 10_000).enumerate() {
+            for r in m.absorb(&rules, &ext, 2, i as i64, rec(0, step, 100.0, 1.0)) {
+                evaluated.push(r.step);
+            }
+            assert!(m.pending_steps() <= 3);
+        }
+        assert_eq!(evaluated, vec![10_000, 20_000, 30_000]);
+        // The lagging source's partials for an evaluated step come too late: dropped.
+        assert!(m
+            .absorb(&rules, &ext, 2, 7, rec(1, 10_000, 0.0, 1.0))
+            .is_empty());
     }
 
     #[test]

@@ -204,6 +204,8 @@ pub async fn run(topology: Topology, shutdown: CancellationToken) -> anyhow::Res
         generator_url: cfg.external_url.clone(),
         health: health.clone(),
         retry_max: cfg.retry_max,
+        max_pending_steps: cfg.max_pending_steps,
+        dlq: dlq.clone(),
     };
     let merge_thread = {
         let (rt, stop) = (tokio::runtime::Handle::current(), stop_merge.clone());

@@ -19,6 +19,7 @@ use rdkafka::statistics::Statistics;
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use weir_contract::avro::{encode_alert_event, AlertEvent, AlertStatus};
 use weir_runtime::consumer::{publish_assigned, publish_lag, record_commit};
+use weir_runtime::dead_letter::{DeadLetter, DeadLetters};
 use weir_runtime::ops::Health;
 
 use crate::alerting::{Alert, State, Transition};
@@ -131,6 +132,10 @@ pub struct StageTwo {
     pub generator_url: String,
     pub health: Health,
     pub retry_max: Duration,
+    /// See `alerter.max_pending_steps`.
+    pub max_pending_steps: usize,
+    /// Where a partials record that cannot be read goes.
+    pub dlq: Arc<DeadLetters>,
 }
 
 /// Partials records read before the changes they made are stored.
@@ -185,7 +190,9 @@ impl StageTwo {
                     match ch {
                         Change::Assigned(q) => {
                             if let std::collections::hash_map::Entry::Vacant(e) = states.entry(q) {
-                                e.insert(self.restore_until_done(q, &stop)?);
+                                let mut st = self.restore_until_done(q, &stop)?;
+                                st.max_pending = self.max_pending_steps;
+                                e.insert(st);
                             }
                         }
                         Change::Revoked(q) => {
@@ -257,9 +264,25 @@ impl StageTwo {
                     }
                     Err(e) => {
                         // Only weir writes this topic; a record it cannot read is a
-                        // version mismatch, not data to stop on.
+                        // version mismatch or corruption, not data to stop on. Its step
+                        // is evaluated without that source's partials: said in the dead
+                        // letter and the log, counted.
                         metrics::counter!("weir_alerter_errors_total", "kind" => "undecodable_partials").increment(1);
-                        tracing::error!(partition = q, offset, error = %e, "skipping an undecodable partials record");
+                        let error =
+                            format!("{e}; the step it carried is evaluated without these partials");
+                        tracing::error!(partition = q, offset, error = %error, "undecodable partials record to the dead-letter topic");
+                        self.dlq.send_blocking(
+                            &rt,
+                            DeadLetter {
+                                source_topic: &self.partials_topic,
+                                partition: q,
+                                offset,
+                                key: m.key(),
+                                payload: m.payload().unwrap_or_default(),
+                                kind: "undecodable_partials",
+                                error: &error,
+                            },
+                        );
                     }
                 }
             }

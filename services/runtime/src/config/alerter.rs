@@ -51,6 +51,10 @@ pub struct AlerterConfig {
     /// `--rules.alert.resend-delay`).
     #[serde(with = "humantime_serde")]
     pub resend_delay: Duration,
+    /// Steps stage two holds while it waits for a lagging source partition's partials;
+    /// past it the oldest is evaluated without them, counted in
+    /// `weir_alerter_incomplete_steps_total` and logged with the partitions it lacked.
+    pub max_pending_steps: usize,
     /// One Alertmanager request's timeout.
     #[serde(with = "humantime_serde")]
     pub alertmanager_timeout: Duration,
@@ -79,6 +83,7 @@ impl Default for AlerterConfig {
             events_topic: "alerts.triggered".into(),
             dead_letter_topic: "metrics.dlq".into(),
             resend_delay: Duration::from_secs(60),
+            max_pending_steps: 1_000,
             alertmanager_timeout: Duration::from_secs(10),
             external_url: String::new(),
             retry_max: Duration::from_secs(10),
