@@ -36,7 +36,8 @@ export PATH="$FUZZ_ROOT/bin:$PATH"
 # cargo fuzz needs nightly compiler flags (sanitizers); the stable toolchain takes them
 # when told it is bootstrapping itself.
 export RUSTC_BOOTSTRAP=1
-export CARGO_TARGET_DIR="$WEIR_CACHE_DIR/fuzz-target"
+# A long run beside the test suite can take a target directory of its own.
+export CARGO_TARGET_DIR="${WEIR_FUZZ_TARGET_DIR:-$WEIR_CACHE_DIR/fuzz-target}"
 
 log "building ${#targets[@]} fuzz targets"
 (cd fuzz && cargo fuzz build --release --debug-assertions) >&2

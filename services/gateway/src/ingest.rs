@@ -725,7 +725,20 @@ pub mod testing {
         l: Limits,
         parse: impl FnOnce(&mut BatchBuilder<'_>) -> Result<(), ApiError>,
     ) -> Result<Outcome, ApiError> {
-        let ingest = ingest(l);
+        run_on(&ingest(l), parse)
+    }
+
+    /// One ingest with the default limits for the whole process: a librdkafka client
+    /// per input would cost its threads each time (and look like a leak to a fuzzer).
+    pub fn shared() -> &'static Ingest {
+        static INGEST: std::sync::OnceLock<Ingest> = std::sync::OnceLock::new();
+        INGEST.get_or_init(|| ingest(Limits::default()))
+    }
+
+    pub fn run_on(
+        ingest: &Ingest,
+        parse: impl FnOnce(&mut BatchBuilder<'_>) -> Result<(), ApiError>,
+    ) -> Result<Outcome, ApiError> {
         let r = ingest.admit(1)?;
         let mut b = ingest.batch(None, 0, r);
         parse(&mut b)?;
@@ -744,7 +757,7 @@ pub mod testing {
     pub fn run(
         parse: impl FnOnce(&mut BatchBuilder<'_>) -> Result<(), ApiError>,
     ) -> Result<Outcome, ApiError> {
-        run_with(Limits::default(), parse)
+        run_on(shared(), parse)
     }
 }
 
