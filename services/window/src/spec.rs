@@ -67,22 +67,27 @@ impl WindowSpec {
 
     /// The windows an event at `ts` belongs to, earliest first. For sessions this is the
     /// event's own proto-session `[ts, ts + gap)`, which the operator merges with the
-    /// key's neighbouring sessions.
+    /// key's neighbouring sessions. Consumers cut event times outside the epoch and the
+    /// future bound before they get here (`weir_runtime::input_checks`); the arithmetic
+    /// saturates all the same, so no time can overflow it.
     pub fn assign(&self, ts: i64, mut each: impl FnMut(Window)) {
         match *self {
             WindowSpec::Tumbling { size_ms } => {
-                let start = ts.div_euclid(size_ms) * size_ms;
-                each(Window::new(start, start + size_ms));
+                let start = ts.div_euclid(size_ms).saturating_mul(size_ms);
+                each(Window::new(start, start.saturating_add(size_ms)));
             }
             WindowSpec::Hopping { size_ms, slide_ms } => {
-                let last = ts.div_euclid(slide_ms) * slide_ms;
-                let mut start = last - size_ms + slide_ms;
+                let last = ts.div_euclid(slide_ms).saturating_mul(slide_ms);
+                let mut start = last.saturating_sub(size_ms).saturating_add(slide_ms);
                 while start <= last {
-                    each(Window::new(start, start + size_ms));
-                    start += slide_ms;
+                    each(Window::new(start, start.saturating_add(size_ms)));
+                    match start.checked_add(slide_ms) {
+                        Some(s) => start = s,
+                        None => break,
+                    }
                 }
             }
-            WindowSpec::Session { gap_ms } => each(Window::new(ts, ts + gap_ms)),
+            WindowSpec::Session { gap_ms } => each(Window::new(ts, ts.saturating_add(gap_ms))),
         }
     }
 
@@ -107,6 +112,24 @@ mod tests {
         let mut v = Vec::new();
         spec.assign(ts, |w| v.push(w));
         v
+    }
+
+    #[test]
+    fn extreme_times_never_overflow() {
+        for spec in [
+            WindowSpec::tumbling(3_600_000),
+            WindowSpec::Hopping {
+                size_ms: 300_000,
+                slide_ms: 60_000,
+            },
+            WindowSpec::Session { gap_ms: 60_000 },
+        ] {
+            for ts in [i64::MIN, i64::MIN + 1, -1, 0, i64::MAX - 1, i64::MAX] {
+                let w = all(spec, ts);
+                assert!(w.iter().all(|w| w.start <= w.end));
+                let _ = spec.last_end(ts);
+            }
+        }
     }
 
     #[test]

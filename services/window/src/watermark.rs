@@ -60,7 +60,7 @@ impl Watermarks {
         self.parts
             .get(&part)
             .and_then(|c| c.max_event)
-            .map(|m| m - self.out_of_orderness)
+            .map(|m| m.saturating_sub(self.out_of_orderness))
     }
 
     /// The highest event time read from the partition so far (checkpointed).
@@ -96,7 +96,7 @@ impl Watermarks {
                 continue;
             }
             active += 1;
-            let wm = c.max_event? - self.out_of_orderness;
+            let wm = c.max_event?.saturating_sub(self.out_of_orderness);
             min = Some(min.map_or(wm, |m: i64| m.min(wm)));
         }
         if active == 0 {

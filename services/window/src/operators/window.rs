@@ -218,7 +218,7 @@ impl<K: WindowKey, A: Aggregate> Windows<K, A> {
 
     fn add_session(&mut self, e: &Event<K, A::Value>, gap: i64, frontier: i64) -> bool {
         let lateness = self.cfg.allowed_lateness_ms;
-        let proto = Window::new(e.ts, e.ts + gap);
+        let proto = Window::new(e.ts, e.ts.saturating_add(gap));
         let touches = |o: &Window| o.start <= proto.end && proto.start <= o.end;
         // Open sessions of a key never touch each other, so the sessions the event's own
         // touches are all it merges.
