@@ -425,3 +425,31 @@ fn series_that_break_the_contract_are_dead_lettered_and_the_rest_written() {
         vec![Sample::new(4_102_444_800_000, 5.0)]
     );
 }
+
+/// A client that declares a body and stalls is answered 408 once `body_read_timeout`
+/// passes, instead of holding its share of the budget for ever.
+#[test]
+fn a_stalled_body_is_answered_408() {
+    use std::io::{Read, Write};
+    ensure_stack();
+    let topo = TestTopology::new(1, "  limits:\n    body_read_timeout: 1s\n");
+    topo.apply();
+    let gw = Gateway::start(&topo);
+    let mut s = std::net::TcpStream::connect(gw.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"POST /write HTTP/1.1\r\nHost: weir\r\nContent-Type: text/plain\r\nContent-Length: 100000\r\n\r\nm v=1 ")
+        .unwrap();
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = s
+            .read(&mut buf)
+            .expect("an answer before the client's 10 s");
+        assert!(n > 0, "connection closed without an answer");
+        answer.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}

@@ -308,6 +308,30 @@ mod tests {
     }
 
     #[test]
+    fn one_old_sample_does_not_make_a_partition_evaluate_every_step_since() {
+        let mut s = StageOne::new(rules(), Duration::from_secs(30))
+            .with_max_catch_up(Duration::from_secs(60));
+        let day = 86_400_000;
+        let out = s.absorb(
+            vec![
+                Item::Assigned(0, Checkpoint::default()),
+                ev(0, "a", 1_000, 1.0),
+                ev(0, "a", day, 1.0),
+                Item::Watermark(0, day),
+            ],
+            0,
+            Instant::now(),
+        );
+        let steps: Vec<i64> = out.steps.iter().map(|o| o.step).collect();
+        assert_eq!(
+            steps.first(),
+            Some(&(day - 60_000)),
+            "starts at the catch-up bound"
+        );
+        assert_eq!(steps.len(), 7, "{steps:?}");
+    }
+
+    #[test]
     fn a_checkpoint_resumes_after_the_acknowledged_step() {
         let mut s = StageOne::new(rules(), Duration::from_secs(30));
         let cp = Checkpoint {
