@@ -36,6 +36,7 @@ export PATH="$FUZZ_ROOT/bin:$PATH"
 # cargo fuzz needs nightly compiler flags (sanitizers); the stable toolchain takes them
 # when told it is bootstrapping itself.
 export RUSTC_BOOTSTRAP=1
+export LSAN_OPTIONS="suppressions=$WEIR_ROOT/fuzz/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
 # A long run beside the test suite can take a target directory of its own.
 export CARGO_TARGET_DIR="${WEIR_FUZZ_TARGET_DIR:-$WEIR_CACHE_DIR/fuzz-target}"
 

@@ -3,6 +3,7 @@
 //! escaped as in the Prometheus exposition format (`\\`, `\"`, `\n`), so the key is
 //! unambiguous and a direct producer in any language can build the same bytes.
 use crate::model::Label;
+use crate::names::{is_valid_label_name, is_valid_metric_name};
 
 /// A series key, owned. Thin wrapper so signatures say what a string is.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -73,12 +74,16 @@ fn escape_value(out: &mut String, v: &str) {
 }
 
 /// Splits a key built by [`write_key`] back into name and labels; `None` if it is not
-/// one.
+/// one (names must be valid, so no name can hold a delimiter and what parses writes
+/// back to the same key).
 pub fn parse_key(key: &str) -> Option<(String, Vec<Label>)> {
     let Some(open) = key.find('{') else {
-        return (!key.is_empty()).then(|| (key.to_string(), Vec::new()));
+        return is_valid_metric_name(key).then(|| (key.to_string(), Vec::new()));
     };
     let name = &key[..open];
+    if !is_valid_metric_name(name) {
+        return None;
+    }
     let body = key[open + 1..].strip_suffix('}')?;
     let mut labels = Vec::new();
     let mut chars = body.chars().peekable();
@@ -90,7 +95,7 @@ pub fn parse_key(key: &str) -> Option<(String, Vec<Label>)> {
             }
             n.push(c);
         }
-        if chars.next()? != '"' {
+        if !is_valid_label_name(&n) || chars.next()? != '"' {
             return None;
         }
         let mut v = String::new();
@@ -125,6 +130,9 @@ mod tests {
         assert_eq!(parse_key(&key), Some(("m".to_string(), labels)));
         assert_eq!(parse_key("up"), Some(("up".to_string(), vec![])));
         assert_eq!(parse_key("m{a=1}"), None);
+        // Found by fuzzing: what parses must write back to the same key.
+        assert_eq!(parse_key("{}"), None);
+        assert_eq!(parse_key(r#"m{a,b="1"}"#), None);
     }
 
     #[test]

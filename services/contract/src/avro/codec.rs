@@ -254,13 +254,31 @@ pub fn visit_current<'a>(
     Ok(n)
 }
 
-struct Reader<'a> {
+/// Reads Avro binary with every length checked against the bytes left, so no claimed
+/// length allocates more than the record holds. Shared by the decoders of this module
+/// and of `alert`.
+pub(crate) struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
 }
 
 impl<'a> Reader<'a> {
-    fn corrupt(&self, what: String) -> DecodeError {
+    pub(crate) fn new(buf: &'a [u8]) -> Self {
+        Self { buf, pos: 0 }
+    }
+
+    /// `Err` unless every byte was read.
+    pub(crate) fn end(&self) -> Result<(), DecodeError> {
+        if self.pos != self.buf.len() {
+            return Err(self.corrupt(format!(
+                "{} trailing bytes after the datum",
+                self.buf.len() - self.pos
+            )));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn corrupt(&self, what: String) -> DecodeError {
         DecodeError::Corrupt { at: self.pos, what }
     }
 
@@ -277,7 +295,7 @@ impl<'a> Reader<'a> {
         Ok(s)
     }
 
-    fn long(&mut self) -> Result<i64, DecodeError> {
+    pub(crate) fn long(&mut self) -> Result<i64, DecodeError> {
         let mut z: u64 = 0;
         for i in 0..10 {
             let b = *self.take(1)?.first().expect("one byte");
@@ -294,7 +312,7 @@ impl<'a> Reader<'a> {
         usize::try_from(n).map_err(|_| self.corrupt(format!("negative {what} length {n}")))
     }
 
-    fn str_ref(&mut self) -> Result<&'a str, DecodeError> {
+    pub(crate) fn str_ref(&mut self) -> Result<&'a str, DecodeError> {
         let n = self.len("string")?;
         let at = self.pos;
         let bytes = self.take(n)?;
@@ -304,7 +322,7 @@ impl<'a> Reader<'a> {
         })
     }
 
-    fn string(&mut self) -> Result<String, DecodeError> {
+    pub(crate) fn string(&mut self) -> Result<String, DecodeError> {
         self.str_ref().map(str::to_owned)
     }
 
@@ -316,7 +334,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn double(&mut self) -> Result<f64, DecodeError> {
+    pub(crate) fn double(&mut self) -> Result<f64, DecodeError> {
         let b = self.take(8)?;
         Ok(f64::from_le_bytes(b.try_into().expect("8 bytes")))
     }
@@ -344,7 +362,7 @@ impl<'a> Reader<'a> {
 
     /// Walks Avro array blocks, handing each block's item count to `block`, which reads
     /// that many items.
-    fn blocks(
+    pub(crate) fn blocks(
         &mut self,
         min_item: usize,
         mut block: impl FnMut(&mut Self, usize) -> Result<(), DecodeError>,
