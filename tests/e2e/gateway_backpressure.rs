@@ -23,14 +23,15 @@ fn a_full_in_flight_budget_answers_429_with_retry_after() {
         "",
         2,
         "  delivery_timeout: 30s\n",
-        "  limits: {max_body_bytes: 256KiB, max_decompressed_bytes: 256KiB, max_inflight_bytes: 256KiB}\n",
+        "  limits: {max_body_bytes: 256KiB, max_decompressed_bytes: 256KiB, max_inflight_bytes: 512KiB}\n",
     );
     mock.create_topic(&topo.topic, 2, 1).unwrap();
     let gw = Gateway::start(&topo);
     // Acknowledgements now take 3 s, so the first request holds its budget that long.
     mock.broker_round_trip_time(1, Duration::from_secs(3))
         .unwrap();
-    let body = push_body(1500, 100); // ~180 KB: one fits the budget, two do not
+    // ~180 KB, ~200 KB of records: one fits the budget (body and records), two do not.
+    let body = push_body(1500, 100);
     let url = gw.url("/api/v1/push");
     let first = {
         let (url, body) = (url.clone(), body.clone());

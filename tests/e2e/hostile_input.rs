@@ -70,12 +70,22 @@ fn influx_huge_tag_many_fields() -> Vec<u8> {
 /// The worst shape validation lets through: every line with the most labels of the
 /// longest values, and the most fields a line may have.
 fn influx_max_labels_max_fields(lines: usize) -> Vec<u8> {
-    let tags: Vec<String> = (0..29)
+    let tags: Vec<String> = (1..29)
         .map(|i| format!("t{i:02}={}", "v".repeat(2000)))
         .collect();
     let fields: Vec<String> = (0..1_000).map(|i| format!("f{i}=1")).collect();
-    let line = format!("m,{} {}\n", tags.join(","), fields.join(","));
-    line.repeat(lines).into_bytes()
+    // Each line another series (t00 differs), so no two lines fold into one run.
+    (0..lines)
+        .map(|l| {
+            format!(
+                "m,t00={l:04}{},{} {}\n",
+                "v".repeat(1996),
+                tags.join(","),
+                fields.join(",")
+            )
+        })
+        .collect::<String>()
+        .into_bytes()
 }
 
 /// JSON: one device with 30 labels of 2 KB and 20,000 metrics.

@@ -96,6 +96,19 @@ impl Reservation {
         Ok(())
     }
 
+    /// Gives back `less` bytes (a buffer the request no longer holds).
+    pub fn release(&mut self, less: usize) {
+        self.bytes = self.bytes.saturating_sub(less);
+        let want = self.bytes.div_ceil(1024);
+        if let Some(p) = &mut self.permit {
+            let held = p.num_permits();
+            if held > want {
+                drop(p.split(held - want));
+                self.report();
+            }
+        }
+    }
+
     /// A reservation against a budget of its own of `max_bytes` (tests, fuzzing).
     pub fn standalone(max_bytes: usize) -> Self {
         let kib = max_bytes.div_ceil(1024).clamp(1, u32::MAX as usize / 2) as u32;
@@ -610,8 +623,6 @@ impl<'i> BatchBuilder<'i> {
         }
         self.series += 1;
         self.samples += self.kept.len();
-        // The key is built per series, so it counts as expanded too.
-        self.expanded += self.key.len();
         if self.expanded > self.ingest.max_expanded_bytes {
             return Err(ApiError::too_large(format!(
                 "request expands to more than {} bytes of records (gateway.limits.max_expanded_bytes); send fewer series per request, or fewer fields per shared label set",

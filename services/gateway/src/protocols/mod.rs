@@ -61,18 +61,26 @@ pub(crate) async fn serve(
         let raw = crate::body::read(body, &headers, gw.body_limits, &mut reservation).await?;
         metrics::counter!("weir_gateway_received_bytes_total", "protocol" => proto.name)
             .increment(raw.len() as u64);
+        let (raw_len, before) = (raw.len(), reservation.bytes());
         let plain = decode(
             raw,
             &headers,
             gw.body_limits.max_decompressed,
             &mut reservation,
         )?;
-        let encoded = {
-            let mut batch = gw.ingest.batch(tenant.as_deref(), plain.len(), reservation);
+        if reservation.bytes() > before {
+            // Decompressed into a buffer of its own: the compressed one is gone.
+            reservation.release(raw_len);
+        }
+        let plain_len = plain.len();
+        let mut encoded = {
+            let mut batch = gw.ingest.batch(tenant.as_deref(), plain_len, reservation);
             parse(&plain, &mut batch)?;
             batch.finish()
         };
         drop(plain);
+        // Only the records are held while Kafka acknowledges them.
+        encoded.reservation.release(plain_len);
         gw.ingest.write(proto.name, encoded).await
     }
     .await;

@@ -174,18 +174,12 @@ impl GatewayConfig {
                 "must be at least limits.max_body_bytes".into(),
             ));
         }
-        // A request holds its body, the decompressed body and its records at once, and all
-        // three count against the in-flight budget.
-        let one_request = l.max_body_bytes.as_u64()
-            + l.max_decompressed_bytes.as_u64()
-            + l.max_expanded_bytes.as_u64();
-        if l.max_inflight_bytes.as_u64() < one_request {
+        // A request holds its body (or the decompressed body) and its records against the
+        // budget; one that alone needs more than all of it is refused with 413.
+        if l.max_inflight_bytes < l.max_decompressed_bytes {
             return Err((
                 "limits.max_inflight_bytes".into(),
-                format!(
-                    "must be at least max_body_bytes + max_decompressed_bytes + max_expanded_bytes ({}), or the largest request could never pass",
-                    ByteSize::b(one_request)
-                ),
+                "must be at least limits.max_decompressed_bytes, or no large request could ever pass".into(),
             ));
         }
         if l.max_fields_per_line == 0 || l.max_connections == 0 {
