@@ -211,18 +211,6 @@ fn one_series_of_100k_samples_is_written_whole() {
     assert!(records.len() > 1, "split across records");
 }
 
-fn clickhouse(q: &str) -> String {
-    let r = client()
-        .post("http://127.0.0.1:8123/")
-        .body(q.to_string())
-        .send()
-        .unwrap();
-    let status = r.status();
-    let text = r.text().unwrap();
-    assert!(status.is_success(), "ClickHouse: {q}: {text}");
-    text
-}
-
 fn producer() -> BaseProducer {
     ClientConfig::new()
         .set("bootstrap.servers", bootstrap())

@@ -188,18 +188,6 @@ fn read(rollup: &Service) -> f64 {
     metric(rollup, "weir_rollup_samples_total{outcome=\"read\"} ")
 }
 
-fn clickhouse(q: &str) -> String {
-    let r = client()
-        .post(CLICKHOUSE)
-        .body(q.to_string())
-        .send()
-        .unwrap();
-    let status = r.status();
-    let text = r.text().unwrap();
-    assert!(status.is_success(), "ClickHouse: {q}: {text}");
-    text
-}
-
 fn producer() -> BaseProducer {
     ClientConfig::new()
         .set("bootstrap.servers", bootstrap())

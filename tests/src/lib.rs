@@ -450,6 +450,20 @@ pub fn post_remote_write(
 }
 
 /// An HTTP client whose requests give up after 60 s, so a hung server fails the test.
+/// Runs a ClickHouse query over HTTP on the local stack; its answer, or a panic naming
+/// the query.
+pub fn clickhouse(q: &str) -> String {
+    let r = client()
+        .post("http://127.0.0.1:8123/")
+        .body(q.to_string())
+        .send()
+        .unwrap();
+    let status = r.status();
+    let text = r.text().unwrap();
+    assert!(status.is_success(), "ClickHouse: {q}: {text}");
+    text
+}
+
 pub fn client() -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(60))
