@@ -52,10 +52,16 @@ impl DeadLetters {
     /// is durable — its source offset is committed afterwards.
     pub fn send_blocking(&self, rt: &tokio::runtime::Handle, d: DeadLetter<'_>) {
         tracing::warn!(topic = d.source_topic, partition = d.partition, offset = d.offset, kind = d.kind, error = %d.error, "record to the dead-letter topic");
-        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
-        while let Err(e) = rt.block_on(self.send(d.clone())) {
+        let backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
+        rt.block_on(self.send_retrying(d, backoff));
+    }
+
+    /// Writes one dead letter, retrying with `backoff` while the topic cannot be written,
+    /// and returns once it is durable: a dead letter is never skipped.
+    pub async fn send_retrying(&self, d: DeadLetter<'_>, mut backoff: Backoff) {
+        while let Err(e) = self.send(d.clone()).await {
             tracing::warn!(group = %self.group, error = %e, "dead-letter write failed; retrying");
-            std::thread::sleep(backoff.next_delay());
+            backoff.wait().await;
         }
     }
 

@@ -238,15 +238,14 @@ impl Writer {
             lane.spans.truncate(spans_len);
             // Dead-letter it before counting it done: it is never dropped unseen.
             let error = e.to_string();
-            self.dead_letter_blocking(m, payload, e.kind(), &error)
-                .await;
+            self.dead_letter_durably(m, payload, e.kind(), &error).await;
             self.store_if_idle(&p);
             return Ok(());
         }
         if let Some(cut) = cut {
             // What the checks cut is a dead letter of its own; the rest of the record
             // goes on to the TSDB.
-            self.dead_letter_blocking(m, &cut.payload, cut.kind, &cut.error)
+            self.dead_letter_durably(m, &cut.payload, cut.kind, &cut.error)
                 .await;
         }
         let lane = lane_of(&mut self.lanes, &mut self.generations, &p);
@@ -270,7 +269,7 @@ impl Writer {
 
     /// Writes a dead letter for the record `m` (or part of it), retrying with backoff while
     /// the dead-letter topic cannot be written, rather than skip it or exit.
-    async fn dead_letter_blocking(
+    async fn dead_letter_durably(
         &self,
         m: &BorrowedMessage<'_>,
         payload: &[u8],
@@ -278,29 +277,19 @@ impl Writer {
         error: &str,
     ) {
         let cfg = &self.shared.cfg;
-        let mut backoff = Backoff::new(cfg.retry_initial, cfg.retry_max);
-        loop {
-            let sent = self
-                .shared
-                .dlq
-                .send(DeadLetter {
-                    source_topic: m.topic(),
-                    partition: m.partition(),
-                    offset: m.offset(),
-                    key: m.key(),
-                    payload,
-                    kind,
-                    error,
-                })
-                .await;
-            match sent {
-                Ok(()) => return,
-                Err(err) => {
-                    tracing::error!(error = %err, "cannot write the dead letter; retrying");
-                    backoff.wait().await;
-                }
-            }
-        }
+        let d = DeadLetter {
+            source_topic: m.topic(),
+            partition: m.partition(),
+            offset: m.offset(),
+            key: m.key(),
+            payload,
+            kind,
+            error,
+        };
+        self.shared
+            .dlq
+            .send_retrying(d, Backoff::new(cfg.retry_initial, cfg.retry_max))
+            .await;
     }
 
     /// Stores the lane's next offset when nothing of it is buffered or in flight.
