@@ -273,8 +273,9 @@ fn a_sample_dated_2100_moves_no_watermark() {
     let t1m = unique("test.rollup.1m");
     let run = unique("r").replace('.', "_");
     let database = format!("weir_test_{run}");
+    let group = unique("rollups");
     let yaml = format!(
-        "version: 1\nkafka: {{bootstrap_servers: '{}'}}\ntopics:\n  {raw}: {{partitions: 1}}\n  {dlq}: {{partitions: 1}}\n  {late}: {{partitions: 1}}\n  {t1m}: {{partitions: 1}}\nconsumer_groups:\n  rollups: {{role: rollup, topics: [{raw}], sink: ch}}\nsinks:\n  ch: {{type: clickhouse, url: 'http://127.0.0.1:8123', database: {database}}}\ngateway: {{listen: '127.0.0.1:0', topic: {raw}}}\nrollup:\n  group: rollups\n  listen: 127.0.0.1:0\n  workers: 1\n  out_of_orderness: 10s\n  allowed_lateness: 1m\n  idle_timeout: 5s\n  dead_letter_topic: {dlq}\n  late_topic: {late}\n  tiers:\n    - {{name: '1m', size: 1m, retention: 30d, topic: {t1m}}}\n",
+        "version: 1\nkafka: {{bootstrap_servers: '{}'}}\ntopics:\n  {raw}: {{partitions: 1}}\n  {dlq}: {{partitions: 1}}\n  {late}: {{partitions: 1}}\n  {t1m}: {{partitions: 1}}\nconsumer_groups:\n  {group}: {{role: rollup, topics: [{raw}], sink: ch}}\nsinks:\n  ch: {{type: clickhouse, url: 'http://127.0.0.1:8123', database: {database}}}\ngateway: {{listen: '127.0.0.1:0', topic: {raw}}}\nrollup:\n  group: {group}\n  listen: 127.0.0.1:0\n  workers: 1\n  out_of_orderness: 10s\n  allowed_lateness: 1m\n  idle_timeout: 5s\n  dead_letter_topic: {dlq}\n  late_topic: {late}\n  tiers:\n    - {{name: '1m', size: 1m, retention: 30d, topic: {t1m}}}\n",
         bootstrap()
     );
     let topo = TestTopology::from_yaml(&yaml, raw.clone(), 1);

@@ -29,6 +29,10 @@ struct Pipeline {
     late: String,
     database: String,
     prefix: String,
+    /// This pipeline's Kafka group names ("rollups", "replay" → unique names): tests run
+    /// in parallel on one broker, and a member killed in one test must not hold up the
+    /// rebalances of another's group.
+    groups: BTreeMap<&'static str, String>,
 }
 
 impl Pipeline {
@@ -39,6 +43,11 @@ impl Pipeline {
         let run = unique("r").replace('.', "_");
         let database = format!("weir_test_{run}");
         let prefix = format!("e2e_{run}");
+        let groups: BTreeMap<&'static str, String> = ["rollups", "replay"]
+            .into_iter()
+            .map(|g| (g, unique(g)))
+            .collect();
+        let (rollups, replay) = (&groups["rollups"], &groups["replay"]);
         let tier_topics: Vec<String> = TIERS
             .iter()
             .map(|(n, _)| unique(&format!("test.rollup.{n}")))
@@ -51,7 +60,7 @@ impl Pipeline {
             yaml.push_str(&format!("  {t}: {{partitions: 2}}\n"));
         }
         yaml.push_str(&format!(
-            "consumer_groups:\n  rollups: {{role: rollup, topics: [{raw}], sink: ch}}\n  replay: {{role: rollup, topics: [{raw}], sink: ch}}\nsinks:\n  ch: {{type: clickhouse, url: 'http://127.0.0.1:8123', database: {database}}}\ngateway: {{listen: '127.0.0.1:0', topic: {raw}}}\nrollup:\n  group: rollups\n  listen: 127.0.0.1:0\n  workers: 2\n  out_of_orderness: {OOO_MS}ms\n  allowed_lateness: {LATENESS_MS}ms\n  idle_timeout: 5s\n  retention_interval: 2s\n  dead_letter_topic: {dlq}\n  late_topic: {late}\n  tiers:\n"
+            "consumer_groups:\n  {rollups}: {{role: rollup, topics: [{raw}], sink: ch}}\n  {replay}: {{role: rollup, topics: [{raw}], sink: ch}}\nsinks:\n  ch: {{type: clickhouse, url: 'http://127.0.0.1:8123', database: {database}}}\ngateway: {{listen: '127.0.0.1:0', topic: {raw}}}\nrollup:\n  group: {rollups}\n  listen: 127.0.0.1:0\n  workers: 2\n  out_of_orderness: {OOO_MS}ms\n  allowed_lateness: {LATENESS_MS}ms\n  idle_timeout: 5s\n  retention_interval: 2s\n  dead_letter_topic: {dlq}\n  late_topic: {late}\n  tiers:\n"
         ));
         for ((n, size), t) in TIERS.iter().zip(tier_topics.iter()) {
             yaml.push_str(&format!(
@@ -68,7 +77,12 @@ impl Pipeline {
             late,
             database,
             prefix,
+            groups,
         }
+    }
+
+    fn group(&self, name: &str) -> &str {
+        &self.groups[name]
     }
 
     fn rollup(&self, group: &str) -> Service {
@@ -78,7 +92,7 @@ impl Pipeline {
                 "-f",
                 self.topo.path.to_str().unwrap(),
                 "--group",
-                group,
+                self.group(group),
             ],
             "rollup listening",
         );
@@ -401,7 +415,7 @@ fn a_rollup_killed_three_times_ends_with_the_same_rows() {
         rollup.kill9();
         rollup = start_owning_all(
             || p.rollup("rollups"),
-            "rollups",
+            p.group("rollups"),
             4,
             Duration::from_secs(60),
         );
