@@ -11,7 +11,7 @@ use clap::Args;
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use weir_contract::avro::BatchEncoder;
-use weir_contract::{Label, Sample, Series};
+use weir_contract::{partition_for_key, Label, Sample, Series, SeriesKey};
 
 use crate::proc_stat::cpu_seconds;
 use crate::process::{scrape as metric, spawn_weir};
@@ -96,9 +96,18 @@ pub fn run(a: RollupBenchArgs) -> anyhow::Result<()> {
         .set("linger.ms", "5")
         .create()?;
     let rt = tokio::runtime::Runtime::new()?;
-    let per_part: Vec<Vec<usize>> = (0..a.partitions)
-        .map(|p| (0..a.series).filter(|s| s % a.partitions == p).collect())
-        .collect();
+    // Each series on the partition its key hashes to, as the contract asks.
+    let partition_of = |id: usize| {
+        let s = series(id, 0, 0.0);
+        partition_for_key(
+            SeriesKey::new(&s.name, &s.labels).0.as_bytes(),
+            a.partitions as u32,
+        ) as usize
+    };
+    let mut per_part: Vec<Vec<usize>> = vec![Vec::new(); a.partitions];
+    for id in 0..a.series {
+        per_part[partition_of(id)].push(id);
+    }
     let mut records = 0usize;
     // One batch of series as one record on partition `p`.
     let send = |p: usize, batch: &mut dyn Iterator<Item = Series>| {
@@ -137,7 +146,10 @@ pub fn run(a: RollupBenchArgs) -> anyhow::Result<()> {
         }
         // One record per partition far ahead: the watermark passes every window.
         for p in 0..a.partitions {
-            let mut one = std::iter::once(series(1_000_000_000 + p, t0 + 3 * hour, 0.0));
+            let id = (1_000_000_000..)
+                .find(|id| partition_of(*id) == p)
+                .unwrap_or_default();
+            let mut one = std::iter::once(series(id, t0 + 3 * hour, 0.0));
             pending.push(send(p, &mut one)?);
         }
         for f in pending {

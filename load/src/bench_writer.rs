@@ -17,7 +17,7 @@ use clap::Args;
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use weir_contract::avro::BatchEncoder;
-use weir_contract::{Label, Sample, Series};
+use weir_contract::{partition_for_key, Label, Sample, Series, SeriesKey};
 
 use crate::proc_stat::cpu_seconds;
 use crate::process::{free_port, scrape, spawn_weir, start_vm, Proc};
@@ -73,27 +73,55 @@ fn acknowledged(addr: SocketAddr) -> u64 {
 /// apart), as a fleet of scrape targets would produce.
 const FLEET: usize = 100_000;
 
-fn record(batch_no: usize, series: usize, ts: i64) -> Vec<u8> {
-    let mut e = BatchEncoder::new();
-    for i in 0..series {
-        let n = batch_no * series + i;
-        let (id, round) = (n % FLEET, (n / FLEET) as i64);
-        let ts = ts + round * 15_000;
-        let s = Series::new(
-            "bench_writer_value",
-            vec![
-                Label::new("env", "prod"),
-                Label::new("instance", format!("host-{:06}:9100", id / 10)),
-                Label::new("job", "node"),
-                Label::new("region", ["eu-west-1", "us-east-1"][id % 2]),
-                Label::new("series", format!("{id}")),
-                Label::new("zone", format!("z{}", id % 4)),
-            ],
-            vec![Sample::new(ts, id as f64)],
-        );
-        e.push(&s);
+/// The fleet's series ids by the partition their key hashes to (records hold series of
+/// one partition, as the contract asks).
+struct Fleet {
+    by_partition: Vec<Vec<usize>>,
+}
+
+impl Fleet {
+    fn new(partitions: u32) -> Self {
+        let mut by_partition = vec![Vec::new(); partitions as usize];
+        for id in 0..FLEET {
+            let s = series(id, 0);
+            let key = SeriesKey::new(&s.name, &s.labels);
+            by_partition[partition_for_key(key.0.as_bytes(), partitions) as usize].push(id);
+        }
+        Self { by_partition }
     }
-    e.finish()
+
+    fn partitions(&self) -> usize {
+        self.by_partition.len()
+    }
+
+    /// Record `batch_no` (on partition `batch_no % partitions`): `series` series of that
+    /// partition, walking its ids one round after another, 15 s apart.
+    fn record(&self, batch_no: usize, series_per_record: usize, ts: i64) -> Vec<u8> {
+        let ids = &self.by_partition[batch_no % self.partitions()];
+        let k = batch_no / self.partitions();
+        let mut e = BatchEncoder::new();
+        for i in 0..series_per_record {
+            let n = k * series_per_record + i;
+            let (id, round) = (ids[n % ids.len()], (n / ids.len()) as i64);
+            e.push(&series(id, ts + round * 15_000));
+        }
+        e.finish()
+    }
+}
+
+fn series(id: usize, ts: i64) -> Series {
+    Series::new(
+        "bench_writer_value",
+        vec![
+            Label::new("env", "prod"),
+            Label::new("instance", format!("host-{:06}:9100", id / 10)),
+            Label::new("job", "node"),
+            Label::new("region", ["eu-west-1", "us-east-1"][id % 2]),
+            Label::new("series", format!("{id}")),
+            Label::new("zone", format!("z{}", id % 4)),
+        ],
+        vec![Sample::new(ts, id as f64)],
+    )
 }
 
 pub fn run(a: WriterBenchArgs) -> anyhow::Result<()> {
@@ -117,11 +145,12 @@ pub fn run(a: WriterBenchArgs) -> anyhow::Result<()> {
     // Throughput: preload, then time the writer from start to the last acknowledgement.
     let (topic, dir, topo) = topology(&a, &tag, "tput", vm_port)?;
     let records = a.samples / a.series_per_record;
+    let fleet = Fleet::new(a.partitions as u32);
     let ts = crate::fleet::now_ms() - 3_600_000;
     rt.block_on(async {
         let mut pending = Vec::new();
         for r in 0..records {
-            let payload = record(r, a.series_per_record, ts);
+            let payload = fleet.record(r, a.series_per_record, ts);
             let f = producer.send_result(
                 FutureRecord::<(), _>::to(&topic)
                     .partition((r % a.partitions as usize) as i32)
@@ -184,7 +213,8 @@ pub fn run(a: WriterBenchArgs) -> anyhow::Result<()> {
         {
             rt.block_on(async {
                 for _ in 0..per_tick {
-                    let payload = record(batch_no, a.series_per_record, crate::fleet::now_ms());
+                    let payload =
+                        fleet.record(batch_no, a.series_per_record, crate::fleet::now_ms());
                     producer
                         .send(
                             FutureRecord::<(), _>::to(&topic)

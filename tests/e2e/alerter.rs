@@ -16,6 +16,8 @@ use weir_alerter::engine::Engine;
 use weir_alerter::labels::Labels;
 use weir_alerter::rules::parse_file;
 use weir_contract::avro::{decode_alert_event, BatchEncoder};
+use weir_contract::partitioner::first_key_in_partition;
+use weir_contract::series_key::parse_key;
 use weir_contract::{Label, Sample, Series};
 use weir_e2e::*;
 
@@ -134,11 +136,15 @@ impl Setup {
         })
     }
 
+    /// A device's labels; `slot` puts its series on partition `device % PARTITIONS`,
+    /// the one its key hashes to (as the contract asks).
     fn labels(device: usize) -> Vec<(String, String)> {
-        vec![
-            ("device".to_string(), format!("d{device:02}")),
-            ("svc".to_string(), format!("s{}", device % 3)),
-        ]
+        let (dev, svc) = (format!("d{device:02}"), format!("s{}", device % 3));
+        let key = first_key_in_partition(device as u32 % PARTITIONS, PARTITIONS, |n| {
+            format!("temp{{device=\"{dev}\",slot=\"{n}\",svc=\"{svc}\"}}")
+        });
+        let (_, labels) = parse_key(&key).expect("a series key");
+        labels.into_iter().map(|l| (l.name, l.value)).collect()
     }
 
     /// Produces seconds `from..to`, each partition's devices in one record per second

@@ -220,10 +220,14 @@ fn producer() -> BaseProducer {
 }
 
 fn produce(p: &BaseProducer, topic: &str, series: Vec<Series>) {
+    produce_to(p, topic, 0, series)
+}
+
+fn produce_to(p: &BaseProducer, topic: &str, partition: i32, series: Vec<Series>) {
     let payload = BatchEncoder::encode(&MetricsBatch { series });
     p.send(
         BaseRecord::<(), [u8]>::to(topic)
-            .partition(0)
+            .partition(partition)
             .payload(&payload),
     )
     .map_err(|(e, _)| e)
@@ -423,6 +427,60 @@ fn series_that_break_the_contract_are_dead_lettered_and_the_rest_written() {
         dl[0].1.series[1].samples,
         vec![Sample::new(4_102_444_800_000, 5.0)]
     );
+}
+
+/// A direct producer that writes a series to another partition than its key hashes to
+/// (librdkafka's default partitioner, say): that series is dead-lettered, kind
+/// `wrong_partition`, and the rest of its record is written.
+#[test]
+fn a_series_on_another_partition_than_its_key_hashes_to_is_dead_lettered() {
+    ensure_stack();
+    let vm = Vm::start();
+    let raw = unique("test.raw");
+    let dlq = unique("test.dlq");
+    let group = unique("test.tsdb-writers");
+    let run = unique("run").replace('.', "_");
+    let yaml = format!(
+        "version: 1\nkafka: {{bootstrap_servers: '{}'}}\ntopics:\n  {raw}: {{partitions: 2}}\n  {dlq}: {{partitions: 1}}\nconsumer_groups:\n  {group}: {{role: tsdb-writer, topics: [{raw}], sink: vm}}\nsinks:\n  vm: {{type: prometheus_remote_write, url: '{}'}}\ngateway: {{listen: '127.0.0.1:0', topic: {raw}}}\ntsdb_writer: {{group: {group}, listen: '127.0.0.1:0', dead_letter_topic: {dlq}, max_batch_delay: 200ms}}\n",
+        bootstrap(),
+        vm.url("/api/v1/write")
+    );
+    let topo = TestTopology::from_yaml(&yaml, raw.clone(), 2);
+    topo.apply();
+    let now = now_ms();
+    // Two series, one of each partition (a `slot` label picks which), in one record on
+    // partition 0.
+    let on = |partition: u32, name: &str| {
+        let key = weir_contract::partitioner::first_key_in_partition(partition, 2, |n| {
+            format!("{name}{{run=\"{run}\",slot=\"{n}\"}}")
+        });
+        let (name, labels) = weir_contract::series_key::parse_key(&key).unwrap();
+        (key, Series::new(name, labels, vec![Sample::new(now, 1.0)]))
+    };
+    let (home_key, home) = on(0, "home");
+    let (away_key, away) = on(1, "away");
+    let p = producer();
+    produce_to(&p, &raw, 0, vec![home, away]);
+    p.flush(Duration::from_secs(30)).unwrap();
+    let _writer = Service::spawn(
+        &["tsdb-writer", "-f", topo.path.to_str().unwrap()],
+        "tsdb-writer listening",
+    );
+    let got = vm.wait_for(
+        &format!("{{run=\"{run}\"}}"),
+        Duration::from_secs(60),
+        |m| !m.is_empty(),
+    );
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        vec![&home_key],
+        "only the series in its partition"
+    );
+    let dl = dead_letters(&dlq, Duration::from_secs(30), 1);
+    assert_eq!(dl.len(), 1);
+    assert_eq!(dl[0].0, "wrong_partition");
+    let keys: Vec<String> = dl[0].1.series.iter().map(|s| s.key()).collect();
+    assert_eq!(keys, vec![away_key]);
 }
 
 /// A client that declares a body and stalls is answered 408 once `body_read_timeout`

@@ -11,6 +11,7 @@ use rand::Rng;
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use weir_contract::avro::BatchEncoder;
+use weir_contract::partitioner::first_key_in_partition;
 use weir_contract::series_key::parse_key;
 use weir_contract::{Sample, Series};
 use weir_e2e::*;
@@ -274,9 +275,12 @@ fn produce_sentinels(topic: &str, data: &[(u32, Vec<Record>)], prefix: &str) {
         .flat_map(|(_, recs)| recs.iter().flatten().map(|x| x.1))
         .max()
         .unwrap_or(0);
+    let partitions = data.len() as u32;
     for (part, _) in data {
         let sentinel = vec![(
-            format!("{prefix}_watermark{{part=\"{part}\"}}"),
+            first_key_in_partition(*part, partitions, |n| {
+                format!("{prefix}_watermark{{part=\"{part}\",slot=\"{n}\"}}")
+            }),
             // Consumers cut samples later than their clock plus max_sample_future; the
             // data ends 1.5 h ago, so now already passes every window and its lateness.
             (last_ts + 3 * 3_600_000).min(now_ms()),

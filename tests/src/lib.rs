@@ -375,6 +375,40 @@ pub fn read_topic(
     out
 }
 
+/// Every record of `topic` now: reads each partition from the beginning up to the high
+/// watermark the broker reports when called.
+pub fn read_all(topic: &str, partitions: u32) -> Vec<Record> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("group.id", unique("test.reader"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut ends = BTreeMap::new();
+    for p in 0..partitions as i32 {
+        let (_, high) = consumer
+            .fetch_watermarks(topic, p, Duration::from_secs(10))
+            .expect("the topic's watermarks");
+        ends.insert(p, high);
+    }
+    let remaining = |out: &[Record]| {
+        ends.iter().any(|(p, high)| {
+            *high > 0
+                && !out
+                    .iter()
+                    .any(|r| r.partition == *p && r.offset + 1 >= *high)
+        })
+    };
+    let records = read_topic(topic, partitions, Duration::from_secs(120), |out| {
+        !remaining(out)
+    });
+    assert!(
+        !remaining(&records),
+        "{topic}: not every record read in 120 s"
+    );
+    records
+}
+
 /// Series key → samples, over every decoded record; also checks each series sits on the
 /// partition murmur2 of its key gives.
 pub fn samples_by_key(records: &[Record], partitions: u32) -> BTreeMap<String, Vec<Sample>> {

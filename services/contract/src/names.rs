@@ -117,7 +117,8 @@ pub fn check_series<'a>(
     Ok(())
 }
 
-fn cut(s: &str) -> &str {
+/// The first 128 bytes of `s` (on a character boundary), to name it in a message.
+pub fn cut(s: &str) -> &str {
     let mut end = s.len().min(128);
     while !s.is_char_boundary(end) {
         end -= 1;

@@ -42,6 +42,24 @@ pub fn partition_for_key(key: &[u8], partitions: u32) -> u32 {
     ((murmur2(key) & 0x7fff_ffff) as u32) % partitions
 }
 
+/// For test data and load generators that place series on chosen partitions, as a
+/// producer following the contract would find them: the first of the series keys
+/// `candidate(0)`, `candidate(1)`, ... that hashes to `partition` of `partitions`.
+pub fn first_key_in_partition(
+    partition: u32,
+    partitions: u32,
+    mut candidate: impl FnMut(u32) -> String,
+) -> String {
+    assert!(
+        partition < partitions,
+        "partition {partition} of {partitions}"
+    );
+    (0..)
+        .map(&mut candidate)
+        .find(|k| partition_for_key(k.as_bytes(), partitions) == partition)
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -152,16 +152,17 @@ pub async fn run(topology: Topology, shutdown: CancellationToken) -> anyhow::Res
         );
         let max_pending = cfg.max_pending_rows;
         let max_future = cfg.max_sample_future;
+        let check_partition = cfg.check_partition;
         std::thread::Builder::new().name("timely".into()).spawn(move || {
             timely::execute(timely::Config::process(links.len()), move |worker| {
                 let index = worker.index();
                 let link = links[index].clone();
                 let decoder = decoder.clone();
                 let mut key_buf = String::new();
-                let mut checks = InputChecks::new(max_future);
-                let decode = Box::new(move |payload: &[u8], out: &mut Vec<(Key, i64, f64)>| {
+                let mut checks = InputChecks::new(max_future).check_partition(check_partition);
+                let decode = Box::new(move |payload: &[u8], placement, out: &mut Vec<(Key, i64, f64)>| {
                     let mut skipped = 0u64;
-                    checks.start();
+                    checks.start(placement);
                     decoder
                         .visit(payload, |s| {
                             key_buf.clear();

@@ -2,6 +2,8 @@
 //! set with the awkward cases, and the plain batch computation every row must equal.
 use std::collections::BTreeMap;
 
+use weir_contract::partitioner::first_key_in_partition;
+
 use crate::aggregate::{counter_step, QUANTILES, SKETCH_RELATIVE_ERROR};
 
 /// One record: `(series key, ts, value)` samples, all of one partition.
@@ -45,7 +47,10 @@ impl DataSet {
             let series: Vec<String> = (0..self.series_per_partition)
                 .map(|i| {
                     let kind = if i % 2 == 0 { "gauge" } else { "total" };
-                    format!("{name_prefix}_{kind}{{dev=\"p{p}s{i}\"}}")
+                    // On the partition its key hashes to, as the contract asks.
+                    first_key_in_partition(p, self.partitions, |n| {
+                        format!("{name_prefix}_{kind}{{dev=\"p{p}s{i}n{n}\"}}")
+                    })
                 })
                 .collect();
             let mut counters = vec![0.0f64; series.len()];

@@ -15,6 +15,13 @@
 //! watermark and create no steps, and go to the dead-letter topic as a record of their
 //! own (the same schema, only the cut samples), with the reason.
 //!
+//! The partition is checked too: a series must be in the partition its key hashes to
+//! (docs/producing.md). Found in another, its samples would meet a second copy of its
+//! state on another worker (two partial windows, two alert states for one series), so it
+//! is cut like a broken name, kind `wrong_partition`. After partitions are added to a
+//! topic, records written before the increase hash differently: a consumer replaying
+//! such a log turns the check off (`check_partition: false` in its role's config).
+//!
 //! Samples far in the past but after the epoch are not cut: they are what a backfill or a
 //! replay sends. They move no watermark forward (it is a maximum) and are late where a
 //! window already closed (see the late topic); the alerter starts a partition's steps no
@@ -23,6 +30,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use weir_contract::avro::{BatchEncoder, SeriesRef};
 use weir_contract::names::{check_series, Violation};
+use weir_contract::partitioner::partition_for_key;
+use weir_contract::series_key::write_key_parts;
 use weir_contract::Sample;
 
 /// The earliest event time accepted: the Unix epoch.
@@ -35,6 +44,13 @@ pub struct Cut {
     pub payload: Vec<u8>,
     pub kind: &'static str,
     pub error: String,
+}
+
+/// Where a record was read: its partition among the topic's partitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placement {
+    pub partition: u32,
+    pub partitions: u32,
 }
 
 /// Cuts what breaks the contract or the event-time bound from records as they are
@@ -51,6 +67,10 @@ pub struct InputChecks {
     broken: usize,
     violation: Option<Violation>,
     kept: Vec<Sample>,
+    /// The record's placement, when the partition is to be checked.
+    placement: Option<Placement>,
+    check_partition: bool,
+    key: String,
 }
 
 impl InputChecks {
@@ -65,7 +85,17 @@ impl InputChecks {
             broken: 0,
             violation: None,
             kept: Vec::new(),
+            placement: None,
+            check_partition: true,
+            key: String::new(),
         }
+    }
+
+    /// Whether series are checked against the partition their key hashes to (see the
+    /// module docs); on by default.
+    pub fn check_partition(mut self, on: bool) -> Self {
+        self.check_partition = on;
+        self
     }
 
     /// The latest event time accepted now.
@@ -73,21 +103,43 @@ impl InputChecks {
         now_ms.saturating_add(self.max_future_ms)
     }
 
-    /// Starts a record: the clock is read once per record.
-    pub fn start(&mut self) {
-        self.start_at(wall_clock_ms());
+    /// Starts a record read at `placement` (`None`: the partition count is not known,
+    /// and the partition is not checked). The clock is read once per record.
+    pub fn start(&mut self, placement: Option<Placement>) {
+        self.start_at(wall_clock_ms(), placement);
     }
 
     /// [`start`](Self::start) at a given clock (tests).
-    pub fn start_at(&mut self, now_ms: i64) {
+    pub fn start_at(&mut self, now_ms: i64, placement: Option<Placement>) {
         self.now_ms = now_ms;
+        self.placement = placement.filter(|p| self.check_partition && p.partitions > 0);
+    }
+
+    /// Where the series should have been, when that is not where it is.
+    fn misplaced(&mut self, s: &SeriesRef<'_, '_>) -> Option<Violation> {
+        let p = self.placement?;
+        self.key.clear();
+        write_key_parts(&mut self.key, s.name, s.labels.iter().copied());
+        let home = partition_for_key(self.key.as_bytes(), p.partitions);
+        (home != p.partition).then(|| Violation {
+            kind: "wrong_partition",
+            message: format!(
+                "series {:?} hashes to partition {home} of {}, read from partition {}",
+                weir_contract::names::cut(&self.key),
+                p.partitions,
+                p.partition
+            ),
+        })
     }
 
     /// The samples of `s` to use: none when the series breaks the contract, else those
     /// inside the bound. The others are kept aside for [`finish`](Self::finish). In the
     /// common case (all good) this is `s.samples`.
     pub fn within<'x>(&'x mut self, s: &SeriesRef<'x, '_>) -> &'x [Sample] {
-        if let Err(v) = check_series(s.name, s.labels.iter().copied()) {
+        let checked = check_series(s.name, s.labels.iter().copied())
+            .err()
+            .or_else(|| self.misplaced(s));
+        if let Some(v) = checked {
             self.broken += s.samples.len();
             self.violation.get_or_insert(v);
             self.cut.push_parts(
@@ -235,7 +287,7 @@ mod tests {
     #[test]
     fn samples_inside_pass_untouched() {
         let mut b = InputChecks::new(Duration::from_secs(600));
-        b.start_at(1_000_000);
+        b.start_at(1_000_000, None);
         let s = [Sample::new(1, 1.0), Sample::new(1_000_000 + 600_000, 2.0)];
         assert_eq!(b.within(&series(&s, &[])), &s);
         assert!(b.finish().is_none());
@@ -245,7 +297,7 @@ mod tests {
     fn far_future_and_pre_epoch_samples_are_cut_into_a_record_of_their_own() {
         let mut b = InputChecks::new(Duration::from_secs(600));
         let now = 1_700_000_000_000;
-        b.start_at(now);
+        b.start_at(now, None);
         let year_2100 = 4_102_444_800_000;
         let s = [
             Sample::new(now, 1.0),
@@ -274,7 +326,7 @@ mod tests {
             ]
         );
         // The next record starts clean.
-        b.start_at(now);
+        b.start_at(now, None);
         assert_eq!(b.within(&series(&s[..1], &labels)), &s[..1]);
         assert!(b.finish().is_none());
     }
@@ -282,7 +334,7 @@ mod tests {
     #[test]
     fn a_series_that_breaks_the_contract_is_cut_whole_with_its_rule() {
         let mut b = InputChecks::new(Duration::from_secs(600));
-        b.start_at(1_000_000);
+        b.start_at(1_000_000, None);
         let s = [Sample::new(1, 1.0), Sample::new(2, 2.0)];
         let unsorted = [("b", "1"), ("a", "2")];
         assert!(b.within(&series(&s, &unsorted)).is_empty());
@@ -292,6 +344,40 @@ mod tests {
         let batch = Decoder::new().decode(&cut.payload).unwrap();
         assert_eq!(batch.series.len(), 1);
         assert_eq!(batch.series[0].samples, s.to_vec());
+    }
+
+    #[test]
+    fn a_series_outside_the_partition_its_key_hashes_to_is_cut() {
+        let labels = [("host", "a")];
+        let home = partition_for_key(br#"m{host="a"}"#, 4);
+        let s = [Sample::new(1, 1.0)];
+        let mut b = InputChecks::new(Duration::from_secs(600));
+        let at = |partition| {
+            Some(Placement {
+                partition,
+                partitions: 4,
+            })
+        };
+        b.start_at(1_000, at(home));
+        assert_eq!(b.within(&series(&s, &labels)), &s);
+        assert!(b.finish().is_none());
+        b.start_at(1_000, at((home + 1) % 4));
+        assert!(b.within(&series(&s, &labels)).is_empty());
+        let cut = b.finish().expect("cut");
+        assert_eq!(cut.kind, "wrong_partition");
+        assert!(
+            cut.error
+                .contains(&format!("hashes to partition {home} of 4")),
+            "{}",
+            cut.error
+        );
+        // Unknown partition count, or the check turned off: not checked.
+        b.start_at(1_000, None);
+        assert_eq!(b.within(&series(&s, &labels)), &s);
+        let mut off = InputChecks::new(Duration::from_secs(600)).check_partition(false);
+        off.start_at(1_000, at((home + 1) % 4));
+        assert_eq!(off.within(&series(&s, &labels)), &s);
+        assert!(off.finish().is_none());
     }
 
     #[test]

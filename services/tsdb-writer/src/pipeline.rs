@@ -28,8 +28,9 @@ use weir_runtime::backoff::Backoff;
 use weir_runtime::config::{Role, TsdbWriterConfig};
 use weir_runtime::consumer::{store_next_offset, Assignment, GroupContext, PartitionId};
 use weir_runtime::dead_letter::{DeadLetter, DeadLetters};
-use weir_runtime::input_checks::InputChecks;
+use weir_runtime::input_checks::{InputChecks, Placement};
 use weir_runtime::kafka::consumer_config;
+use weir_runtime::kafka::partition_count;
 use weir_runtime::ops::{self, Health};
 use weir_runtime::Topology;
 
@@ -93,7 +94,8 @@ pub async fn run(topology: Topology, shutdown: CancellationToken) -> anyhow::Res
     let mut writer = Writer {
         shared: shared.clone(),
         decoder: topology.decoder(),
-        checks: InputChecks::new(cfg.max_sample_future),
+        checks: InputChecks::new(cfg.max_sample_future).check_partition(cfg.check_partition),
+        partitions: HashMap::new(),
         lanes: HashMap::new(),
         permits: Arc::new(Semaphore::new(cfg.max_in_flight)),
         done_tx,
@@ -157,6 +159,9 @@ struct Writer {
     shared: Arc<Shared>,
     decoder: Decoder,
     checks: InputChecks,
+    /// Each topic's partition count, for the partition check; read again after a
+    /// rebalance, since partitions may have been added.
+    partitions: HashMap<String, Option<u32>>,
     lanes: HashMap<PartitionId, Lane>,
     permits: Arc<Semaphore>,
     done_tx: mpsc::UnboundedSender<Done>,
@@ -190,6 +195,7 @@ impl Writer {
             for p in self.shared.assignment.take_revoked() {
                 // The next owner reads these again from the committed offset.
                 self.lanes.remove(&p);
+                self.partitions.clear();
             }
         }
         self.drain().await
@@ -205,12 +211,13 @@ impl Writer {
             cfg.max_buffered_bytes.as_u64() as usize,
             cfg.max_batch_bytes.as_u64() as usize,
         );
+        let placement = self.placement(m.topic(), m.partition()).await;
         let lane = lane_of(&mut self.lanes, &mut self.generations, &p);
         lane.last_offset = Some(offset);
         let (body_len, spans_len) = (lane.body.len(), lane.spans.len());
         let mut samples = 0;
         let checks = &mut self.checks;
-        checks.start();
+        checks.start(placement);
         let visited = self.decoder.visit(payload, |s| {
             let kept = checks.within(&s);
             if kept.is_empty() {
@@ -265,6 +272,34 @@ impl Writer {
             self.dispatch(&p);
         }
         Ok(())
+    }
+
+    /// Where a record of `topic` read from `partition` sits, for the partition check;
+    /// `None` while the topic's partition count cannot be read (asked once per
+    /// assignment).
+    async fn placement(&mut self, topic: &str, partition: i32) -> Option<Placement> {
+        if !self.partitions.contains_key(topic) {
+            let consumer = self.shared.consumer.clone();
+            let t = topic.to_string();
+            let n = tokio::task::spawn_blocking(move || {
+                partition_count(consumer.client(), &t, Duration::from_secs(5))
+            })
+            .await;
+            let n = match n {
+                Ok(Ok(n)) => Some(n),
+                Ok(Err(e)) => {
+                    tracing::warn!(%topic, error = %e, "reading the partition count; partitions unchecked until the next assignment");
+                    None
+                }
+                Err(_) => None,
+            };
+            self.partitions.insert(topic.to_string(), n);
+        }
+        let partitions = self.partitions.get(topic).copied().flatten()?;
+        Some(Placement {
+            partition: u32::try_from(partition).ok()?,
+            partitions,
+        })
     }
 
     /// Writes a dead letter for the record `m` (or part of it), retrying with backoff while

@@ -16,10 +16,11 @@ use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 
 use weir_runtime::consumer::{publish_assigned, publish_lag, record_commit};
 use weir_runtime::dead_letter::{DeadLetter, DeadLetters};
+use weir_runtime::kafka::partition_count;
 
 use crate::checkpoint::Checkpoint;
 use crate::operators::source::{EventLog, LogEvent, Progress};
-use weir_runtime::input_checks::Cut;
+use weir_runtime::input_checks::{Cut, Placement};
 
 enum Change {
     Assigned(u32, i64, Checkpoint),
@@ -125,8 +126,9 @@ impl ConsumerContext for LogContext {
 
 /// Turns a record's payload into events; samples it cut out of the record (see
 /// [`InputChecks`](weir_runtime::input_checks::InputChecks)) come back to go to the dead-letter topic.
+/// The record's placement is `None` while the topic's partition count is not known.
 pub type DecodeFn<K, V> =
-    Box<dyn FnMut(&[u8], &mut Vec<(K, i64, V)>) -> Result<Option<Cut>, String>>;
+    Box<dyn FnMut(&[u8], Option<Placement>, &mut Vec<(K, i64, V)>) -> Result<Option<Cut>, String>>;
 /// Takes records that could not be decoded (to a dead-letter topic); must not return
 /// before they are durable, since their offsets are committed afterwards.
 pub type DeadLetterFn = Box<dyn FnMut(DeadLetter<'_>)>;
@@ -149,6 +151,10 @@ pub struct KafkaLog<K, V> {
     last_commit: Instant,
     committed: HashMap<u32, i64>,
     idle_polls: u32,
+    /// The topic's partition count (read again on each assignment), and when it was
+    /// last asked for while unknown.
+    partitions: Option<u32>,
+    partitions_asked: Option<Instant>,
 }
 
 impl<K, V> KafkaLog<K, V> {
@@ -185,6 +191,8 @@ impl<K, V> KafkaLog<K, V> {
             last_commit: Instant::now(),
             committed: HashMap::new(),
             idle_polls: 0,
+            partitions: None,
+            partitions_asked: None,
         })
     }
 
@@ -289,6 +297,23 @@ impl<K: 'static, V: 'static> EventLog<K, V> for KafkaLog<K, V> {
             }
             timeout = Duration::ZERO;
             let Some(msg) = msg else { break };
+            let ask_again = self
+                .partitions_asked
+                .is_none_or(|t| self.partitions.is_none() && t.elapsed() > Duration::from_secs(10));
+            if assigned_now || ask_again {
+                self.partitions = match partition_count(
+                    self.consumer.client(),
+                    &self.topic,
+                    Duration::from_secs(5),
+                ) {
+                    Ok(n) => Some(n),
+                    Err(e) => {
+                        tracing::warn!(topic = %self.topic, error = %e, "reading the partition count; partitions unchecked until it can be read");
+                        None
+                    }
+                };
+                self.partitions_asked = Some(Instant::now());
+            }
             let msg = match msg {
                 Ok(m) => m,
                 Err(e) => {
@@ -301,7 +326,11 @@ impl<K: 'static, V: 'static> EventLog<K, V> for KafkaLog<K, V> {
             let offset = msg.offset();
             let mut events = Vec::new();
             let payload = msg.payload().unwrap_or_default();
-            match (self.decode)(payload, &mut events) {
+            let placement = self.partitions.map(|partitions| Placement {
+                partition: part,
+                partitions,
+            });
+            match (self.decode)(payload, placement, &mut events) {
                 Ok(None) => {}
                 Ok(Some(cut)) => (self.dead_letter)(DeadLetter {
                     source_topic: &self.topic,

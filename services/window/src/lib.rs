@@ -86,5 +86,5 @@ pub use operators::source::{
 pub use operators::window::{prefetch, Aggregate, WindowConfig, WindowExt};
 pub use operators::Time;
 pub use spec::{Window, WindowSpec};
-pub use weir_runtime::input_checks::{Cut, InputChecks};
+pub use weir_runtime::input_checks::{Cut, InputChecks, Placement};
 pub use worker::{run_then_drain, WorkerLink};

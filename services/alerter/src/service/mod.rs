@@ -51,7 +51,9 @@ use weir_runtime::kafka::{client_config, consumer_config, partition_count, produ
 use weir_runtime::ops::{self, Health};
 use weir_runtime::Topology;
 use weir_window::kafka::KafkaLog;
-use weir_window::{log_source, run_then_drain, PeerWatermarks, SinkExt, SourceConfig, WorkerLink};
+use weir_window::{
+    log_source, run_then_drain, InputChecks, PeerWatermarks, SinkExt, SourceConfig, WorkerLink,
+};
 
 use crate::alertmanager::AlertmanagerClient;
 use crate::labels::Labels;
@@ -251,13 +253,15 @@ pub async fn run(topology: Topology, shutdown: CancellationToken) -> anyhow::Res
         );
         let (ooo, idle) = (cfg.out_of_orderness, cfg.idle_timeout);
         let (max_future, catch_up) = (cfg.max_sample_future, cfg.max_catch_up);
+        let check_partition = cfg.check_partition;
         std::thread::Builder::new().name("timely".into()).spawn(move || {
             timely::execute(timely::Config::process(links.len()), move |worker| {
                 let index = worker.index();
                 let link = links[index].clone();
-                let mut samples = SampleDecoder::new(decoder.clone(), &rules, max_future);
-                let decode = Box::new(move |payload: &[u8], out: &mut Vec<(Arc<Labels>, i64, f64)>| {
-                    let (unread, cut) = samples.decode(payload, out).map_err(|e| e.to_string())?;
+                let checks = InputChecks::new(max_future).check_partition(check_partition);
+                let mut samples = SampleDecoder::new(decoder.clone(), &rules, checks);
+                let decode = Box::new(move |payload: &[u8], placement, out: &mut Vec<(Arc<Labels>, i64, f64)>| {
+                    let (unread, cut) = samples.decode(payload, placement, out).map_err(|e| e.to_string())?;
                     metrics::counter!("weir_alerter_samples_total", "outcome" => "read").increment((out.len() - unread) as u64);
                     metrics::counter!("weir_alerter_samples_total", "outcome" => "unread").increment(unread as u64);
                     Ok(cut)

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use weir_contract::avro::{DecodeError, Decoder};
-use weir_window::{Checkpoint, Cut, InputChecks, Item};
+use weir_window::{Checkpoint, Cut, InputChecks, Item, Placement};
 
 use crate::evaluate::{Partial, SeriesStore};
 use crate::labels::{Labels, METRIC_NAME};
@@ -34,13 +34,13 @@ pub struct SampleDecoder {
 }
 
 impl SampleDecoder {
-    /// `max_future`: see `alerter.max_sample_future`.
-    pub fn new(decoder: Decoder, rules: &RuleSet, max_future: Duration) -> Self {
+    /// `checks`: see `alerter.max_sample_future` and `alerter.check_partition`.
+    pub fn new(decoder: Decoder, rules: &RuleSet, checks: InputChecks) -> Self {
         Self {
             decoder,
             names: rules.metric_names(),
             unread: Arc::new(Labels::default()),
-            checks: InputChecks::new(max_future),
+            checks,
         }
     }
 
@@ -49,11 +49,12 @@ impl SampleDecoder {
     pub fn decode(
         &mut self,
         payload: &[u8],
+        placement: Option<Placement>,
         out: &mut Vec<(Arc<Labels>, i64, f64)>,
     ) -> Result<(usize, Option<Cut>), DecodeError> {
         let mut unread = 0;
         let (names, unread_labels, checks) = (&self.names, &self.unread, &mut self.checks);
-        checks.start();
+        checks.start(placement);
         let r = self.decoder.visit(payload, |s| {
             let samples = checks.within(&s);
             if samples.is_empty() {
@@ -377,9 +378,13 @@ mod tests {
                 series("temp", "b", 2_000),
             ],
         });
-        let mut decoder = SampleDecoder::new(Decoder::new(), &rules(), Duration::from_secs(600));
+        let mut decoder = SampleDecoder::new(
+            Decoder::new(),
+            &rules(),
+            InputChecks::new(Duration::from_secs(600)),
+        );
         let mut out = Vec::new();
-        assert_eq!(decoder.decode(&payload, &mut out).unwrap().0, 1);
+        assert_eq!(decoder.decode(&payload, None, &mut out).unwrap().0, 1);
         // Every sample's time is handed on, so the source's watermark sees 9 s.
         let times: Vec<i64> = out.iter().map(|s| s.1).collect();
         assert_eq!(times, vec![1_000, 9_000, 2_000]);
@@ -413,9 +418,13 @@ mod tests {
             series: vec![series("disk_free", "a", 9_000)],
         });
         let mut out = Vec::new();
-        let (unread, _) = SampleDecoder::new(Decoder::new(), &rules, Duration::from_secs(600))
-            .decode(&payload, &mut out)
-            .unwrap();
+        let (unread, _) = SampleDecoder::new(
+            Decoder::new(),
+            &rules,
+            InputChecks::new(Duration::from_secs(600)),
+        )
+        .decode(&payload, None, &mut out)
+        .unwrap();
         assert_eq!((unread, out[0].0.get(METRIC_NAME)), (0, "disk_free"));
     }
 }

@@ -37,6 +37,10 @@ pub struct AlerterConfig {
     /// go to the dead-letter topic; so do samples before the Unix epoch.
     #[serde(with = "humantime_serde")]
     pub max_sample_future: Duration,
+    /// Whether each series is checked against the partition its key hashes to (a series
+    /// elsewhere is dead-lettered, kind `wrong_partition`). Turn off only to replay a log
+    /// written before partitions were added to its topic.
+    pub check_partition: bool,
     /// A partition's first step is no earlier than this before its watermark: a first
     /// sample from long ago does not make the alerter evaluate every step since.
     #[serde(with = "humantime_serde")]
@@ -76,6 +80,7 @@ impl Default for AlerterConfig {
             out_of_orderness: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
             max_sample_future: Duration::from_secs(600),
+            check_partition: true,
             max_catch_up: Duration::from_secs(3600),
             external_labels: BTreeMap::new(),
             partials_topic: "alerts.partials".into(),

@@ -30,6 +30,10 @@ pub struct RollupConfig {
     /// go to the dead-letter topic; so do samples before the Unix epoch.
     #[serde(with = "humantime_serde")]
     pub max_sample_future: Duration,
+    /// Whether each series is checked against the partition its key hashes to (a series
+    /// elsewhere is dead-lettered, kind `wrong_partition`). Turn off only to replay a log
+    /// written before partitions were added to its topic.
+    pub check_partition: bool,
     pub dead_letter_topic: String,
     pub late_topic: String,
     /// Each tier is built from the one before it (the first from raw samples).
@@ -90,6 +94,7 @@ impl Default for RollupConfig {
             allowed_lateness: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(30),
             max_sample_future: Duration::from_secs(600),
+            check_partition: true,
             dead_letter_topic: "metrics.dlq".into(),
             late_topic: "metrics.late".into(),
             tiers: vec![

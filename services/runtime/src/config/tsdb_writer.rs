@@ -41,6 +41,10 @@ pub struct TsdbWriterConfig {
     /// instead of the TSDB (see `weir_runtime::input_checks`).
     #[serde(with = "humantime_serde")]
     pub max_sample_future: Duration,
+    /// Whether each series is checked against the partition its key hashes to (a series
+    /// elsewhere is dead-lettered, kind `wrong_partition`). Turn off only to replay a log
+    /// written before partitions were added to its topic.
+    pub check_partition: bool,
 }
 
 impl Default for TsdbWriterConfig {
@@ -59,6 +63,7 @@ impl Default for TsdbWriterConfig {
             retry_initial: Duration::from_millis(100),
             retry_max: Duration::from_secs(10),
             max_sample_future: Duration::from_secs(600),
+            check_partition: true,
         }
     }
 }
