@@ -107,3 +107,56 @@ pub async fn send_pending(
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::mocking::MockCluster;
+    use rdkafka::ClientConfig;
+
+    /// A batch where one record cannot be produced: the others land once, the failed one
+    /// is all that is left to retry, and a retry sends only it.
+    #[tokio::test]
+    async fn a_partial_failure_leaves_only_the_failed_records_to_retry() {
+        let mock = MockCluster::new(1).unwrap();
+        mock.create_topic("t", 2, 1).unwrap();
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", mock.bootstrap_servers())
+            .set("message.max.bytes", "10000")
+            .create()
+            .unwrap();
+        let rec = |p: i32, len: usize| OutRecord {
+            key: None,
+            payload: vec![b'x'; len],
+            partition: Some(p),
+            headers: None,
+        };
+        let mut pending = vec![rec(0, 10), rec(1, 20_000), rec(1, 30)];
+        let e = send_pending(&producer, "t", &mut pending, Duration::from_secs(10))
+            .await
+            .unwrap_err();
+        assert_eq!((e.failed, e.total), (1, 3));
+        assert!(e.is_permanent(), "{e}");
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].payload.len(), 20_000);
+        // Again: only the failed record is sent, so nothing lands twice.
+        assert!(send_pending(&producer, "t", &mut pending, Duration::from_secs(10))
+            .await
+            .is_err());
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", mock.bootstrap_servers())
+            .set("group.id", "check")
+            .create()
+            .unwrap();
+        let landed: i64 = (0..2)
+            .map(|p| {
+                let (low, high) = consumer
+                    .fetch_watermarks("t", p, Duration::from_secs(10))
+                    .unwrap();
+                high - low
+            })
+            .sum();
+        assert_eq!(landed, 2, "each acknowledged record once");
+    }
+}
