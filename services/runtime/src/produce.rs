@@ -141,9 +141,11 @@ mod tests {
         assert_eq!(pending.len(), 1);
         assert_eq!(pending[0].payload.len(), 20_000);
         // Again: only the failed record is sent, so nothing lands twice.
-        assert!(send_pending(&producer, "t", &mut pending, Duration::from_secs(10))
-            .await
-            .is_err());
+        assert!(
+            send_pending(&producer, "t", &mut pending, Duration::from_secs(10))
+                .await
+                .is_err()
+        );
         let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", mock.bootstrap_servers())
             .set("group.id", "check")

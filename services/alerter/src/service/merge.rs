@@ -6,7 +6,8 @@
 //! step s" is "sent a record for a step at or after s". The first record of a
 //! (source, step) wins: a source re-read after a restart or rebalance sends its steps
 //! again, and the ones it re-sends from part of its samples come after the complete
-//! originals in the log.
+//! originals in the log. A source's partials in several chunks count once every chunk
+//! of one send is in (see `partials`).
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
@@ -22,7 +23,15 @@ use crate::service::partials::{route, StepRecord};
 struct PendingStep {
     from: HashSet<u32>,
     partials: BTreeMap<u32, Vec<Partial>>,
+    /// Sources whose partials came in chunks not all in yet, by (source, send).
+    chunked: HashMap<(u32, u64), Chunks>,
     first_offset: i64,
+}
+
+#[derive(Debug, Default)]
+struct Chunks {
+    seen: HashSet<u32>,
+    partials: Vec<(u32, Partial)>,
 }
 
 /// What evaluating one step changed.
@@ -123,16 +132,35 @@ impl MergeState {
         offset: i64,
         rec: StepRecord,
     ) -> Vec<StepResult> {
-        let seen = self.sources.entry(rec.part).or_insert(rec.step);
-        *seen = (*seen).max(rec.step);
+        // How far the source has come: past the step once its partials are all in.
+        let mut reached = rec.step;
         if self.progress.evaluated.is_none_or(|e| rec.step > e) {
             let p = self.pending.entry(rec.step).or_insert_with(|| PendingStep {
                 first_offset: offset,
                 ..PendingStep::default()
             });
-            if p.from.insert(rec.part) {
-                for (rule, partial) in rec.partials {
-                    p.partials.entry(rule).or_default().push(partial);
+            if !p.from.contains(&rec.part) {
+                let whole = if rec.chunks <= 1 {
+                    Some(rec.partials)
+                } else {
+                    let c = p.chunked.entry((rec.part, rec.send)).or_default();
+                    if c.seen.insert(rec.chunk) {
+                        c.partials.extend(rec.partials);
+                    }
+                    if c.seen.len() as u32 >= rec.chunks {
+                        let done = p.chunked.remove(&(rec.part, rec.send)).unwrap_or_default();
+                        p.chunked.retain(|(source, _), _| *source != rec.part);
+                        Some(done.partials)
+                    } else {
+                        reached = rec.step - 1;
+                        None
+                    }
+                };
+                if let Some(partials) = whole {
+                    p.from.insert(rec.part);
+                    for (rule, partial) in partials {
+                        p.partials.entry(rule).or_default().push(partial);
+                    }
                 }
             }
         } else if !rec.partials.is_empty() {
@@ -140,6 +168,8 @@ impl MergeState {
             metrics::counter!("weir_alerter_partials_total", "outcome" => "after_step_evaluated")
                 .increment(rec.partials.len() as u64);
         }
+        let seen = self.sources.entry(rec.part).or_insert(reached);
+        *seen = (*seen).max(reached);
         let mut out = Vec::new();
         while let Some((&step, _)) = self.pending.first_key_value() {
             let complete = (0..sources).all(|p| self.sources.get(&p).is_some_and(|s| *s >= step));
@@ -245,6 +275,9 @@ mod tests {
         StepRecord {
             part,
             step,
+            send: 0,
+            chunk: 0,
+            chunks: 1,
             partials: vec![(
                 0,
                 Partial::Group {
@@ -293,6 +326,37 @@ mod tests {
             r[0].transitions[..],
             [(0, Transition::Resolved(_), false)]
         ));
+    }
+
+    #[test]
+    fn chunks_count_once_all_of_one_send_are_in_in_any_order() {
+        let rules = rules();
+        let ext = Labels::default();
+        let mut m = MergeState::new(1, 0, 1);
+        let chunk = |send, chunk, sum| StepRecord {
+            send,
+            chunk,
+            chunks: 2,
+            ..rec(0, 10_000, sum, 1.0)
+        };
+        // Source 1 is complete; source 0's second chunk comes first, then a chunk of
+        // another send (a re-send computed from other samples), then its first.
+        assert!(m
+            .absorb(&rules, &ext, 2, 0, rec(1, 10_000, 60.0, 1.0))
+            .is_empty());
+        assert!(m.absorb(&rules, &ext, 2, 1, chunk(7, 1, 60.0)).is_empty());
+        assert!(m.absorb(&rules, &ext, 2, 2, chunk(8, 0, 0.0)).is_empty());
+        assert!(
+            m.absorb(&rules, &ext, 2, 3, chunk(7, 1, 60.0)).is_empty(),
+            "a duplicate"
+        );
+        let r = m.absorb(&rules, &ext, 2, 4, chunk(7, 0, 60.0));
+        assert_eq!(r.len(), 1, "complete once both chunks of send 7 are in");
+        // avg over (60 + 60 + 60) / 3 = 60 > 50: send 8's chunk and the duplicate were
+        // not counted.
+        assert_eq!(r[0].changed.len(), 1);
+        // The rest of send 8 comes later: ignored, the step is done.
+        assert!(m.absorb(&rules, &ext, 2, 5, chunk(8, 1, 0.0)).is_empty());
     }
 
     #[test]

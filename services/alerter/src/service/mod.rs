@@ -59,7 +59,7 @@ use crate::alertmanager::AlertmanagerClient;
 use crate::labels::Labels;
 use crate::notify::{now_ms, Notifier};
 use crate::ruleset::RuleSet;
-use partials::split;
+use partials::{split, MAX_RECORD_BYTES};
 use stage_one::{SampleDecoder, StageOne, StepOutput};
 use stage_two::StageTwo;
 
@@ -348,11 +348,7 @@ async fn write_partials(
         let records: Vec<(String, i32, Vec<u8>)> = batch
             .steps
             .into_iter()
-            .flat_map(|s| {
-                split(s.part, s.step, s.partials, destinations)
-                    .into_iter()
-                    .enumerate()
-            })
+            .flat_map(|s| split(s.part, s.step, s.partials, destinations, MAX_RECORD_BYTES))
             .map(|(q, r)| (r.key(), q as i32, r.encode()))
             .collect();
         let mut delay = Duration::from_millis(100);
