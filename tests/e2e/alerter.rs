@@ -5,20 +5,19 @@
 //! series sit on every partition, and an `absent_over_time` — with no duplicate and no
 //! missing event, also when the alerter is killed with SIGKILL while alerts are pending
 //! and firing, and when one of two members leaves.
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use weir_alerter::alerting::Transition;
 use weir_alerter::engine::Engine;
 use weir_alerter::labels::Labels;
 use weir_alerter::rules::parse_file;
-use weir_contract::avro::{decode_alert_event, BatchEncoder};
+use weir_contract::avro::BatchEncoder;
 use weir_contract::partitioner::first_key_in_partition;
 use weir_contract::series_key::parse_key;
 use weir_contract::{Label, Sample, Series};
+use weir_e2e::alerts::{self, assert_same, show, Announced};
 use weir_e2e::*;
 
 const AM: &str = "http://127.0.0.1:9093";
@@ -28,9 +27,6 @@ const STEP_MS: i64 = 5_000;
 const OOO_MS: i64 = 1_000;
 /// Seconds of event time the data covers.
 const SECONDS: i64 = 120;
-
-/// (alertname, labels, status, startsAt, endsAt)
-type Announced = (String, BTreeMap<String, String>, String, i64, Option<i64>);
 
 struct Setup {
     topo: TestTopology,
@@ -199,36 +195,7 @@ impl Setup {
                 }
             }
         }
-        let mut out: Vec<Announced> = engine
-            .advance(self.t0 + (to - 1) * 1000 - OOO_MS)
-            .into_iter()
-            .map(|(_, r, t)| {
-                let name = engine.rule(r).name.clone();
-                let (a, status) = match t {
-                    Transition::Firing(a) => (a, "firing"),
-                    Transition::Resolved(a) => (a, "resolved"),
-                };
-                let labels = a
-                    .labels
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect();
-                let ends = if status == "resolved" {
-                    a.resolved_at
-                } else {
-                    None
-                };
-                (
-                    name,
-                    labels,
-                    status.to_string(),
-                    a.fired_at.unwrap_or(a.active_at),
-                    ends,
-                )
-            })
-            .collect();
-        out.sort();
-        out
+        alerts::advance(&mut engine, self.t0 + (to - 1) * 1000 - OOO_MS)
     }
 
     /// The last step evaluated for seconds `0..to`.
@@ -238,16 +205,7 @@ impl Setup {
 
     /// Every event on the events topic, decoded, sorted.
     fn events(&self) -> Vec<Announced> {
-        let records = read_topic(&self.events, 2, Duration::from_secs(3), |_| false);
-        let mut out: Vec<Announced> = records
-            .iter()
-            .map(|r| {
-                let e = decode_alert_event(&r.payload).expect("an alert_event.v1 record");
-                (e.alertname, e.labels, e.status, e.starts_at, e.ends_at)
-            })
-            .collect();
-        out.sort();
-        out
+        alerts::events(&self.events, 2)
     }
 
     /// Waits until every destination evaluated and stored `step`.
@@ -281,24 +239,6 @@ impl Setup {
             .map(|a| a["status"]["state"].as_str().unwrap_or("").to_string())
             .collect()
     }
-}
-
-fn show(v: &[Announced]) -> String {
-    v.iter()
-        .map(|(n, l, s, a, e)| format!("  {s} {n} {l:?} startsAt={a} endsAt={e:?}"))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-fn assert_same(got: &[Announced], expected: &[Announced]) {
-    assert!(
-        got == expected,
-        "events differ from the engine's transitions\n-- on the events topic ({}):\n{}\n-- expected ({}):\n{}",
-        got.len(),
-        show(got),
-        expected.len(),
-        show(expected)
-    );
 }
 
 #[test]

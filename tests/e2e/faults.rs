@@ -23,15 +23,15 @@ use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use weir_alerter::alerting::Transition;
 use weir_alerter::engine::Engine;
 use weir_alerter::labels::Labels;
 use weir_alerter::rules::parse_file;
-use weir_contract::avro::{decode_alert_event, BatchEncoder, Decoder};
+use weir_contract::avro::{BatchEncoder, Decoder};
 use weir_contract::partitioner::first_key_in_partition;
 use weir_contract::remote_write::{Label as PLabel, Sample as PSample, TimeSeries, WriteRequest};
 use weir_contract::series_key::parse_key;
 use weir_contract::{Sample, Series};
+use weir_e2e::alerts::{self, assert_same, Announced};
 use weir_e2e::*;
 use weir_rollup::testkit::{compare, reference, Actual, RowKey};
 
@@ -50,9 +50,6 @@ const AM: &str = "http://127.0.0.1:9093";
 /// The raw topic: per partition, its records in log order (as the batch computation
 /// takes them).
 type Log = Vec<(u32, Vec<weir_rollup::testkit::Record>)>;
-
-/// (alertname, labels, status, startsAt, endsAt)
-type Announced = (String, BTreeMap<String, String>, String, i64, Option<i64>);
 
 struct Setup {
     topo: TestTopology,
@@ -250,38 +247,7 @@ alerter:
 
     /// The rollup's 1-minute rows for this run's series.
     fn rows(&self) -> BTreeMap<RowKey, Actual> {
-        let q = format!(
-            "SELECT series, toUInt32(window_start) AS ws, count, sum, min, max, first, last, increase, p50, p90, p95, p99 FROM {}.rollup_1m FINAL FORMAT JSONEachRow",
-            self.database
-        );
-        let mut out = BTreeMap::new();
-        for line in clickhouse(&q).lines() {
-            let v: serde_json::Value = serde_json::from_str(line).unwrap();
-            let num = |k: &str| -> f64 {
-                match &v[k] {
-                    serde_json::Value::String(s) => s.parse().unwrap(),
-                    x => x.as_f64().unwrap(),
-                }
-            };
-            let series = v["series"].as_str().unwrap().to_string();
-            if series.contains("fault_watermark") {
-                continue;
-            }
-            out.insert(
-                (0, series, num("ws") as i64 * 1000),
-                Actual {
-                    count: num("count") as u64,
-                    sum: num("sum"),
-                    min: num("min"),
-                    max: num("max"),
-                    first: num("first"),
-                    last: num("last"),
-                    increase: num("increase"),
-                    quantiles: [num("p50"), num("p90"), num("p95"), num("p99")],
-                },
-            );
-        }
-        out
+        weir_e2e::rollup::rows(&self.database, "1m", 0, "fault_temp")
     }
 
     /// What the in-process engine announces over the distinct samples of the log, up to
@@ -307,49 +273,10 @@ alerter:
             .min()
             .unwrap_or(i64::MIN)
             - OOO_MS;
-        let mut out: Vec<Announced> = engine
-            .advance(watermark)
-            .into_iter()
-            .map(|(_, r, t)| {
-                let name = engine.rule(r).name.clone();
-                let (a, status) = match t {
-                    Transition::Firing(a) => (a, "firing"),
-                    Transition::Resolved(a) => (a, "resolved"),
-                };
-                let labels = a
-                    .labels
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect();
-                let ends = if status == "resolved" {
-                    a.resolved_at
-                } else {
-                    None
-                };
-                (
-                    name,
-                    labels,
-                    status.to_string(),
-                    a.fired_at.unwrap_or(a.active_at),
-                    ends,
-                )
-            })
-            .collect();
-        out.sort();
-        (out, watermark / STEP_MS * STEP_MS)
-    }
-
-    fn events(&self) -> Vec<Announced> {
-        let records = read_topic(&self.events, 2, Duration::from_secs(3), |_| false);
-        let mut out: Vec<Announced> = records
-            .iter()
-            .map(|r| {
-                let e = decode_alert_event(&r.payload).expect("an alert_event.v1 record");
-                (e.alertname, e.labels, e.status, e.starts_at, e.ends_at)
-            })
-            .collect();
-        out.sort();
-        out
+        (
+            alerts::advance(&mut engine, watermark),
+            watermark / STEP_MS * STEP_MS,
+        )
     }
 
     fn am_active(&self) -> Vec<String> {
@@ -637,11 +564,7 @@ fn broker_tsdb_clickhouse_and_alertmanager_restarts_under_load_lose_and_repeat_n
             })
         },
     );
-    let events = s.events();
-    assert!(
-        events == expected_events,
-        "events differ from the engine's transitions\n-- on the events topic:\n{events:#?}\n-- expected:\n{expected_events:#?}"
-    );
+    assert_same(&alerts::events(&s.events, 2), &expected_events);
     // The alert firing at the end is in the restarted Alertmanager again.
     wait_until(
         "d00 active in Alertmanager after its restart",

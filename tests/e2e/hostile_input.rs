@@ -10,7 +10,7 @@
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
@@ -236,12 +236,7 @@ fn produce_to(p: &BaseProducer, topic: &str, partition: i32, series: Vec<Series>
 
 /// Records of a topic with their `weir.error.kind` header.
 fn dead_letters(topic: &str, timeout: Duration, want: usize) -> Vec<(String, MetricsBatch)> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap())
-        .set("group.id", unique("test.reader"))
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
+    let consumer = reader();
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, 0, Offset::Beginning)
         .unwrap();
@@ -360,6 +355,37 @@ fn a_sample_dated_2100_moves_no_watermark() {
     let _ = clickhouse(&format!("DROP DATABASE IF EXISTS {database}"));
 }
 
+/// A TSDB writer's topology: a raw topic of `partitions`, a dead-letter topic, the sink
+/// `vm`.
+struct WriterSetup {
+    raw: String,
+    dlq: String,
+    run: String,
+    topo: TestTopology,
+}
+
+impl WriterSetup {
+    fn new(vm: &Vm, partitions: u32) -> Self {
+        let raw = unique("test.raw");
+        let dlq = unique("test.dlq");
+        let group = unique("test.tsdb-writers");
+        let run = unique("run").replace('.', "_");
+        let yaml = format!(
+            "version: 1\nkafka: {{bootstrap_servers: '{}'}}\ntopics:\n  {raw}: {{partitions: {partitions}}}\n  {dlq}: {{partitions: 1}}\nconsumer_groups:\n  {group}: {{role: tsdb-writer, topics: [{raw}], sink: vm}}\nsinks:\n  vm: {{type: prometheus_remote_write, url: '{}'}}\ngateway: {{listen: '127.0.0.1:0', topic: {raw}}}\ntsdb_writer: {{group: {group}, listen: '127.0.0.1:0', dead_letter_topic: {dlq}, max_batch_delay: 200ms}}\n",
+            bootstrap(),
+            vm.url("/api/v1/write")
+        );
+        let topo = TestTopology::from_yaml(&yaml, raw.clone(), partitions);
+        topo.apply();
+        Self {
+            raw,
+            dlq,
+            run,
+            topo,
+        }
+    }
+}
+
 /// A direct producer's record with one good series, one whose labels are not sorted and
 /// one with a sample dated 2100: the good one reaches VictoriaMetrics through the TSDB
 /// writer, the other two go to the dead-letter topic as one record, with the reason.
@@ -367,17 +393,12 @@ fn a_sample_dated_2100_moves_no_watermark() {
 fn series_that_break_the_contract_are_dead_lettered_and_the_rest_written() {
     ensure_stack();
     let vm = Vm::start();
-    let raw = unique("test.raw");
-    let dlq = unique("test.dlq");
-    let group = unique("test.tsdb-writers");
-    let run = unique("run").replace('.', "_");
-    let yaml = format!(
-        "version: 1\nkafka: {{bootstrap_servers: '{}'}}\ntopics:\n  {raw}: {{partitions: 1}}\n  {dlq}: {{partitions: 1}}\nconsumer_groups:\n  {group}: {{role: tsdb-writer, topics: [{raw}], sink: vm}}\nsinks:\n  vm: {{type: prometheus_remote_write, url: '{}'}}\ngateway: {{listen: '127.0.0.1:0', topic: {raw}}}\ntsdb_writer: {{group: {group}, listen: '127.0.0.1:0', dead_letter_topic: {dlq}, max_batch_delay: 200ms}}\n",
-        bootstrap(),
-        vm.url("/api/v1/write")
-    );
-    let topo = TestTopology::from_yaml(&yaml, raw.clone(), 1);
-    topo.apply();
+    let WriterSetup {
+        raw,
+        dlq,
+        run,
+        topo,
+    } = WriterSetup::new(&vm, 1);
     let now = now_ms();
     let l = |pairs: &[(&str, &str)]| -> Vec<Label> {
         pairs.iter().map(|(k, v)| Label::new(*k, *v)).collect()
@@ -436,17 +457,12 @@ fn series_that_break_the_contract_are_dead_lettered_and_the_rest_written() {
 fn a_series_on_another_partition_than_its_key_hashes_to_is_dead_lettered() {
     ensure_stack();
     let vm = Vm::start();
-    let raw = unique("test.raw");
-    let dlq = unique("test.dlq");
-    let group = unique("test.tsdb-writers");
-    let run = unique("run").replace('.', "_");
-    let yaml = format!(
-        "version: 1\nkafka: {{bootstrap_servers: '{}'}}\ntopics:\n  {raw}: {{partitions: 2}}\n  {dlq}: {{partitions: 1}}\nconsumer_groups:\n  {group}: {{role: tsdb-writer, topics: [{raw}], sink: vm}}\nsinks:\n  vm: {{type: prometheus_remote_write, url: '{}'}}\ngateway: {{listen: '127.0.0.1:0', topic: {raw}}}\ntsdb_writer: {{group: {group}, listen: '127.0.0.1:0', dead_letter_topic: {dlq}, max_batch_delay: 200ms}}\n",
-        bootstrap(),
-        vm.url("/api/v1/write")
-    );
-    let topo = TestTopology::from_yaml(&yaml, raw.clone(), 2);
-    topo.apply();
+    let WriterSetup {
+        raw,
+        dlq,
+        run,
+        topo,
+    } = WriterSetup::new(&vm, 2);
     let now = now_ms();
     // Two series, one of each partition (a `slot` label picks which), in one record on
     // partition 0.

@@ -127,37 +127,12 @@ impl Pipeline {
     fn rows(&self) -> BTreeMap<RowKey, Actual> {
         let mut out = BTreeMap::new();
         for (tier, (name, _)) in TIERS.iter().enumerate() {
-            let q = format!(
-                "SELECT series, toUInt32(window_start) AS ws, count, sum, min, max, first, last, increase, p50, p90, p95, p99 FROM {}.rollup_{name} FINAL WHERE startsWith(series, '{}') FORMAT JSONEachRow",
-                self.database, self.prefix
-            );
-            for line in clickhouse(&q).lines() {
-                let v: serde_json::Value = serde_json::from_str(line).unwrap();
-                let num = |k: &str| -> f64 {
-                    match &v[k] {
-                        serde_json::Value::String(s) => s.parse().unwrap(),
-                        x => x.as_f64().unwrap(),
-                    }
-                };
-                let key = (
-                    tier,
-                    v["series"].as_str().unwrap().to_string(),
-                    num("ws") as i64 * 1000,
-                );
-                out.insert(
-                    key,
-                    Actual {
-                        count: num("count") as u64,
-                        sum: num("sum"),
-                        min: num("min"),
-                        max: num("max"),
-                        first: num("first"),
-                        last: num("last"),
-                        increase: num("increase"),
-                        quantiles: [num("p50"), num("p90"), num("p95"), num("p99")],
-                    },
-                );
-            }
+            out.extend(weir_e2e::rollup::rows(
+                &self.database,
+                name,
+                tier,
+                &self.prefix,
+            ));
         }
         out
     }

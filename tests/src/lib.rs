@@ -16,6 +16,9 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use weir_contract::{MetricsBatch, Sample};
 
+pub mod alerts;
+pub mod rollup;
+
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
@@ -339,6 +342,16 @@ pub struct Record {
     pub payload: Vec<u8>,
 }
 
+/// A consumer that reads by assignment and commits nothing.
+pub fn reader() -> BaseConsumer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("group.id", unique("test.reader"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer")
+}
+
 /// Reads every partition of `topic` from the beginning until `done(records)` holds or
 /// `timeout` passes; returns what was read either way.
 pub fn read_topic(
@@ -347,12 +360,7 @@ pub fn read_topic(
     timeout: Duration,
     done: impl Fn(&[Record]) -> bool,
 ) -> Vec<Record> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap())
-        .set("group.id", unique("test.reader"))
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
+    let consumer = reader();
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions as i32 {
         tpl.add_partition_offset(topic, p, Offset::Beginning)
@@ -378,12 +386,7 @@ pub fn read_topic(
 /// Every record of `topic` now: reads each partition from the beginning up to the high
 /// watermark the broker reports when called.
 pub fn read_all(topic: &str, partitions: u32) -> Vec<Record> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap())
-        .set("group.id", unique("test.reader"))
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
+    let consumer = reader();
     let mut ends = BTreeMap::new();
     for p in 0..partitions as i32 {
         let (_, high) = consumer
