@@ -38,11 +38,14 @@ write("influx-max-labels", f"m,{tags} {f1000}\n" * 40)
 labels = ",".join(f'"l{i:02}":"{"v" * 2000}"' for i in range(30))
 metrics = ",".join(f'{{"name":"m{i}","value":1}}' for i in range(20000))
 write("json-shared-labels", f'{{"labels":{{{labels}}},"metrics":[{metrics}]}}')
+# Ordinary bodies of the same sizes: a fleet's lines as Telegraf batches them, ten
+# scrapes of each host in a row, two fields a line.
 for name, size in [("ordinary-234k", 234 * 1024), ("ordinary-2600k", 2600 * 1024)]:
     out, i = [], 0
     total = 0
     while total < size:
-        line = f"cpu,host=h{i % 5000},region=eu usage={i}.5,idle=3 {now * 1000000}\n"
+        t = (now - (9 - i % 10) * 10_000) * 1_000_000
+        line = f"cpu,host=h{i // 10},region=eu usage={i}.5,idle=3 {t}\n"
         out.append(line); total += len(line); i += 1
     write(name, "".join(out))
 PY
@@ -54,8 +57,8 @@ for body in influx-huge-tag influx-max-labels ordinary-2600k json-shared-labels 
   path=/write; ct=text/plain
   case "$body" in json-*) path=/api/v1/push; ct=application/json ;; esac
   before=$(cpu)
-  status=$(curl -s -o /dev/null -w '%{http_code}' -H "Content-Type: $ct" --data-binary "@$work/$body" "http://127.0.0.1:18080$path")
+  status=$(curl -s -o "$work/answer" -w '%{http_code}' -H "Content-Type: $ct" --data-binary "@$work/$body" "http://127.0.0.1:18080$path")
   after=$(cpu)
-  printf '%-22s %10s %6s %12s %14s\n' "$body" "$(stat -c %s "$work/$body")" "$status" "$(( (after - before) * 10 ))" "$(hwm)"
+  printf '%-22s %10s %6s %12s %14s  %s\n' "$body" "$(stat -c %s "$work/$body")" "$status" "$(( (after - before) * 10 ))" "$(hwm)" "$(head -c 150 "$work/answer")"
 done
 echo "CPU from /proc/PID/stat utime+stime (10 ms ticks) around each request; peak RSS is VmHWM, the whole process's high-water mark since start."
