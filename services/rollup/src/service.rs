@@ -71,7 +71,7 @@ pub async fn run(topology: Topology, shutdown: CancellationToken) -> anyhow::Res
 
     let clickhouse = Arc::new(ClickHouseSink::new(url, database, cfg.tiers.clone()));
     // ClickHouse may come up after us: retry until the tables exist.
-    let mut delay = Duration::from_millis(200);
+    let mut backoff = Backoff::new(Duration::from_millis(200), cfg.retry_max);
     loop {
         match clickhouse.ensure_schema().await {
             Ok(()) => break,
@@ -80,11 +80,11 @@ pub async fn run(topology: Topology, shutdown: CancellationToken) -> anyhow::Res
                 health.set_not_ready(format!("ClickHouse: {e:#}"));
             }
         }
-        tokio::select! {
-            _ = shutdown.cancelled() => { ops_stop.cancel(); let _ = ops_task.await; return Ok(()); }
-            _ = tokio::time::sleep(delay) => {}
+        if !backoff.wait_unless(&shutdown).await {
+            ops_stop.cancel();
+            let _ = ops_task.await;
+            return Ok(());
         }
-        delay = (delay * 2).min(cfg.retry_max);
     }
     let topics = Arc::new(TopicSink::new(
         &topology.kafka,

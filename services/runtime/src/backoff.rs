@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use rand::Rng;
+use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Clone)]
 pub struct Backoff {
@@ -33,6 +34,19 @@ impl Backoff {
     /// Waits the next delay.
     pub async fn wait(&mut self) {
         tokio::time::sleep(self.next_delay()).await;
+    }
+
+    /// Waits the next delay unless `stop` comes first; false when it did.
+    pub async fn wait_unless(&mut self, stop: &CancellationToken) -> bool {
+        tokio::select! {
+            _ = stop.cancelled() => false,
+            _ = tokio::time::sleep(self.next_delay()) => true,
+        }
+    }
+
+    /// Waits the next delay, blocking the thread (for the timely workers' threads).
+    pub fn sleep(&mut self) {
+        std::thread::sleep(self.next_delay());
     }
 
     /// After a success: the next failure starts from the first delay again.

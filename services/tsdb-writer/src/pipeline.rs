@@ -15,7 +15,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use rand::Rng;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::BorrowedMessage;
 use rdkafka::{Message, TopicPartitionList};
@@ -533,7 +532,7 @@ async fn deliver(shared: &Shared, p: &PartitionId, body: Vec<u8>, spans: Vec<Spa
                 .compress_vec(request)
                 .expect("snappy encodes any input"),
         );
-        let mut backoff = cfg.retry_initial;
+        let mut backoff = Backoff::new(cfg.retry_initial, cfg.retry_max);
         loop {
             match shared.sink.send(compressed.clone()).await {
                 Ok(()) => {
@@ -552,13 +551,9 @@ async fn deliver(shared: &Shared, p: &PartitionId, body: Vec<u8>, spans: Vec<Spa
                         tracing::warn!(error = %why, "sink write failed; retrying with backoff");
                     }
                     shared.health.set_not_ready(format!("sink failing: {why}"));
-                    // Full jitter keeps many writers from retrying in lockstep.
-                    let sleep = rand::rng().random_range(backoff / 2..=backoff);
-                    tokio::select! {
-                        _ = shared.hard_stop.cancelled() => return false,
-                        _ = tokio::time::sleep(sleep) => {}
+                    if !backoff.wait_unless(&shared.hard_stop).await {
+                        return false;
                     }
-                    backoff = (backoff * 2).min(cfg.retry_max);
                 }
                 Err(SendError::Rejected { status, body: why }) => {
                     metrics::counter!("weir_tsdb_writer_requests_total", "outcome" => "rejected")
@@ -578,9 +573,8 @@ async fn deliver(shared: &Shared, p: &PartitionId, body: Vec<u8>, spans: Vec<Spa
                         Ok(()) => break,
                         Err(e) => {
                             tracing::error!(error = %e, "cannot write the dead letter; retrying the series");
-                            tokio::select! {
-                                _ = shared.hard_stop.cancelled() => return false,
-                                _ = tokio::time::sleep(backoff) => {}
+                            if !backoff.wait_unless(&shared.hard_stop).await {
+                                return false;
                             }
                         }
                     }

@@ -45,6 +45,7 @@ use futures::future::join_all;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use weir_runtime::backoff::Backoff;
 use weir_runtime::config::{AlerterConfig, Role, SinkSpec};
 use weir_runtime::dead_letter::DeadLetters;
 use weir_runtime::kafka::{client_config, consumer_config, partition_count, producer_config};
@@ -125,7 +126,7 @@ pub async fn run(topology: Topology, shutdown: CancellationToken) -> anyhow::Res
         .context("creating the state producer")?;
     // Partition counts, waiting for the broker and the topics if they are not there yet.
     let counts = {
-        let mut delay = Duration::from_millis(200);
+        let mut backoff = Backoff::new(Duration::from_millis(200), cfg.retry_max);
         loop {
             let p = partials.clone();
             let names = [
@@ -148,11 +149,11 @@ pub async fn run(topology: Topology, shutdown: CancellationToken) -> anyhow::Res
                     health.set_not_ready(e.to_string());
                 }
             }
-            tokio::select! {
-                _ = shutdown.cancelled() => { ops_stop.cancel(); let _ = ops_task.await; return Ok(()); }
-                _ = tokio::time::sleep(delay) => {}
+            if !backoff.wait_unless(&shutdown).await {
+                ops_stop.cancel();
+                let _ = ops_task.await;
+                return Ok(());
             }
-            delay = (delay * 2).min(cfg.retry_max);
         }
     };
     let (sources, destinations, state_partitions, events_partitions) =
@@ -351,7 +352,7 @@ async fn write_partials(
             .flat_map(|s| split(s.part, s.step, s.partials, destinations, MAX_RECORD_BYTES))
             .map(|(q, r)| (r.key(), q as i32, r.encode()))
             .collect();
-        let mut delay = Duration::from_millis(100);
+        let mut backoff = Backoff::new(Duration::from_millis(100), retry_max);
         loop {
             let started = Instant::now();
             let sends = records.iter().map(|(k, q, v)| {
@@ -370,8 +371,7 @@ async fn write_partials(
                         .increment(1);
                     tracing::warn!(error = %e, "writing partials failed; retrying");
                     health.set_not_ready(format!("writing partials: {e}"));
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(retry_max);
+                    backoff.wait().await;
                 }
             }
         }

@@ -18,6 +18,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use weir_contract::avro::{encode_alert_event, AlertEvent, AlertStatus};
+use weir_runtime::backoff::Backoff;
 use weir_runtime::consumer::{publish_assigned, publish_lag, record_commit};
 use weir_runtime::dead_letter::{DeadLetter, DeadLetters};
 use weir_runtime::ops::Health;
@@ -372,7 +373,7 @@ impl StageTwo {
     }
 
     fn restore_until_done(&self, q: i32, stop: &AtomicBool) -> anyhow::Result<MergeState> {
-        let mut delay = Duration::from_millis(200);
+        let mut backoff = Backoff::new(Duration::from_millis(200), self.retry_max);
         loop {
             match restore(
                 &self.reader_config,
@@ -407,8 +408,7 @@ impl StageTwo {
             if stop.load(Ordering::Relaxed) {
                 anyhow::bail!("stopped while restoring partition {q}");
             }
-            std::thread::sleep(delay);
-            delay = (delay * 2).min(self.retry_max);
+            backoff.sleep();
         }
     }
 
@@ -507,7 +507,7 @@ impl StageTwo {
         let qs = q.to_string();
         // 1. Events. A retry sends only those not acknowledged yet: resending all would
         // put the others on the topic twice.
-        let mut delay = Duration::from_millis(100);
+        let mut backoff = Backoff::new(Duration::from_millis(100), self.retry_max);
         loop {
             let sends = events.iter().map(|(key, payload, ann)| {
                 let headers = OwnedHeaders::new()
@@ -556,7 +556,8 @@ impl StageTwo {
             match failed {
                 None => break,
                 Some(e) => {
-                    self.sink_failed("events", &e.to_string(), &mut delay).await;
+                    self.sink_failed("events", &e.to_string(), &mut backoff)
+                        .await;
                     if stop.load(Ordering::Relaxed) {
                         return None;
                     }
@@ -575,7 +576,7 @@ impl StageTwo {
             }
         }
         records.push((progress_key(q), Some(encode_progress(&st.progress))));
-        let mut delay = Duration::from_millis(100);
+        let mut backoff = Backoff::new(Duration::from_millis(100), self.retry_max);
         loop {
             let sends = records.iter().map(|(k, v)| {
                 let mut rec = FutureRecord::<String, Vec<u8>>::to(&self.state_topic)
@@ -607,7 +608,7 @@ impl StageTwo {
             match failed {
                 None => break,
                 Some(e) => {
-                    self.sink_failed("state", &e, &mut delay).await;
+                    self.sink_failed("state", &e, &mut backoff).await;
                     if stop.load(Ordering::Relaxed) {
                         return None;
                     }
@@ -637,13 +638,12 @@ impl StageTwo {
         Some(q)
     }
 
-    async fn sink_failed(&self, what: &str, error: &str, delay: &mut Duration) {
+    async fn sink_failed(&self, what: &str, error: &str, backoff: &mut Backoff) {
         metrics::counter!("weir_alerter_errors_total", "kind" => format!("{what}_write"))
             .increment(1);
         tracing::warn!(error, "writing alert {what} failed; retrying");
         self.health
             .set_not_ready(format!("writing alert {what}: {error}"));
-        tokio::time::sleep(*delay).await;
-        *delay = (*delay * 2).min(self.retry_max);
+        backoff.wait().await;
     }
 }
