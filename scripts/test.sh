@@ -18,4 +18,5 @@ cargo clippy --workspace --all-targets --locked -q -- -D warnings
 log "fuzz: every decoder of outside bytes, a short run each (scripts/fuzz.sh --seconds 600 for long runs)"
 bash scripts/fuzz.sh --seconds "${WEIR_FUZZ_SECONDS:-20}"
 log "cargo test (unit, integration and end-to-end)"
-cargo test --workspace --locked
+# --no-fail-fast: one run reports every failing test binary, not only the first.
+cargo test --workspace --locked --no-fail-fast

@@ -112,7 +112,7 @@ impl Setup {
         start_owning_all_of(
             || self.alerter(),
             &[(&self.group, PARTITIONS), (&self.merge_group, 4)],
-            Duration::from_secs(90),
+            Duration::from_secs(180),
         )
     }
 

@@ -396,7 +396,7 @@ fn a_rollup_killed_three_times_ends_with_the_same_rows() {
             || p.rollup("rollups"),
             p.group("rollups"),
             4,
-            Duration::from_secs(60),
+            Duration::from_secs(120),
         );
     }
     produce_part(&p.raw, &data, 3 * chunk..longest);

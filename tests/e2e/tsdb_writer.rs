@@ -390,7 +390,7 @@ fn a_writer_killed_mid_batch_and_restarted_loses_and_duplicates_nothing() {
         acknowledged(&writer) > 0.0
     });
     writer.kill9();
-    let restarted = start_owning_all(|| p.writer(), &p.group, 4, Duration::from_secs(60));
+    let restarted = start_owning_all(|| p.writer(), &p.group, 4, Duration::from_secs(120));
     wait_until("writes after the restart", Duration::from_secs(60), || {
         acknowledged(&restarted) > 0.0
     });

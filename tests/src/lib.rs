@@ -590,9 +590,14 @@ pub fn start_owning_all_of(
     timeout: Duration,
 ) -> Service {
     let deadline = Instant::now() + timeout;
+    // Each attempt waits twice as long as the one before: on a loaded machine joining
+    // two groups takes longer than the first wait, and a restart starts the rebalance
+    // over.
+    let mut wait = Duration::from_secs(6);
     loop {
         let s = start();
-        let attempt = Instant::now() + Duration::from_secs(6);
+        let attempt = Instant::now() + wait;
+        wait = (wait * 2).min(Duration::from_secs(40));
         while Instant::now() < attempt {
             let all = groups.iter().all(|(group, partitions)| {
                 let gauge = format!("weir_consumer_assigned_partitions{{group=\"{group}\"");
