@@ -12,6 +12,9 @@
 //! it is acknowledged, so a request refused while the broker is down comes again and the
 //! log may hold a sample twice (never out of order).
 //!
+//! Each server stays down until the service that uses it has seen it fail (a retry
+//! counted, a round waiting), not for a fixed time.
+//!
 //! This binary kills servers every test shares, so it holds a single test (cargo runs
 //! test binaries one after another).
 use std::collections::{BTreeMap, BTreeSet};
@@ -329,6 +332,8 @@ struct Client {
     refused: BTreeMap<String, u64>,
     /// The longest a round took from its first attempt to its acknowledgement.
     slowest: Duration,
+    /// When the round not yet acknowledged was first sent.
+    waiting_since: Option<Instant>,
 }
 
 /// Sends rounds until `stop`, each retried with backoff until acknowledged.
@@ -342,6 +347,7 @@ fn load(s: &Setup, url: &str, stop: &AtomicBool, rounds: &AtomicU64, out: &Mutex
     while !stop.load(Ordering::Relaxed) {
         let (body, sent) = s.request(r);
         let first_attempt = Instant::now();
+        out.lock().unwrap().waiting_since = Some(first_attempt);
         let mut backoff = Duration::from_millis(100);
         loop {
             let answer = http
@@ -368,6 +374,7 @@ fn load(s: &Setup, url: &str, stop: &AtomicBool, rounds: &AtomicU64, out: &Mutex
         let mut o = out.lock().unwrap();
         o.acknowledged.extend(sent);
         o.slowest = o.slowest.max(first_attempt.elapsed());
+        o.waiting_since = None;
         drop(o);
         r += 1;
         rounds.store(r, Ordering::Relaxed);
@@ -448,7 +455,18 @@ fn broker_tsdb_clickhouse_and_alertmanager_restarts_under_load_lose_and_repeat_n
         rounds.load(Ordering::Relaxed)
     );
     stack(&["kill", "tansu"]);
-    std::thread::sleep(Duration::from_secs(3));
+    // Down until the client has waited on a round for 2 s: the outage met the load.
+    wait_until(
+        "a round waiting for the broker",
+        Duration::from_secs(60),
+        || {
+            client_state
+                .lock()
+                .unwrap()
+                .waiting_since
+                .is_some_and(|t| t.elapsed() >= Duration::from_secs(2))
+        },
+    );
     stack(&["start"]);
     wait_rounds(
         &rounds,
@@ -460,8 +478,13 @@ fn broker_tsdb_clickhouse_and_alertmanager_restarts_under_load_lose_and_repeat_n
         "faults: VictoriaMetrics restart at round {}",
         rounds.load(Ordering::Relaxed)
     );
+    let retries = r#"weir_tsdb_writer_requests_total{outcome="retry"} "#;
+    let before = metric(&writer, retries);
     vm.stop();
-    std::thread::sleep(Duration::from_secs(5));
+    // Down until the writer has had to retry a write.
+    wait_until("the TSDB writer retrying", Duration::from_secs(60), || {
+        metric(&writer, retries) > before
+    });
     vm.restart();
     wait_rounds(&rounds, 50, "rounds after the TSDB restart");
 
@@ -469,8 +492,15 @@ fn broker_tsdb_clickhouse_and_alertmanager_restarts_under_load_lose_and_repeat_n
         "faults: ClickHouse killed at round {}",
         rounds.load(Ordering::Relaxed)
     );
+    let errors = "weir_rollup_sink_errors_total ";
+    let before = metric(&rollup, errors);
     stack(&["kill", "clickhouse"]);
-    std::thread::sleep(Duration::from_secs(3));
+    // Down until the rollup has failed a write of its rows.
+    wait_until(
+        "the rollup failing to write",
+        Duration::from_secs(60),
+        || metric(&rollup, errors) > before,
+    );
     stack(&["start"]);
     wait_rounds(&rounds, 50, "rounds after the ClickHouse restart");
 
@@ -478,8 +508,15 @@ fn broker_tsdb_clickhouse_and_alertmanager_restarts_under_load_lose_and_repeat_n
         "faults: Alertmanager killed at round {}",
         rounds.load(Ordering::Relaxed)
     );
+    let failed = r#"weir_alerter_notifications_total{outcome="failed"} "#;
+    let before = metric(&alerter, failed);
     stack(&["kill", "alertmanager"]);
-    std::thread::sleep(Duration::from_secs(2));
+    // Down until the alerter has failed to notify (it re-sends the firing d00 every 5 s).
+    wait_until(
+        "the alerter failing to notify",
+        Duration::from_secs(60),
+        || metric(&alerter, failed) > before,
+    );
     stack(&["start"]);
     wait_rounds(&rounds, 100, "rounds after the Alertmanager restart");
 
