@@ -168,7 +168,7 @@ pub async fn run(topology: Topology, shutdown: CancellationToken) -> anyhow::Res
                             key_buf.clear();
                             write_key_parts(&mut key_buf, s.name, s.labels.iter().copied());
                             let key = HashedKey::from(key_buf.as_str());
-                            for x in checks.within(&s) {
+                            for x in checks.within_keyed(&s, Some(&key_buf)) {
                                 // Stale markers and NaN/Inf have no place in sums and sketches.
                                 if x.value.is_finite() {
                                     out.push((key.clone(), x.timestamp_ms, x.value));

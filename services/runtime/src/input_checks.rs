@@ -116,16 +116,22 @@ impl InputChecks {
     }
 
     /// Where the series should have been, when that is not where it is.
-    fn misplaced(&mut self, s: &SeriesRef<'_, '_>) -> Option<Violation> {
+    fn misplaced(&mut self, s: &SeriesRef<'_, '_>, key: Option<&str>) -> Option<Violation> {
         let p = self.placement?;
-        self.key.clear();
-        write_key_parts(&mut self.key, s.name, s.labels.iter().copied());
-        let home = partition_for_key(self.key.as_bytes(), p.partitions);
+        let key = match key {
+            Some(k) => k,
+            None => {
+                self.key.clear();
+                write_key_parts(&mut self.key, s.name, s.labels.iter().copied());
+                &self.key
+            }
+        };
+        let home = partition_for_key(key.as_bytes(), p.partitions);
         (home != p.partition).then(|| Violation {
             kind: "wrong_partition",
             message: format!(
                 "series {:?} hashes to partition {home} of {}, read from partition {}",
-                weir_contract::names::cut(&self.key),
+                weir_contract::names::cut(key),
                 p.partitions,
                 p.partition
             ),
@@ -136,9 +142,19 @@ impl InputChecks {
     /// inside the bound. The others are kept aside for [`finish`](Self::finish). In the
     /// common case (all good) this is `s.samples`.
     pub fn within<'x>(&'x mut self, s: &SeriesRef<'x, '_>) -> &'x [Sample] {
+        self.within_keyed(s, None)
+    }
+
+    /// [`within`](Self::within) for a caller that built the series key already
+    /// (`write_key_parts`): the partition check hashes it instead of building it again.
+    pub fn within_keyed<'x>(
+        &'x mut self,
+        s: &SeriesRef<'x, '_>,
+        key: Option<&str>,
+    ) -> &'x [Sample] {
         let checked = check_series(s.name, s.labels.iter().copied())
             .err()
-            .or_else(|| self.misplaced(s));
+            .or_else(|| self.misplaced(s, key));
         if let Some(v) = checked {
             self.broken += s.samples.len();
             self.violation.get_or_insert(v);
@@ -371,6 +387,12 @@ mod tests {
             "{}",
             cut.error
         );
+        // The same with the key the caller built.
+        b.start_at(1_000, at((home + 1) % 4));
+        assert!(b
+            .within_keyed(&series(&s, &labels), Some(r#"m{host="a"}"#))
+            .is_empty());
+        assert_eq!(b.finish().expect("cut").kind, "wrong_partition");
         // Unknown partition count, or the check turned off: not checked.
         b.start_at(1_000, None);
         assert_eq!(b.within(&series(&s, &labels)), &s);
