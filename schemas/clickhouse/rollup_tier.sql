@@ -3,9 +3,12 @@
 -- servers: no TTL, DateTime64, LowCardinality or SimpleAggregateFunction.
 --
 -- Rows are idempotent: a window written again (a correction within the allowed lateness,
--- a replay, a restart) has the same (series, window_start) and a count at least as high,
--- and ReplacingMergeTree keeps the row with the highest `version` (the count). Read with
--- FINAL (or argMax by version) to see exactly one row per series and window before merges.
+-- a restart) has the same (series, window_start) and a count at least as high, and
+-- ReplacingMergeTree keeps the row with the highest `version`: the recomputation
+-- generation in the high 32 bits (0 live; `weir replay --into rollup` writes a newer one,
+-- so a recomputed row replaces the old even with fewer samples), the count in the low 32.
+-- Read with FINAL (or argMax by version) to see exactly one row per series and window
+-- before merges.
 --
 -- Retention: `weir rollup` drops whole partitions older than the tier's retention (the
 -- 18.16 server has no TTL); partitions are days for short retentions, months otherwise.

@@ -2,23 +2,26 @@
 //! feeding a writer task that puts every flush into ClickHouse and the rollup topics and
 //! only then acknowledges the partition watermarks the flush carried back to the worker's
 //! source (which commits offsets up to what is acknowledged).
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+//!
+//! A replay (`weir replay --into rollup`, [`crate::replay`]) runs the same dataflow and
+//! writer over a bounded log, keeping only the windows wholly inside its range.
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use weir_contract::series_key::write_key_parts;
 use weir_runtime::backoff::Backoff;
-use weir_runtime::config::{Role, RollupConfig, SinkSpec};
+use weir_runtime::config::{Role, RollupConfig, SinkSpec, TopicSpec};
 use weir_runtime::dead_letter::DeadLetters;
 use weir_runtime::kafka::consumer_config;
-use weir_runtime::ops::{self, Health};
+use weir_runtime::ops::Health;
 use weir_runtime::produce::OutRecord;
+use weir_runtime::replay::{Counters, EventRange};
+use weir_runtime::role::{RoleOps, RoleSpec};
 use weir_runtime::Topology;
-use weir_window::kafka::KafkaLog;
-use weir_window::{run_then_drain, HashedKey, InputChecks, PeerWatermarks, WorkerLink};
+use weir_window::kafka::{DecodeFn, KafkaLog};
+use weir_window::{EventLog, Handoff, HashedKey, InputChecks, PoolConfig, PoolHandle, WorkerPool};
 
 use crate::dataflow::{build, Emission, Emitter, Key, TierRow, Timing};
 use crate::sink::clickhouse::ClickHouseSink;
@@ -28,75 +31,103 @@ use crate::tiers::Tiers;
 use weir_contract::avro::RollupRecord;
 
 /// One worker's flush on its way to the sinks.
-struct Flush {
+pub(crate) struct Flush {
     worker: usize,
     emission: Emission,
 }
 
-pub async fn run(topology: Topology, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let cfg: RollupConfig = topology.rollup.clone();
-    let (group_spec, sink_spec) = topology
-        .group_of_role(&cfg.group, Role::Rollup)
-        .map_err(|e| anyhow::anyhow!("rollup.group: {e}"))?;
-    let Some(SinkSpec::ClickHouse { url, database }) = sink_spec else {
-        anyhow::bail!(
-            "consumer group {} needs a sink of type clickhouse",
-            cfg.group
-        );
-    };
-    let [topic] = group_spec.topics.as_slice() else {
-        anyhow::bail!("consumer group {} must read exactly one topic", cfg.group);
-    };
-    let declared = |what: &str, t: &str| {
-        topology.topic(t).cloned().ok_or_else(|| {
-            anyhow::anyhow!("rollup.{what}: topic {t:?} is not declared under topics")
+/// What the rollup needs of the topology, checked.
+pub(crate) struct Plan {
+    pub cfg: RollupConfig,
+    pub topic: String,
+    pub url: String,
+    pub database: String,
+    pub tier_topics: Vec<(String, TopicSpec)>,
+    pub late_spec: TopicSpec,
+}
+
+impl Plan {
+    pub fn of(topology: &Topology) -> anyhow::Result<Self> {
+        let cfg = topology.rollup.clone();
+        let role = RoleSpec::resolve(topology, "rollup", &cfg.group, Role::Rollup)?;
+        let Some(SinkSpec::ClickHouse { url, database }) = role.sink else {
+            anyhow::bail!(
+                "consumer group {} needs a sink of type clickhouse",
+                cfg.group
+            );
+        };
+        let topic = role.single_topic()?.to_string();
+        role.declared("dead_letter_topic", &cfg.dead_letter_topic)?;
+        let late_spec = role.declared("late_topic", &cfg.late_topic)?.clone();
+        let tier_topics = cfg
+            .tiers
+            .iter()
+            .map(|t| Ok((t.topic(), role.declared("tiers", &t.topic())?.clone())))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(Self {
+            url: url.clone(),
+            database: database.clone(),
+            cfg,
+            topic,
+            tier_topics,
+            late_spec,
         })
-    };
-    declared("dead_letter_topic", &cfg.dead_letter_topic)?;
-    let late_spec = declared("late_topic", &cfg.late_topic)?;
-    let tier_topics = cfg
-        .tiers
-        .iter()
-        .map(|t| Ok((t.topic(), declared("tiers", &t.topic())?)))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    }
 
-    let health = Health::new();
-    health.set_not_ready("creating ClickHouse tables");
-    let listener = tokio::net::TcpListener::bind(cfg.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
-    tracing::info!(addr = %listener.local_addr()?, group = %cfg.group, topic = %topic, workers = cfg.workers, clickhouse = %url, "rollup listening");
-    let ops_stop = CancellationToken::new();
-    let ops_task = ops::spawn(listener, health.clone(), ops_stop.clone());
+    pub fn timing(&self) -> Timing {
+        Timing {
+            out_of_orderness: self.cfg.out_of_orderness,
+            idle_timeout: self.cfg.idle_timeout,
+            max_future: self.cfg.max_sample_future,
+        }
+    }
+}
 
-    let clickhouse = Arc::new(ClickHouseSink::new(url, database, cfg.tiers.clone()));
-    // ClickHouse may come up after us: retry until the tables exist.
-    let mut backoff = Backoff::new(Duration::from_millis(200), cfg.retry_max);
-    loop {
-        match clickhouse.ensure_schema().await {
-            Ok(()) => break,
-            Err(e) => {
-                tracing::warn!(error = format!("{e:#}"), "ClickHouse not ready; retrying");
-                health.set_not_ready(format!("ClickHouse: {e:#}"));
-            }
-        }
-        if !backoff.wait_unless(&shutdown).await {
-            ops_stop.cancel();
-            let _ = ops_task.await;
-            return Ok(());
-        }
+/// Which rows a run writes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Mode {
+    /// Every row, as windows become final; what is open at shutdown is not written.
+    Live,
+    /// Only windows wholly inside the range, including those the end of the log fired.
+    Replay(EventRange),
+}
+
+/// The sinks a run writes to.
+pub(crate) struct Sinks {
+    pub clickhouse: Arc<ClickHouseSink>,
+    /// The rollup topics and the late topic (a replay writes them only when asked).
+    pub topics: Option<Arc<TopicSink>>,
+    pub health: Health,
+    /// A replay's counters (rows written).
+    pub counters: Option<Arc<Counters>>,
+}
+
+pub async fn run(topology: Topology, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let plan = Plan::of(&topology)?;
+    let cfg = &plan.cfg;
+    let ops = RoleOps::serve(cfg.listen, "creating ClickHouse tables").await?;
+    tracing::info!(addr = %ops.addr, group = %cfg.group, topic = %plan.topic, workers = cfg.workers, clickhouse = %plan.url, "rollup listening");
+
+    let clickhouse = Arc::new(ClickHouseSink::new(
+        &plan.url,
+        &plan.database,
+        cfg.tiers.clone(),
+    ));
+    if !wait_for_schema(&clickhouse, &ops.health, cfg.retry_max, &shutdown).await {
+        ops.close().await;
+        return Ok(());
     }
     let topics = Arc::new(TopicSink::new(
         &topology.kafka,
-        &tier_topics,
-        (&cfg.late_topic, &late_spec),
+        &plan.tier_topics,
+        (&cfg.late_topic, &plan.late_spec),
     )?);
     let dlq = Arc::new(DeadLetters::new(
         &topology.kafka,
         &cfg.dead_letter_topic,
         &cfg.group,
     )?);
-    health.set_ready();
+    ops.health.set_ready();
 
     // Retention: drop old partitions now and then.
     let retention_task = {
@@ -113,135 +144,179 @@ pub async fn run(topology: Topology, shutdown: CancellationToken) -> anyhow::Res
         })
     };
 
-    let peers = PeerWatermarks::new(cfg.workers);
-    let links: Vec<WorkerLink> = (0..cfg.workers)
-        .map(|_| WorkerLink::new(peers.clone()))
-        .collect();
-    let pending_rows = Arc::new(AtomicUsize::new(0));
+    let pool = WorkerPool::new(PoolConfig {
+        workers: cfg.workers,
+        max_pending: cfg.max_pending_rows,
+        watermark_gauge: "weir_rollup_watermark_seconds",
+        bounded: false,
+    });
     let (tx, rx) = mpsc::unbounded_channel::<Flush>();
-    let stop_reading = Arc::new(AtomicBool::new(false));
-
-    let writer = tokio::spawn(write_loop(
-        rx,
-        links.clone(),
-        clickhouse.clone(),
-        topics.clone(),
-        health.clone(),
-        pending_rows.clone(),
-        cfg.clone(),
-    ));
-
-    // The timely workers run on threads of their own.
-    let tiers = Tiers::from_config(&cfg);
-    let timing = Timing {
-        out_of_orderness: cfg.out_of_orderness,
-        idle_timeout: cfg.idle_timeout,
-        max_future: cfg.max_sample_future,
+    let sinks = Sinks {
+        clickhouse,
+        topics: Some(topics),
+        health: ops.health.clone(),
+        counters: None,
     };
+    let writer = tokio::spawn(write_loop(rx, pool.handle(), sinks, cfg.clone()));
+
     let mut client = consumer_config(&topology.kafka, &cfg.group);
     client.set("statistics.interval.ms", "5000");
-    let decoder = topology.decoder();
+    let decode = decode_samples(&topology, cfg);
+    let (tiers, timing) = (Tiers::from_config(cfg), plan.timing());
+    let (group, topic) = (cfg.group.clone(), plan.topic.clone());
     let rt = tokio::runtime::Handle::current();
-    let workers = {
-        let (links, stop_reading, pending_rows, topic, group) = (
-            links.clone(),
-            stop_reading.clone(),
-            pending_rows.clone(),
-            topic.clone(),
-            cfg.group.clone(),
+    let running = pool.start(move |worker, handoff| {
+        let decode = decode();
+        let log = KafkaLog::for_worker(
+            &client,
+            &group,
+            handoff.index,
+            &topic,
+            decode,
+            dlq.clone(),
+            rt.clone(),
+            "weir_rollup_dead_letters_total",
         );
-        let max_pending = cfg.max_pending_rows;
-        let max_future = cfg.max_sample_future;
-        let check_partition = cfg.check_partition;
-        std::thread::Builder::new().name("timely".into()).spawn(move || {
-            timely::execute(timely::Config::process(links.len()), move |worker| {
-                let index = worker.index();
-                let link = links[index].clone();
-                let decoder = decoder.clone();
-                let mut key_buf = String::new();
-                let mut checks = InputChecks::new(max_future).check_partition(check_partition);
-                let decode = Box::new(move |payload: &[u8], placement, out: &mut Vec<(Key, i64, f64)>| {
-                    let mut skipped = 0u64;
-                    checks.start(placement);
-                    decoder
-                        .visit(payload, |s| {
-                            key_buf.clear();
-                            write_key_parts(&mut key_buf, s.name, s.labels.iter().copied());
-                            let key = HashedKey::from(key_buf.as_str());
-                            for x in checks.within_keyed(&s, Some(&key_buf)) {
-                                // Stale markers and NaN/Inf have no place in sums and sketches.
-                                if x.value.is_finite() {
-                                    out.push((key.clone(), x.timestamp_ms, x.value));
-                                } else {
-                                    skipped += 1;
-                                }
-                            }
-                        })
-                        .map_err(|e| {
-                            checks.reset();
-                            e.to_string()
-                        })?;
-                    metrics::counter!("weir_rollup_samples_total", "outcome" => "read").increment(out.len() as u64);
-                    if skipped > 0 {
-                        metrics::counter!("weir_rollup_samples_total", "outcome" => "not_finite").increment(skipped);
-                    }
-                    Ok(checks.finish())
-                });
-                let Some(log) = KafkaLog::for_worker(&client, &group, index, &topic, decode, dlq.clone(), rt.clone(), "weir_rollup_dead_letters_total") else {
-                    return;
-                };
-                let tx = tx.clone();
-                let handoff = link.clone();
-                let pending = pending_rows.clone();
-                let mut emitter = Emitter::new(tiers.allowed_lateness_ms);
-                worker.dataflow::<weir_window::Time, _, _>(|scope| {
-                    build(scope, log, &tiers, timing, link.handles.clone(), move |items, frontier| {
-                        let emission = emitter.absorb(items);
-                        // The input never ends; MAX only comes when the dataflow is
-                        // dropped at shutdown, with windows fired half full: not written.
-                        if frontier == i64::MAX {
-                            return;
-                        }
-                        if emission.is_empty() {
-                            return;
-                        }
-                        pending.fetch_add(emission.rows.len(), Ordering::Relaxed);
-                        handoff.handed_over();
-                        let _ = tx.send(Flush { worker: index, emission });
-                    });
-                });
-                let wm_gauge = metrics::gauge!("weir_rollup_watermark_seconds", "worker" => index.to_string());
-                run_then_drain(worker, &link, &stop_reading, || pending_rows.load(Ordering::Relaxed) > max_pending, wm_gauge);
-            })
-            .map(|guards| drop(guards.join()))
-            .map_err(|e| anyhow::anyhow!("starting timely workers: {e}"))
-        })?
-    };
+        let Some(log) = log else { return false };
+        install(worker, handoff, log, &tiers, timing, Mode::Live, tx.clone());
+        true
+    })?;
 
     shutdown.cancelled().await;
     tracing::info!("shutting down: draining and committing");
-    stop_reading.store(true, Ordering::Relaxed);
-    let joined = tokio::task::spawn_blocking(move || workers.join()).await;
+    let joined = running.stop().await;
     writer.abort();
     retention_task.abort();
-    ops_stop.cancel();
-    let _ = ops_task.await;
-    match joined {
-        Ok(Ok(r)) => r,
-        _ => Err(anyhow::anyhow!("a timely worker panicked")),
+    ops.close().await;
+    joined
+}
+
+/// Creates the tables, retrying while ClickHouse is not there yet; `false` when shut
+/// down meanwhile.
+pub(crate) async fn wait_for_schema(
+    clickhouse: &ClickHouseSink,
+    health: &Health,
+    retry_max: Duration,
+    shutdown: &CancellationToken,
+) -> bool {
+    let mut backoff = Backoff::new(Duration::from_millis(200), retry_max);
+    loop {
+        match clickhouse.ensure_schema().await {
+            Ok(()) => return true,
+            Err(e) => {
+                tracing::warn!(error = format!("{e:#}"), "ClickHouse not ready; retrying");
+                health.set_not_ready(format!("ClickHouse: {e:#}"));
+            }
+        }
+        if !backoff.wait_unless(shutdown).await {
+            return false;
+        }
     }
+}
+
+/// A maker of per-worker decoders: each worker gets its own key buffer and input checks.
+pub(crate) fn decode_samples(
+    topology: &Topology,
+    cfg: &RollupConfig,
+) -> impl Fn() -> DecodeFn<Key, f64> + Send + Sync + 'static {
+    let decoder = topology.decoder();
+    let (max_future, check_partition) = (cfg.max_sample_future, cfg.check_partition);
+    move || {
+        let decoder = decoder.clone();
+        let mut key_buf = String::new();
+        let mut checks = InputChecks::new(max_future).check_partition(check_partition);
+        Box::new(
+            move |payload: &[u8], placement, out: &mut Vec<(Key, i64, f64)>| {
+                let mut skipped = 0u64;
+                checks.start(placement);
+                decoder
+                    .visit(payload, |s| {
+                        key_buf.clear();
+                        write_key_parts(&mut key_buf, s.name, s.labels.iter().copied());
+                        let key = HashedKey::from(key_buf.as_str());
+                        for x in checks.within_keyed(&s, Some(&key_buf)) {
+                            // Stale markers and NaN/Inf have no place in sums and sketches.
+                            if x.value.is_finite() {
+                                out.push((key.clone(), x.timestamp_ms, x.value));
+                            } else {
+                                skipped += 1;
+                            }
+                        }
+                    })
+                    .map_err(|e| {
+                        checks.reset();
+                        e.to_string()
+                    })?;
+                metrics::counter!("weir_rollup_samples_total", "outcome" => "read")
+                    .increment(out.len() as u64);
+                if skipped > 0 {
+                    metrics::counter!("weir_rollup_samples_total", "outcome" => "not_finite")
+                        .increment(skipped);
+                }
+                Ok(checks.finish())
+            },
+        )
+    }
+}
+
+/// Installs one worker's rollup dataflow over `log`, handing its flushes to the writer.
+pub(crate) fn install<L: EventLog<Key, f64>>(
+    worker: &mut timely::worker::Worker,
+    handoff: Handoff,
+    log: L,
+    tiers: &Tiers,
+    timing: Timing,
+    mode: Mode,
+    tx: mpsc::UnboundedSender<Flush>,
+) {
+    let index = handoff.index;
+    let handles = handoff.link.handles.clone();
+    let mut emitter = Emitter::new(tiers.allowed_lateness_ms);
+    worker.dataflow::<weir_window::Time, _, _>(|scope| {
+        build(
+            scope,
+            log,
+            tiers,
+            timing,
+            handles,
+            move |items, frontier| {
+                let mut emission = emitter.absorb(items);
+                match mode {
+                    // The input never ends; MAX only comes when the dataflow is dropped at
+                    // shutdown, with windows fired half full: not written.
+                    Mode::Live if frontier == i64::MAX => return,
+                    Mode::Live => {}
+                    // The end of a bounded log fires every window: those inside the range
+                    // have all their records read; those cut by its edges are left alone.
+                    Mode::Replay(range) => {
+                        emission
+                            .rows
+                            .retain(|r| range.covers(r.window.start, r.window.end));
+                        metrics::counter!("weir_replay_samples_total", "outcome" => "late")
+                            .increment(emission.late.len() as u64);
+                        emission.late.clear();
+                    }
+                }
+                if emission.is_empty() {
+                    return;
+                }
+                handoff.handed_over(emission.rows.len());
+                let _ = tx.send(Flush {
+                    worker: index,
+                    emission,
+                });
+            },
+        );
+    });
 }
 
 /// Takes flushes, batches what arrives within a moment, writes every tier to ClickHouse
 /// and Kafka (retrying with backoff while a sink fails), then acknowledges what each
 /// worker's flushes made final.
-async fn write_loop(
+pub(crate) async fn write_loop(
     mut rx: mpsc::UnboundedReceiver<Flush>,
-    links: Vec<WorkerLink>,
-    clickhouse: Arc<ClickHouseSink>,
-    topics: Arc<TopicSink>,
-    health: Health,
-    pending_rows: Arc<AtomicUsize>,
+    pool: PoolHandle,
+    sinks: Sinks,
     cfg: RollupConfig,
 ) {
     let tiers = cfg.tiers.len();
@@ -254,7 +329,7 @@ async fn write_loop(
         }
         let mut rows: Vec<TierRow> = Vec::new();
         let mut late = Vec::new();
-        let mut done = vec![0u64; links.len()];
+        let mut done = vec![0u64; pool.links.len()];
         let mut finals: Vec<(usize, Emission)> = Vec::new();
         for mut f in batch {
             metrics::counter!("weir_rollup_suppressed_rows_total")
@@ -276,15 +351,17 @@ async fn write_loop(
                     .collect()
             })
             .collect();
-        let mut write = PendingWrite::new(&topics, &records, &late);
+        let mut write = PendingWrite::new(sinks.topics.as_deref(), &records, &late);
         let mut backoff = Backoff::new(Duration::from_millis(100), cfg.retry_max);
         loop {
             let started = Instant::now();
-            let r = write.advance(&clickhouse, &topics).await;
+            let r = write
+                .advance(&sinks.clickhouse, sinks.topics.as_deref())
+                .await;
             metrics::histogram!("weir_rollup_sink_seconds").record(started.elapsed().as_secs_f64());
             match r {
                 Ok(()) => {
-                    health.set_ready();
+                    sinks.health.set_ready();
                     break;
                 }
                 Err(e) => {
@@ -294,7 +371,7 @@ async fn write_loop(
                         rows = n,
                         "writing rollups failed; retrying what was not written"
                     );
-                    health.set_not_ready(format!("sink: {e:#}"));
+                    sinks.health.set_not_ready(format!("sink: {e:#}"));
                     backoff.wait().await;
                 }
             }
@@ -309,19 +386,20 @@ async fn write_loop(
             metrics::counter!("weir_rollup_samples_total", "outcome" => "late")
                 .increment(late.len() as u64);
         }
-        pending_rows.fetch_sub(
-            n.min(pending_rows.load(Ordering::Relaxed)),
-            Ordering::Relaxed,
-        );
-        metrics::gauge!("weir_rollup_pending_rows")
-            .set(pending_rows.load(Ordering::Relaxed) as f64);
+        if let Some(c) = &sinks.counters {
+            Counters::add(&c.written, n as u64);
+        }
         // Durable: what these flushes made final may now be committed past.
         for (w, e) in finals {
-            e.acknowledge(&links[w].handles.partition_acked);
+            e.acknowledge(&pool.links[w].handles.partition_acked);
         }
-        for (link, n) in links.iter().zip(done) {
-            link.written(n);
+        for (w, batches) in done.into_iter().enumerate() {
+            if batches > 0 {
+                pool.written(w, batches, 0);
+            }
         }
+        pool.written(0, 0, n);
+        metrics::gauge!("weir_rollup_pending_rows").set(pool.pending() as f64);
     }
 }
 
@@ -337,34 +415,42 @@ struct PendingWrite<'r> {
 
 impl<'r> PendingWrite<'r> {
     fn new(
-        topics: &TopicSink,
+        topics: Option<&TopicSink>,
         rows: &'r [Vec<RollupRecord<'r>>],
         late: &[weir_window::Event<Key, f64>],
     ) -> Self {
         Self {
             rows,
             inserted: vec![false; rows.len()],
-            tier_records: rows
-                .iter()
-                .enumerate()
-                .map(|(t, r)| topics.tier_records(t, r))
-                .collect(),
-            late_records: topics.late_records(late),
+            tier_records: match topics {
+                Some(topics) => rows
+                    .iter()
+                    .enumerate()
+                    .map(|(t, r)| topics.tier_records(t, r))
+                    .collect(),
+                None => vec![Vec::new(); rows.len()],
+            },
+            late_records: topics.map(|t| t.late_records(late)).unwrap_or_default(),
         }
     }
 
     async fn advance(
         &mut self,
         clickhouse: &ClickHouseSink,
-        topics: &TopicSink,
+        topics: Option<&TopicSink>,
     ) -> anyhow::Result<()> {
         for (t, rows) in self.rows.iter().enumerate() {
             if !self.inserted[t] {
                 clickhouse.write(t, rows).await?;
                 self.inserted[t] = true;
             }
-            topics.send_tier(t, &mut self.tier_records[t]).await?;
+            if let Some(topics) = topics {
+                topics.send_tier(t, &mut self.tier_records[t]).await?;
+            }
         }
-        topics.send_late(&mut self.late_records).await
+        match topics {
+            Some(topics) => topics.send_late(&mut self.late_records).await,
+            None => Ok(()),
+        }
     }
 }

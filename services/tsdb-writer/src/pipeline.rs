@@ -30,7 +30,8 @@ use weir_runtime::dead_letter::{DeadLetter, DeadLetters};
 use weir_runtime::input_checks::{InputChecks, Placement};
 use weir_runtime::kafka::consumer_config;
 use weir_runtime::kafka::partition_count;
-use weir_runtime::ops::{self, Health};
+use weir_runtime::ops::Health;
+use weir_runtime::role::{RoleOps, RoleSpec};
 use weir_runtime::Topology;
 
 use crate::sink::{series_of, RemoteWriteSink, SendError};
@@ -41,17 +42,11 @@ type Consumer_ = StreamConsumer<GroupContext>;
 /// (up to the drain timeout), commits and returns.
 pub async fn run(topology: Topology, shutdown: CancellationToken) -> anyhow::Result<()> {
     let cfg = topology.tsdb_writer.clone();
-    let (group_spec, sink_spec) = topology
-        .group_of_role(&cfg.group, Role::TsdbWriter)
-        .map_err(|e| anyhow::anyhow!("tsdb_writer.group: {e}"))?;
-    let sink_spec =
-        sink_spec.with_context(|| format!("consumer group {} names no sink", cfg.group))?;
-    if topology.topic(&cfg.dead_letter_topic).is_none() {
-        anyhow::bail!(
-            "tsdb_writer.dead_letter_topic: topic {:?} is not declared under topics",
-            cfg.dead_letter_topic
-        );
-    }
+    let role = RoleSpec::resolve(&topology, "tsdb_writer", &cfg.group, Role::TsdbWriter)?;
+    let sink_spec = role
+        .sink
+        .with_context(|| format!("consumer group {} names no sink", cfg.group))?;
+    role.declared("dead_letter_topic", &cfg.dead_letter_topic)?;
     let sink = RemoteWriteSink::new(sink_spec, cfg.request_timeout)?;
     let assignment = Arc::new(Assignment::default());
     let context = GroupContext {
@@ -67,18 +62,13 @@ pub async fn run(topology: Topology, shutdown: CancellationToken) -> anyhow::Res
             .create_with_context(context)
             .context("creating the Kafka consumer")?,
     );
-    let topics: Vec<&str> = group_spec.topics.iter().map(String::as_str).collect();
+    let topics: Vec<&str> = role.group_spec.topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics).context("subscribing")?;
     let dlq = DeadLetters::new(&topology.kafka, &cfg.dead_letter_topic, &cfg.group)?;
 
-    let health = Health::new();
-    health.set_ready();
-    let listener = tokio::net::TcpListener::bind(cfg.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
-    tracing::info!(addr = %listener.local_addr()?, group = %cfg.group, topics = ?topics, sink = sink.url(), "tsdb-writer listening");
-    let ops_stop = CancellationToken::new();
-    let ops_task = ops::spawn(listener, health.clone(), ops_stop.clone());
+    let ops = RoleOps::serve(cfg.listen, "starting").await?;
+    ops.health.set_ready();
+    tracing::info!(addr = %ops.addr, group = %cfg.group, topics = ?topics, sink = sink.url(), "tsdb-writer listening");
 
     let (done_tx, done_rx) = mpsc::unbounded_channel();
     let shared = Arc::new(Shared {
@@ -87,7 +77,7 @@ pub async fn run(topology: Topology, shutdown: CancellationToken) -> anyhow::Res
         dlq,
         cfg: cfg.clone(),
         assignment,
-        health,
+        health: ops.health.clone(),
         hard_stop: CancellationToken::new(),
     });
     let mut writer = Writer {
@@ -103,8 +93,7 @@ pub async fn run(topology: Topology, shutdown: CancellationToken) -> anyhow::Res
         generations: 0,
     };
     let result = writer.run(&shutdown).await;
-    ops_stop.cancel();
-    let _ = ops_task.await;
+    ops.close().await;
     result
 }
 

@@ -36,7 +36,7 @@ pub fn decode_bounded<T: serde::de::DeserializeOwned>(b: &[u8]) -> bincode::Resu
 }
 
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -49,11 +49,12 @@ use weir_runtime::backoff::Backoff;
 use weir_runtime::config::{AlerterConfig, Role, SinkSpec};
 use weir_runtime::dead_letter::DeadLetters;
 use weir_runtime::kafka::{client_config, consumer_config, partition_count, producer_config};
-use weir_runtime::ops::{self, Health};
+use weir_runtime::ops::Health;
+use weir_runtime::role::{RoleOps, RoleSpec};
 use weir_runtime::Topology;
 use weir_window::kafka::KafkaLog;
 use weir_window::{
-    log_source, run_then_drain, InputChecks, PeerWatermarks, SinkExt, SourceConfig, WorkerLink,
+    log_source, InputChecks, PoolConfig, PoolHandle, SinkExt, SourceConfig, WorkerPool,
 };
 
 use crate::alertmanager::AlertmanagerClient;
@@ -79,27 +80,20 @@ pub async fn run(topology: Topology, shutdown: CancellationToken) -> anyhow::Res
         RuleSet::load(&cfg.rule_files, cfg.evaluation_interval.as_millis() as i64)
             .context("loading alerter.rule_files")?,
     );
-    let (group_spec, sink_spec) = topology
-        .group_of_role(&cfg.group, Role::Alerter)
-        .map_err(|e| anyhow::anyhow!("alerter.group: {e}"))?;
-    let Some(SinkSpec::Alertmanager { url }) = sink_spec else {
+    let role = RoleSpec::resolve(&topology, "alerter", &cfg.group, Role::Alerter)?;
+    let Some(SinkSpec::Alertmanager { url }) = role.sink else {
         anyhow::bail!(
             "consumer group {} needs a sink of type alertmanager",
             cfg.group
         );
     };
-    let [topic] = group_spec.topics.as_slice() else {
-        anyhow::bail!("consumer group {} must read exactly one topic", cfg.group);
-    };
-    let declared = |what: &str, t: &str| {
-        topology.topic(t).cloned().ok_or_else(|| {
-            anyhow::anyhow!("alerter.{what}: topic {t:?} is not declared under topics")
-        })
-    };
-    let partials_spec = declared("partials_topic", &cfg.partials_topic)?;
-    let state_spec = declared("state_topic", &cfg.state_topic)?;
-    let events_spec = declared("events_topic", &cfg.events_topic)?;
-    declared("dead_letter_topic", &cfg.dead_letter_topic)?;
+    let topic = role.single_topic()?.to_string();
+    let partials_spec = role
+        .declared("partials_topic", &cfg.partials_topic)?
+        .clone();
+    let state_spec = role.declared("state_topic", &cfg.state_topic)?.clone();
+    let events_spec = role.declared("events_topic", &cfg.events_topic)?.clone();
+    role.declared("dead_letter_topic", &cfg.dead_letter_topic)?;
     let external_labels = Labels::new(
         cfg.external_labels
             .iter()
@@ -107,13 +101,9 @@ pub async fn run(topology: Topology, shutdown: CancellationToken) -> anyhow::Res
             .collect(),
     );
 
-    let health = Health::new();
-    let listener = tokio::net::TcpListener::bind(cfg.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
-    tracing::info!(addr = %listener.local_addr()?, group = %cfg.group, merge_group = %cfg.merge_group, topic = %topic, rules = rules.len(), alertmanager = %url, "alerter listening");
-    let ops_stop = CancellationToken::new();
-    let ops_task = ops::spawn(listener, health.clone(), ops_stop.clone());
+    let ops = RoleOps::serve(cfg.listen, "reading topic metadata").await?;
+    let health = ops.health.clone();
+    tracing::info!(addr = %ops.addr, group = %cfg.group, merge_group = %cfg.merge_group, topic = %topic, rules = rules.len(), alertmanager = %url, "alerter listening");
 
     let partials: FutureProducer = producer_config(&topology.kafka, &partials_spec)
         .create()
@@ -150,8 +140,7 @@ pub async fn run(topology: Topology, shutdown: CancellationToken) -> anyhow::Res
                 }
             }
             if !backoff.wait_unless(&shutdown).await {
-                ops_stop.cancel();
-                let _ = ops_task.await;
+                ops.close().await;
                 return Ok(());
             }
         }
@@ -218,23 +207,23 @@ pub async fn run(topology: Topology, shutdown: CancellationToken) -> anyhow::Res
     };
 
     // Stage one: timely workers, each a member of the consumer group.
-    let peers = PeerWatermarks::new(cfg.workers);
-    let links: Vec<WorkerLink> = (0..cfg.workers)
-        .map(|_| WorkerLink::new(peers.clone()))
-        .collect();
-    let pending = Arc::new(AtomicUsize::new(0));
+    let pool = WorkerPool::new(PoolConfig {
+        workers: cfg.workers,
+        // The repartition topic behind: stop reading until it catches up.
+        max_pending: 10_000,
+        watermark_gauge: "weir_alerter_watermark_seconds",
+        bounded: false,
+    });
     let (tx, rx) = mpsc::unbounded_channel::<Batch>();
     let writer = tokio::spawn(write_partials(
         rx,
-        links.clone(),
+        pool.handle(),
         partials,
         cfg.partials_topic.clone(),
         destinations,
         health.clone(),
-        pending.clone(),
         cfg.retry_max,
     ));
-    let stop_reading = Arc::new(AtomicBool::new(false));
     let mut client = consumer_config(&topology.kafka, &cfg.group);
     client.set("statistics.interval.ms", "5000");
     short_fetch_wait(&mut client, &topology.kafka);
@@ -243,90 +232,87 @@ pub async fn run(topology: Topology, shutdown: CancellationToken) -> anyhow::Res
     // A sample is read by steps up to the longest lookback after it (and the step
     // after that, at the longest interval): until those are durable it is not committed.
     let horizon = rules.store().horizon_ms() + rules.max_interval_ms();
-    let workers = {
-        let (links, stop_reading, pending, topic, group, rules) = (
-            links.clone(),
-            stop_reading.clone(),
-            pending.clone(),
-            topic.clone(),
-            cfg.group.clone(),
-            rules.clone(),
+    let (topic, group) = (topic.clone(), cfg.group.clone());
+    let (ooo, idle) = (cfg.out_of_orderness, cfg.idle_timeout);
+    let (max_future, catch_up) = (cfg.max_sample_future, cfg.max_catch_up);
+    let check_partition = cfg.check_partition;
+    let rules1 = rules.clone();
+    let running = pool.start(move |worker, handoff| {
+        let index = handoff.index;
+        let checks = InputChecks::new(max_future).check_partition(check_partition);
+        let mut samples = SampleDecoder::new(decoder.clone(), &rules1, checks);
+        let decode = Box::new(
+            move |payload: &[u8], placement, out: &mut Vec<(Arc<Labels>, i64, f64)>| {
+                let (unread, cut) = samples
+                    .decode(payload, placement, out)
+                    .map_err(|e| e.to_string())?;
+                metrics::counter!("weir_alerter_samples_total", "outcome" => "read")
+                    .increment((out.len() - unread) as u64);
+                metrics::counter!("weir_alerter_samples_total", "outcome" => "unread")
+                    .increment(unread as u64);
+                Ok(cut)
+            },
         );
-        let (ooo, idle) = (cfg.out_of_orderness, cfg.idle_timeout);
-        let (max_future, catch_up) = (cfg.max_sample_future, cfg.max_catch_up);
-        let check_partition = cfg.check_partition;
-        std::thread::Builder::new().name("timely".into()).spawn(move || {
-            timely::execute(timely::Config::process(links.len()), move |worker| {
-                let index = worker.index();
-                let link = links[index].clone();
-                let checks = InputChecks::new(max_future).check_partition(check_partition);
-                let mut samples = SampleDecoder::new(decoder.clone(), &rules, checks);
-                let decode = Box::new(move |payload: &[u8], placement, out: &mut Vec<(Arc<Labels>, i64, f64)>| {
-                    let (unread, cut) = samples.decode(payload, placement, out).map_err(|e| e.to_string())?;
-                    metrics::counter!("weir_alerter_samples_total", "outcome" => "read").increment((out.len() - unread) as u64);
-                    metrics::counter!("weir_alerter_samples_total", "outcome" => "unread").increment(unread as u64);
-                    Ok(cut)
+        let Some(log) = KafkaLog::for_worker(
+            &client,
+            &group,
+            index,
+            &topic,
+            decode,
+            dlq.clone(),
+            rt.clone(),
+            "weir_alerter_dead_letters_total",
+        ) else {
+            return false;
+        };
+        let tx = tx.clone();
+        let handles = handoff.link.handles.clone();
+        let mut stage = StageOne::new(rules1.clone(), idle).with_max_catch_up(catch_up);
+        let held = metrics::gauge!("weir_alerter_samples_held", "worker" => index.to_string());
+        worker.dataflow::<weir_window::Time, _, _>(|scope| {
+            let src = SourceConfig {
+                out_of_orderness: ooo,
+                idle_timeout: idle,
+                max_future,
+                release_at: Rc::new(move |ts| ts.saturating_add(horizon)),
+            };
+            log_source::<Arc<Labels>, f64, (), _>(scope, "MetricsRaw", log, src, handles)
+                .sink_frontier("StageOne", move |items, frontier| {
+                    let out = stage.absorb(items, frontier, Instant::now());
+                    if out.late > 0 {
+                        metrics::counter!("weir_alerter_samples_total", "outcome" => "late")
+                            .increment(out.late);
+                    }
+                    if out.steps.is_empty() {
+                        return;
+                    }
+                    held.set(stage.held().1 as f64);
+                    handoff.handed_over(out.steps.len());
+                    let _ = tx.send(Batch {
+                        worker: index,
+                        steps: out.steps,
+                    });
                 });
-                let Some(log) = KafkaLog::for_worker(&client, &group, index, &topic, decode, dlq.clone(), rt.clone(), "weir_alerter_dead_letters_total") else {
-                    return;
-                };
-                let tx = tx.clone();
-                let handoff = link.clone();
-                let pending2 = pending.clone();
-                let mut stage = StageOne::new(rules.clone(), idle).with_max_catch_up(catch_up);
-                let held = metrics::gauge!("weir_alerter_samples_held", "worker" => index.to_string());
-                worker.dataflow::<weir_window::Time, _, _>(|scope| {
-                    let src = SourceConfig {
-                        out_of_orderness: ooo,
-                        idle_timeout: idle,
-                        max_future,
-                        release_at: Rc::new(move |ts| ts.saturating_add(horizon)),
-                    };
-                    log_source::<Arc<Labels>, f64, (), _>(scope, "MetricsRaw", log, src, link.handles.clone())
-                        .sink_frontier("StageOne", move |items, frontier| {
-                            let out = stage.absorb(items, frontier, Instant::now());
-                            if out.late > 0 {
-                                metrics::counter!("weir_alerter_samples_total", "outcome" => "late").increment(out.late);
-                            }
-                            if out.steps.is_empty() {
-                                return;
-                            }
-                            held.set(stage.held().1 as f64);
-                            pending2.fetch_add(out.steps.len(), Ordering::Relaxed);
-                            handoff.handed_over();
-                            let _ = tx.send(Batch { worker: index, steps: out.steps });
-                        });
-                });
-                let wm_gauge = metrics::gauge!("weir_alerter_watermark_seconds", "worker" => index.to_string());
-                // The repartition topic behind: stop reading until it catches up.
-                run_then_drain(worker, &link, &stop_reading, || pending.load(Ordering::Relaxed) > 10_000, wm_gauge);
-            })
-            .map(|guards| drop(guards.join()))
-            .map_err(|e| anyhow::anyhow!("starting timely workers: {e}"))
-        })?
-    };
+        });
+        true
+    })?;
     health.set_ready();
 
     shutdown.cancelled().await;
     tracing::info!("shutting down: draining and committing");
-    stop_reading.store(true, Ordering::Relaxed);
-    let joined = tokio::task::spawn_blocking(move || workers.join()).await;
+    let joined = running.stop().await;
     writer.abort();
     // Stage two after stage one: what stage one wrote last is merged if it completes a
     // step; the rest is read again by the next owner.
     stop_merge.store(true, Ordering::Relaxed);
     let merged = tokio::task::spawn_blocking(move || merge_thread.join()).await;
     notify_task.abort();
-    ops_stop.cancel();
-    let _ = ops_task.await;
+    ops.close().await;
     match merged {
         Ok(Ok(r)) => r?,
         _ => anyhow::bail!("the merge stage panicked"),
     }
-    match joined {
-        Ok(Ok(r)) => r,
-        _ => Err(anyhow::anyhow!("a timely worker panicked")),
-    }
+    joined
 }
 
 /// Writes each batch's steps to the repartition topic (retrying while it fails), then
@@ -334,12 +320,11 @@ pub async fn run(topology: Topology, shutdown: CancellationToken) -> anyhow::Res
 #[allow(clippy::too_many_arguments)]
 async fn write_partials(
     mut rx: mpsc::UnboundedReceiver<Batch>,
-    links: Vec<WorkerLink>,
+    pool: PoolHandle,
     producer: FutureProducer,
     topic: String,
     destinations: u32,
     health: Health,
-    pending: Arc<AtomicUsize>,
     retry_max: Duration,
 ) {
     while let Some(batch) = rx.recv().await {
@@ -378,15 +363,13 @@ async fn write_partials(
         metrics::counter!("weir_alerter_steps_total", "stage" => "series").increment(n as u64);
         metrics::counter!("weir_alerter_partials_records_total", "stage" => "series")
             .increment(records.len() as u64);
-        let link = &links[batch.worker];
-        if let Ok(mut acked) = link.handles.partition_acked.lock() {
+        if let Ok(mut acked) = pool.links[batch.worker].handles.partition_acked.lock() {
             for (part, step) in done {
                 let e = acked.entry(part).or_insert(step);
                 *e = (*e).max(step);
             }
         }
-        pending.fetch_sub(n.min(pending.load(Ordering::Relaxed)), Ordering::Relaxed);
-        link.written(1);
+        pool.written(batch.worker, 1, n);
     }
 }
 

@@ -38,7 +38,8 @@ pub struct ChRow {
 }
 
 impl ChRow {
-    pub fn from_record(r: &RollupRecord<'_>) -> Self {
+    /// The row of `r`, written by recomputation `generation` (0 for the live rollup).
+    pub fn from_record(r: &RollupRecord<'_>, generation: u32) -> Self {
         Self {
             series: r.series.to_string(),
             metric: metric_of(r.series).to_string(),
@@ -57,10 +58,18 @@ impl ChRow {
             p90: r.p90,
             p95: r.p95,
             p99: r.p99,
-            // More samples is a more complete window: the most complete row wins.
-            version: r.count as u64,
+            version: version(generation, r.count as u64),
         }
     }
+}
+
+/// A row's ReplacingMergeTree version: the recomputation generation first, so a replay's
+/// row replaces the live one even when it holds fewer samples (a fixed double count);
+/// then the sample count, so within one run a window written again from fewer records
+/// (re-read after a restart, part of it before the resumed offset) never replaces the
+/// complete row.
+pub fn version(generation: u32, count: u64) -> u64 {
+    ((generation as u64) << 32) | count.min(u32::MAX as u64)
 }
 
 /// The partition expression of a tier's table.
@@ -85,6 +94,7 @@ pub struct ClickHouseSink {
     client: clickhouse::Client,
     database: String,
     tiers: Vec<TierConfig>,
+    generation: u32,
 }
 
 #[derive(Debug, Deserialize, clickhouse::Row)]
@@ -105,7 +115,15 @@ impl ClickHouseSink {
             client,
             database: database.to_string(),
             tiers,
+            generation: 0,
         }
+    }
+
+    /// Rows written as recomputation `generation` (a replay), which replace every row of
+    /// an earlier generation.
+    pub fn with_generation(mut self, generation: u32) -> Self {
+        self.generation = generation;
+        self
     }
 
     /// Creates the database and every tier's table if missing.
@@ -142,7 +160,7 @@ impl ClickHouseSink {
             .with_context(|| format!("insert into {}.{table}", self.database))?;
         for r in rows {
             insert
-                .write(&ChRow::from_record(r))
+                .write(&ChRow::from_record(r, self.generation))
                 .await
                 .with_context(|| format!("insert into {}.{table}", self.database))?;
         }
