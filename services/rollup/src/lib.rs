@@ -4,6 +4,7 @@
 pub mod aggregate;
 pub mod dataflow;
 pub mod inprocess;
+pub mod replay;
 pub mod service;
 pub mod sink;
 pub mod sketch;

@@ -56,6 +56,25 @@ pub fn consumer_config(k: &KafkaConfig, group: &str) -> ClientConfig {
     c
 }
 
+/// A reader outside any consumer group (a replay, a time look-up): partitions are
+/// assigned by hand, nothing is committed to the broker, so live groups never see it.
+/// `group.id` only names the client in the broker's logs.
+pub fn reader_config(k: &KafkaConfig, name: &str) -> ClientConfig {
+    let mut c = client_config(k);
+    c.set("group.id", name)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false")
+        // Look-ups read one record at a time: a broker holding each fetch for the
+        // default 500 ms would make a binary search over a partition take seconds.
+        .set("fetch.wait.max.ms", "20");
+    for (key, v) in &k.consumer {
+        c.set(key, v);
+    }
+    c.set("enable.auto.offset.store", "false");
+    c
+}
+
 /// Errors from metadata look-ups.
 #[derive(Debug, thiserror::Error)]
 pub enum MetadataError {

@@ -7,6 +7,7 @@
 //!   only once the receiver acknowledged everything before them, pause while the sink
 //!   is down, dead letters for what can never be written.
 pub mod pipeline;
+pub mod replay;
 pub mod sink;
 
 pub use pipeline::run;

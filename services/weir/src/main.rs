@@ -67,6 +67,8 @@ enum Command {
     Topics(commands::topics::TopicsCommand),
     /// Validate a topology file; names the bad field when it fails
     Check(commands::check::CheckArgs),
+    /// Replay a range of event time from a topic into the rollup or a TSDB, beside the live pipeline
+    Replay(commands::replay::ReplayArgs),
     /// Print records of a metrics topic, decoded, as JSON lines
     Tail(commands::tail::TailArgs),
     /// Print the Avro schema weir writes to metrics.raw, with its fingerprint
@@ -96,6 +98,7 @@ fn main() -> ExitCode {
             Command::Rules(c) => commands::rules::run(c),
             Command::Topics(c) => commands::topics::run(c).await,
             Command::Check(a) => commands::check::run(a),
+            Command::Replay(a) => commands::replay::run(a).await,
             Command::Tail(a) => commands::tail::run(a).await,
             Command::Schema(a) => commands::schema::run(a),
         }

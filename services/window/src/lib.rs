@@ -71,6 +71,8 @@ pub mod kafka;
 pub mod key;
 pub mod memory;
 pub mod operators;
+pub mod pool;
+pub mod replay;
 pub mod spec;
 pub mod watermark;
 pub mod worker;
@@ -85,6 +87,7 @@ pub use operators::source::{
 };
 pub use operators::window::{prefetch, Aggregate, WindowConfig, WindowExt};
 pub use operators::Time;
+pub use pool::{Handoff, PoolConfig, PoolHandle, Running, WorkerPool};
 pub use spec::{Window, WindowSpec};
 pub use weir_runtime::input_checks::{Cut, InputChecks, Placement};
 pub use worker::{run_then_drain, WorkerLink};

@@ -1,6 +1,7 @@
 pub mod alerter;
 pub mod check;
 pub mod gateway;
+pub mod replay;
 pub mod rollup;
 pub mod rules;
 pub mod schema;

@@ -1,0 +1,353 @@
+//! `weir replay` on the real stack, beside the live pipeline: a rollup recomputation of
+//! an hour whose rows were deleted and altered, killed and resumed; a TSDB backfill into
+//! a second, empty VictoriaMetrics; and the edges — an empty range, a dry run.
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use weir_e2e::rollup::*;
+use weir_e2e::*;
+use weir_rollup::testkit::{compare, Actual, Expected, RowKey};
+
+const HOUR: i64 = 3_600_000;
+
+/// The live group's committed offsets, per partition.
+fn committed(group: &str, topic: &str, partitions: u32) -> Vec<i64> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("group.id", group)
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p as i32);
+    }
+    let got = c.committed_offsets(tpl, Duration::from_secs(10)).unwrap();
+    (0..partitions)
+        .map(
+            |p| match got.find_partition(topic, p as i32).map(|e| e.offset()) {
+                Some(Offset::Offset(o)) => o,
+                _ => -1,
+            },
+        )
+        .collect()
+}
+
+fn replay(p: &Pipeline, state: &Path, args: &[&str]) -> Output {
+    let topo = p.topo.path.to_str().unwrap().to_string();
+    let state = state.to_str().unwrap().to_string();
+    let mut all = vec![
+        "replay",
+        "-f",
+        &topo,
+        "--topic",
+        &p.raw,
+        "--state-dir",
+        &state,
+    ];
+    all.extend_from_slice(args);
+    weir(&all)
+}
+
+fn summary(out: &Output) -> serde_json::Value {
+    let text = out.stdout_text();
+    let last = text.lines().last().unwrap_or_default();
+    serde_json::from_str(last).unwrap_or_else(|e| {
+        panic!(
+            "the replay's summary is JSON ({e}): {text}\nstderr: {}",
+            out.stderr_text()
+        )
+    })
+}
+
+/// Tier index and window size of a row key.
+fn window_of(k: &RowKey) -> (i64, i64) {
+    (k.2, k.2 + TIERS[k.0].1)
+}
+
+fn rfc3339(ms: i64) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_millis(ms as u64))
+        .to_string()
+}
+
+/// Deletes the rows of windows starting in `[from, to)` of every tier.
+fn delete_rows(p: &Pipeline, from: i64, to: i64) {
+    for (n, _) in TIERS {
+        clickhouse(&format!(
+            "ALTER TABLE {}.rollup_{n} DELETE WHERE startsWith(series, '{}') AND window_start >= toDateTime({}) AND window_start < toDateTime({})",
+            p.database,
+            p.prefix,
+            from / 1000,
+            to / 1000
+        ));
+    }
+}
+
+/// Writes, for windows starting in `[from, to)` of `tier`, a row counting every sample
+/// twice (a double-count bug), with the version a row of twice the samples has.
+fn double_count(p: &Pipeline, tier: &str, from: i64, to: i64) {
+    let cols = "series, metric, window_start, window_end, count, sum, min, max, first, first_ts, last, last_ts, increase, p50, p90, p95, p99, version";
+    clickhouse(&format!(
+        "INSERT INTO {db}.rollup_{tier} ({cols}) SELECT series, metric, window_start, window_end, count * 2, sum * 2, min, max, first, first_ts, last, last_ts, increase * 2, p50, p90, p95, p99, count * 2 FROM {db}.rollup_{tier} FINAL WHERE startsWith(series, '{prefix}') AND window_start >= toDateTime({f}) AND window_start < toDateTime({t})",
+        db = p.database,
+        prefix = p.prefix,
+        f = from / 1000,
+        t = to / 1000
+    ));
+}
+
+fn inside(k: &RowKey, from: i64, to: i64) -> bool {
+    let (s, e) = window_of(k);
+    s >= from && e <= to
+}
+
+fn split(
+    rows: &BTreeMap<RowKey, Actual>,
+    from: i64,
+    to: i64,
+) -> (BTreeMap<RowKey, Actual>, BTreeMap<RowKey, Actual>) {
+    rows.iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .partition(|(k, _)| inside(k, from, to))
+}
+
+#[test]
+fn a_rollup_replay_recomputes_the_windows_inside_its_range_beside_the_live_rollup() {
+    ensure_stack();
+    let p = Pipeline::new();
+    let data = p.data();
+    let (expected, _) = p.expected(&data);
+    produce(&p.raw, &data, &p.prefix);
+    let live = p.rollup("rollups");
+    p.assert_exact(&expected, Duration::from_secs(120));
+    let state = tempfile::tempdir().unwrap();
+    let t0 = data
+        .iter()
+        .flat_map(|(_, r)| r.iter().flatten().map(|x| x.1))
+        .min()
+        .unwrap()
+        / HOUR
+        * HOUR;
+    // The second hour of the data, and 2.5 minutes more: the 5m window and the 1m
+    // window cut by the end are edges, left alone.
+    let (from, to) = (t0 + HOUR, t0 + 2 * HOUR + 150_000);
+
+    // The range as a dry run sees it.
+    let plan = replay(
+        &p,
+        state.path(),
+        &[
+            "--into",
+            "rollup",
+            "--from",
+            &rfc3339(from),
+            "--to",
+            &rfc3339(to),
+            "--dry-run",
+        ],
+    );
+    assert!(plan.status.success(), "{}", plan.stderr_text());
+    let plan = summary(&plan);
+    assert_eq!(plan["partitions"].as_array().unwrap().len(), 4, "{plan}");
+    let planned = plan["records"].as_i64().unwrap();
+    assert!(
+        planned > 0 && planned < data.iter().map(|d| d.1.len() as i64).sum::<i64>(),
+        "the range is a part of the topic: {plan}"
+    );
+
+    // Damage: the hour's 1m rows deleted, its 5m and 1h rows (and the edge's 5m row)
+    // replaced by rows counting every sample twice.
+    delete_rows(&p, from, from + HOUR);
+    double_count(&p, "5m", from, to + 300_000);
+    double_count(&p, "1h", from, from + HOUR);
+    wait_until(
+        "the hour's 1m rows to be deleted",
+        Duration::from_secs(60),
+        || {
+            !without_sentinels(p.rows())
+                .keys()
+                .any(|k| k.0 == 0 && inside(k, from, from + HOUR))
+        },
+    );
+    let damaged = without_sentinels(p.rows());
+    let (_, damaged_outside) = split(&damaged, from, to);
+    let offsets_before = committed(p.group("rollups"), &p.raw, 4);
+
+    let out = replay(
+        &p,
+        state.path(),
+        &[
+            "--into",
+            "rollup",
+            "--from",
+            &rfc3339(from),
+            "--to",
+            &rfc3339(to),
+        ],
+    );
+    assert!(out.status.success(), "replay failed: {}", out.stderr_text());
+    let s = summary(&out);
+    assert_eq!(s["status"], "complete", "{s}");
+    assert!(s["totals"]["rows_written"].as_u64().unwrap() > 0, "{s}");
+
+    let wanted: BTreeMap<RowKey, Expected> = expected
+        .iter()
+        .filter(|(k, _)| inside(k, from, to))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    assert!(
+        wanted.keys().any(|k| k.0 == 2),
+        "the hour's 1h window is inside the range"
+    );
+    let after = without_sentinels(p.rows());
+    let (after_inside, after_outside) = split(&after, from, to);
+    compare(&after_inside, &wanted)
+        .unwrap_or_else(|e| panic!("the recomputed rows differ from the batch computation:\n{e}"));
+    assert_eq!(
+        after_outside, damaged_outside,
+        "rows outside the range (edges included) are left as they were"
+    );
+    assert_eq!(
+        committed(p.group("rollups"), &p.raw, 4),
+        offsets_before,
+        "the live group's offsets did not move"
+    );
+    assert!(client()
+        .get(live.url("/readyz"))
+        .send()
+        .unwrap()
+        .status()
+        .is_success());
+
+    // The same command again: complete already, nothing changes.
+    let again = replay(
+        &p,
+        state.path(),
+        &[
+            "--into",
+            "rollup",
+            "--from",
+            &rfc3339(from),
+            "--to",
+            &rfc3339(to),
+        ],
+    );
+    assert!(again.status.success());
+    assert!(summary(&again)["status"]
+        .as_str()
+        .unwrap()
+        .starts_with("complete"));
+
+    // Killed mid-replay, then run again with the same arguments: the same rows.
+    delete_rows(&p, from, from + HOUR);
+    double_count(&p, "5m", from, from + HOUR);
+    wait_until(
+        "the hour's 1m rows to be deleted again",
+        Duration::from_secs(60),
+        || {
+            !without_sentinels(p.rows())
+                .keys()
+                .any(|k| k.0 == 0 && inside(k, from, from + HOUR))
+        },
+    );
+    let args_owned: Vec<String> = [
+        "replay",
+        "-f",
+        p.topo.path.to_str().unwrap(),
+        "--topic",
+        &p.raw,
+        "--state-dir",
+        state.path().to_str().unwrap(),
+        "--into",
+        "rollup",
+        "--from",
+        &rfc3339(from),
+        "--to",
+        &rfc3339(from + HOUR),
+        "--max-rate",
+        "1500",
+        "--listen",
+        "127.0.0.1:0",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut child = Command::new(weir_bin())
+        .args(&args_owned)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Killed once a part of its records was read (the JSON progress lines say how much).
+    let state_file = || {
+        std::fs::read_dir(state.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .filter_map(|p| std::fs::read(&p).ok())
+            .filter_map(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .find(|v| v["done"] == false)
+    };
+    let started = Instant::now();
+    wait_until(
+        "the second replay to start",
+        Duration::from_secs(60),
+        || state_file().is_some(),
+    );
+    // At 1,500 samples/s the hour (17,000 samples and the margins) takes over 10 s.
+    while started.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let _ = Command::new("kill")
+        .args(["-KILL", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    let args: Vec<&str> = args_owned.iter().map(String::as_str).collect();
+    let resumed = weir(&args);
+    assert!(
+        resumed.status.success(),
+        "the resumed replay failed: {}",
+        resumed.stderr_text()
+    );
+    assert_eq!(summary(&resumed)["status"], "complete");
+    let wanted_hour: BTreeMap<RowKey, Expected> = expected
+        .iter()
+        .filter(|(k, _)| inside(k, from, from + HOUR))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let (hour_rows, _) = split(&without_sentinels(p.rows()), from, from + HOUR);
+    compare(&hour_rows, &wanted_hour)
+        .unwrap_or_else(|e| panic!("after a kill and a rerun the rows differ:\n{e}"));
+
+    // An empty range: nothing to read, zero counts, exit 0.
+    let empty = replay(
+        &p,
+        state.path(),
+        &[
+            "--into",
+            "rollup",
+            "--from",
+            &rfc3339(t0 - 30 * 24 * HOUR),
+            "--to",
+            &rfc3339(t0 - 29 * 24 * HOUR),
+        ],
+    );
+    assert!(empty.status.success(), "{}", empty.stderr_text());
+    let e = summary(&empty);
+    assert_eq!(e["status"], "complete");
+    assert_eq!(e["this_run"]["records"], 0, "{e}");
+    assert_eq!(e["totals"]["rows_written"], 0, "{e}");
+    // A range the rollup may still correct is refused, naming the limit.
+    let recent = replay(&p, state.path(), &["--into", "rollup", "--from", "-10m"]);
+    assert!(!recent.status.success());
+    assert!(
+        recent.stderr_text().contains("too recent"),
+        "{}",
+        recent.stderr_text()
+    );
+    assert!(live.terminate().success());
+}
