@@ -109,7 +109,7 @@ pub async fn run(
             counters.clone(),
             max_rate,
         );
-        match log {
+        match log.map(|l| l.counting(range)) {
             Ok(log) => {
                 install(
                     worker,

@@ -10,7 +10,7 @@ use rdkafka::message::Message;
 use rdkafka::ClientConfig;
 use weir_runtime::input_checks::Placement;
 use weir_runtime::replay::reader::Polled;
-use weir_runtime::replay::{BoundedReader, Counters, RateLimit, StateFile};
+use weir_runtime::replay::{BoundedReader, Counters, EventRange, RateLimit, StateFile};
 
 use crate::checkpoint::Checkpoint;
 use crate::kafka::DecodeFn;
@@ -29,6 +29,9 @@ pub struct ReplayLog<K, V> {
     rate: Option<RateLimit>,
     commit_interval: Duration,
     last_commit: Instant,
+    /// Event times counted as inside the range, for the summary.
+    range: Option<EventRange>,
+    idle_polls: u32,
 }
 
 impl<K, V> ReplayLog<K, V> {
@@ -70,7 +73,15 @@ impl<K, V> ReplayLog<K, V> {
             rate: max_rate.map(|r| RateLimit::new((r / workers.max(1) as u64).max(1))),
             commit_interval: Duration::from_secs(1),
             last_commit: Instant::now(),
+            range: None,
+            idle_polls: 0,
         })
+    }
+
+    /// Counts the samples inside `range` in the summary's `samples_in_range`.
+    pub fn counting(mut self, range: EventRange) -> Self {
+        self.range = Some(range);
+        self
     }
 }
 
@@ -90,12 +101,22 @@ impl<K: 'static, V: 'static> EventLog<K, V> for ReplayLog<K, V> {
         {
             return true;
         }
-        for _ in 0..256 {
-            let m = match self.reader.poll(Duration::ZERO) {
+        // Wait a little only when the last polls found nothing: a busy replay never
+        // waits, one waiting for the broker does not spin.
+        let mut timeout = if self.idle_polls > 2 {
+            Duration::from_millis(10)
+        } else {
+            Duration::ZERO
+        };
+        let mut n = 0;
+        while n < 256 {
+            let m = match self.reader.poll(timeout) {
                 Polled::Done => return false,
                 Polled::Nothing => break,
                 Polled::Record(m) => m,
             };
+            timeout = Duration::ZERO;
+            n += 1;
             let part = m.partition() as u32;
             let offset = m.offset();
             let mut events = Vec::new();
@@ -111,6 +132,10 @@ impl<K: 'static, V: 'static> EventLog<K, V> for ReplayLog<K, V> {
             }
             Counters::add(&self.counters.records, 1);
             Counters::add(&self.counters.samples_read, events.len() as u64);
+            if let Some(r) = self.range {
+                let inside = events.iter().filter(|(_, ts, _)| r.contains(*ts)).count();
+                Counters::add(&self.counters.samples_kept, inside as u64);
+            }
             if let Some(r) = self.rate.as_mut() {
                 r.take(events.len());
             }
