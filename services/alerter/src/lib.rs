@@ -13,6 +13,7 @@
 //!   re-sent so they never expire, resolves announced), and its v2 API client.
 pub mod alerting;
 pub mod alertmanager;
+pub mod backtest;
 pub mod engine;
 pub mod evaluate;
 pub mod functions;

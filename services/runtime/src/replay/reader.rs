@@ -54,6 +54,11 @@ impl BoundedReader {
         self.cursors.is_empty()
     }
 
+    /// Whether `partition` still has records to read.
+    pub fn is_reading(&self, partition: u32) -> bool {
+        self.cursors.contains_key(&partition)
+    }
+
     /// The next record of a partition not yet at its end. A record at or past a
     /// partition's end finishes it (and is not returned).
     pub fn poll(&mut self, timeout: Duration) -> Polled<'_> {

@@ -33,6 +33,8 @@ pub enum Target {
     Rollup,
     /// Write the range's raw samples to the TSDB writer's sink, or to --sink.
     TsdbWriter,
+    /// Backtest: the alerts a rule file would have fired over the range, as JSON lines.
+    Alerter,
 }
 
 impl Target {
@@ -40,6 +42,7 @@ impl Target {
         match self {
             Target::Rollup => "rollup",
             Target::TsdbWriter => "tsdb-writer",
+            Target::Alerter => "alerter",
         }
     }
 
@@ -48,6 +51,7 @@ impl Target {
         match self {
             Target::Rollup => "rows_written",
             Target::TsdbWriter => "samples_written",
+            Target::Alerter => "alerts",
         }
     }
 }
@@ -74,6 +78,17 @@ pub struct ReplayArgs {
     /// A remote-write URL to write to instead of the TSDB writer group's sink.
     #[arg(long)]
     sink: Option<String>,
+    /// Alerter: the rule files to backtest (alerter.rule_files when absent).
+    #[arg(long, num_args = 1..)]
+    rules: Vec<PathBuf>,
+    /// Alerter: write the alerts to this file instead of stdout.
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// Alerter: evaluate from this long before the range, so alerts pending or firing
+    /// when it begins are known (default: the rules' longest for + keep_firing_for +
+    /// lookback).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    warmup: Option<Duration>,
     /// At most this many samples read per second, so the live groups are not starved.
     #[arg(long)]
     max_rate: Option<u64>,
@@ -109,6 +124,8 @@ impl ReplayArgs {
             format!("match={}", self.selector.as_deref().unwrap_or("")),
             format!("sink={}", self.sink.as_deref().unwrap_or("")),
             format!("with_topics={}", self.with_topics),
+            format!("rules={:?}", self.rules),
+            format!("warmup={:?}", self.warmup),
             format!("bootstrap={}", topology.kafka.bootstrap_servers),
             format!("rollup_group={}", topology.rollup.group),
             format!("tsdb_group={}", topology.tsdb_writer.group),
@@ -140,10 +157,21 @@ pub async fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
     let identity = a.identity(&topology);
     let id = replay_id(&identity);
 
-    let earlier = if a.restart || a.dry_run {
+    // A backtest prints its alerts: it runs whole every time rather than resume.
+    let fresh = a.restart || a.dry_run || a.into == Target::Alerter;
+    let earlier = if fresh {
         None
     } else {
         StateFile::open(&dir, &id)?
+    };
+    let (warmup, lead) = if a.into == Target::Alerter {
+        let rules = weir_alerter::backtest::load_rules(&topology, &a.rules)?;
+        let warmup = a
+            .warmup
+            .unwrap_or_else(|| weir_alerter::backtest::default_warmup(&rules));
+        (warmup, weir_alerter::backtest::read_lead(&rules, warmup))
+    } else {
+        (Duration::ZERO, Duration::ZERO)
     };
     let state = match earlier {
         Some(f) => {
@@ -167,15 +195,16 @@ pub async fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
             }
             let reader = reader_config(&topology.kafka, "weir-replay-locate");
             let (topic, margin) = (a.topic.clone(), a.margin);
+            let read_from = range.from_ms - lead.as_millis() as i64;
             let spans = tokio::task::spawn_blocking(move || {
-                locate(&reader, &topic, range.from_ms, range.to_ms, margin)
+                locate(&reader, &topic, read_from, range.to_ms, margin)
             })
             .await?
             .with_context(|| format!("locating the range in {}", a.topic))?;
-            if let Some(earliest) = outside_retention(&spans, range.from_ms) {
+            if let Some(earliest) = outside_retention(&spans, read_from) {
                 anyhow::bail!(
-                    "the range starts at {} but {} holds records only from {} on (retention removed the rest): replay from {} or later",
-                    show(range.from_ms),
+                    "the range (with what it reads before it) starts at {} but {} holds records only from {} on (retention removed the rest): replay from {} or later",
+                    show(read_from),
                     a.topic,
                     show(earliest),
                     show(earliest)
@@ -266,6 +295,42 @@ pub async fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
             )
             .await
         }
+        Target::Alerter => {
+            let topology = topology.clone();
+            let b = weir_alerter::backtest::Backtest {
+                range,
+                rule_files: a.rules.clone(),
+                state: state.clone(),
+                partitions,
+                counters: counters.clone(),
+                max_rate: a.max_rate,
+                warmup,
+            };
+            let output = a.output.clone();
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let stop2 = stop.clone();
+            let watcher = {
+                let interrupt = interrupt.clone();
+                tokio::spawn(async move {
+                    interrupt.cancelled().await;
+                    stop2.store(true, std::sync::atomic::Ordering::Relaxed);
+                })
+            };
+            let r = tokio::task::spawn_blocking(move || -> anyhow::Result<bool> {
+                let mut out: Box<dyn std::io::Write> = match &output {
+                    Some(p) => Box::new(std::io::BufWriter::new(
+                        std::fs::File::create(p)
+                            .with_context(|| format!("creating {}", p.display()))?,
+                    )),
+                    None => Box::new(std::io::BufWriter::new(std::io::stdout())),
+                };
+                weir_alerter::backtest::run(&topology, b, &mut out, &stop)
+            })
+            .await
+            .map_err(|_| anyhow::anyhow!("the backtest panicked"));
+            watcher.abort();
+            r.and_then(|r| r)
+        }
     };
     reporter.finish().await;
     ops.close().await;
@@ -293,7 +358,12 @@ pub async fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
     let mut out = summary_json(&s, if complete { "complete" } else { "interrupted" });
     out["this_run"] = counters.json(a.into.written());
     out["this_run"]["seconds"] = serde_json::json!((elapsed * 1000.0).round() / 1000.0);
-    println!("{out}");
+    if a.into == Target::Alerter && a.output.is_none() {
+        // stdout carries the alerts.
+        eprintln!("{out}");
+    } else {
+        println!("{out}");
+    }
     if complete {
         Ok(ExitCode::SUCCESS)
     } else {
