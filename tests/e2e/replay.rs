@@ -466,3 +466,222 @@ fn a_tsdb_backfill_into_an_empty_victoriametrics_reproduces_the_range_sample_for
     assert!(got.values().flatten().all(|(t, _)| *t >= from && *t < to));
     assert!(writer.terminate().success());
 }
+
+/// One promtool test group, produced to a topic of its own and backtested: the alerts
+/// firing at each `eval_time` (the last transition of each alert at or before the
+/// evaluation that time sees) are the ones the file expects. Labels are compared;
+/// annotations change from step to step with `$value` while a backtest reports them at
+/// the transitions only, so `weir rules test` remains what checks them.
+fn backtest_promtool_group(
+    file: &Path,
+    rule_files: &[std::path::PathBuf],
+    eval_ms: i64,
+    group: &serde_yaml::Value,
+) -> Vec<String> {
+    use weir_alerter::promtool::{parse_series, parse_values};
+    use weir_alerter::rules::duration_ms;
+    let interval = group["interval"]
+        .as_str()
+        .map(|d| duration_ms(d).unwrap())
+        .unwrap_or(eval_ms);
+    let raw = unique("test.promtool");
+    let dir = tempfile::tempdir().unwrap();
+    let rules: Vec<String> = rule_files
+        .iter()
+        .map(|f| format!("'{}'", f.display()))
+        .collect();
+    let yaml = format!(
+        "version: 1\nkafka: {{bootstrap_servers: '{}'}}\ntopics:\n  {raw}: {{partitions: 4, compression: lz4}}\ngateway: {{listen: '127.0.0.1:0', topic: {raw}}}\nalerter:\n  rule_files: [{}]\n  evaluation_interval: {eval_ms}ms\n  out_of_orderness: 0s\n",
+        bootstrap(),
+        rules.join(", ")
+    );
+    let topo = TestTopology::from_yaml(&yaml, raw.clone(), 4);
+    topo.apply();
+    // Hour-aligned, so steps fall where promtool's do (multiples of the interval from 0).
+    let t0 = (now_ms() - 10 * 24 * HOUR) / HOUR * HOUR;
+    // Samples by time index, then series.
+    let mut by_step: BTreeMap<usize, Vec<(weir_contract::Series, u32)>> = BTreeMap::new();
+    for s in group["input_series"].as_sequence().into_iter().flatten() {
+        let labels = parse_series(s["series"].as_str().unwrap()).unwrap();
+        let name = labels.get("__name__").to_string();
+        let mut ls: Vec<weir_contract::Label> = labels
+            .iter()
+            .filter(|(k, _)| *k != "__name__")
+            .map(|(k, v)| weir_contract::Label::new(k, v))
+            .collect();
+        ls.sort();
+        let key = weir_contract::SeriesKey::new(&name, &ls);
+        let part = weir_contract::partitioner::partition_for_key(key.as_bytes(), 4);
+        for (k, v) in parse_values(s["values"].as_str().unwrap())
+            .unwrap()
+            .into_iter()
+            .enumerate()
+        {
+            if let Some(v) = v {
+                by_step.entry(k).or_default().push((
+                    weir_contract::Series::new(
+                        &name,
+                        ls.clone(),
+                        vec![weir_contract::Sample::new(t0 + k as i64 * interval, v)],
+                    ),
+                    part,
+                ));
+            }
+        }
+    }
+    let tests = group["alert_rule_test"]
+        .as_sequence()
+        .cloned()
+        .unwrap_or_default();
+    let max_eval = tests
+        .iter()
+        .map(|t| duration_ms(t["eval_time"].as_str().unwrap()).unwrap())
+        .max()
+        .unwrap_or(0);
+    let p = producer();
+    for (k, series) in &by_step {
+        for part in 0..4 {
+            let mut e = weir_contract::avro::BatchEncoder::new();
+            for (s, _) in series.iter().filter(|(_, q)| *q == part) {
+                e.push(s);
+            }
+            if !e.is_empty() {
+                let ts = t0 + *k as i64 * interval;
+                send_at(&p, &raw, part, &e.finish(), Some(ts));
+            }
+        }
+    }
+    // Event time passes the last evaluation on every partition, as time would.
+    let end = t0 + max_eval + eval_ms;
+    for part in 0..4 {
+        let key = weir_contract::partitioner::first_key_in_partition(part, 4, |n| {
+            format!("promtool_clock{{slot=\"{n}\"}}")
+        });
+        let (name, labels) = weir_contract::series_key::parse_key(&key).unwrap();
+        let mut e = weir_contract::avro::BatchEncoder::new();
+        e.push(&weir_contract::Series::new(
+            name,
+            labels,
+            vec![weir_contract::Sample::new(end, 0.0)],
+        ));
+        send_at(&p, &raw, part, &e.finish(), Some(end));
+    }
+    rdkafka::producer::Producer::flush(&p, Duration::from_secs(30)).unwrap();
+    let out = weir(&[
+        "replay",
+        "-f",
+        topo.path.to_str().unwrap(),
+        "--topic",
+        &raw,
+        "--into",
+        "alerter",
+        "--from",
+        &rfc3339(t0),
+        "--to",
+        &rfc3339(end),
+        "--state-dir",
+        dir.path().to_str().unwrap(),
+        "--margin",
+        "1m",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}: backtest failed: {}",
+        file.display(),
+        out.stderr_text()
+    );
+    let transitions: Vec<serde_json::Value> = out
+        .stdout_text()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut problems = Vec::new();
+    for t in &tests {
+        let at = duration_ms(t["eval_time"].as_str().unwrap()).unwrap();
+        let step = t0 + at / eval_ms * eval_ms;
+        let name = t["alertname"].as_str().unwrap();
+        let mut state: BTreeMap<BTreeMap<String, String>, bool> = BTreeMap::new();
+        for tr in transitions
+            .iter()
+            .filter(|tr| tr["alertname"] == name && tr["step_ms"].as_i64().unwrap() <= step)
+        {
+            let labels: BTreeMap<String, String> =
+                serde_json::from_value(tr["labels"].clone()).unwrap();
+            state.insert(labels, tr["status"] == "firing");
+        }
+        let got: Vec<BTreeMap<String, String>> = state
+            .into_iter()
+            .filter(|(_, f)| *f)
+            .map(|(l, _)| l)
+            .collect();
+        let mut want: Vec<BTreeMap<String, String>> = t["exp_alerts"]
+            .as_sequence()
+            .into_iter()
+            .flatten()
+            .map(|a| {
+                let mut l: BTreeMap<String, String> = a["exp_labels"]
+                    .as_mapping()
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, v)| {
+                        (
+                            k.as_str().unwrap().to_string(),
+                            v.as_str().map(String::from).unwrap_or_else(|| {
+                                serde_yaml::to_string(v).unwrap().trim().to_string()
+                            }),
+                        )
+                    })
+                    .collect();
+                l.insert("alertname".into(), name.to_string());
+                l
+            })
+            .collect();
+        want.sort();
+        if got != want {
+            problems.push(format!(
+                "{} {name} at {}: expected {want:?}, backtest {got:?}",
+                file.display(),
+                t["eval_time"].as_str().unwrap()
+            ));
+        }
+    }
+    problems
+}
+
+#[test]
+fn the_promtool_tests_backtested_from_a_topic_give_the_alerts_they_expect() {
+    use weir_alerter::rules::duration_ms;
+    ensure_stack();
+    let dir = repo_root().join("rules/tests");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let mut problems = Vec::new();
+    let mut groups = 0;
+    for file in &files {
+        let doc: serde_yaml::Value =
+            serde_yaml::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+        let eval_ms = doc["evaluation_interval"]
+            .as_str()
+            .map(|d| duration_ms(d).unwrap())
+            .unwrap_or(60_000);
+        let rule_files: Vec<_> = doc["rule_files"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|f| dir.join(f.as_str().unwrap()).canonicalize().unwrap())
+            .collect();
+        for g in doc["tests"].as_sequence().unwrap() {
+            problems.extend(backtest_promtool_group(file, &rule_files, eval_ms, g));
+            groups += 1;
+        }
+    }
+    assert!(groups >= 6, "every file's test groups ran ({groups})");
+    assert!(
+        problems.is_empty(),
+        "backtests differ from the promtool expectations:\n{}",
+        problems.join("\n")
+    );
+}

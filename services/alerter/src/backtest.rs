@@ -191,6 +191,10 @@ pub fn run(
         }
         let mut kept = 0;
         for (labels, ts, v) in samples.drain(..) {
+            // Every sample moves event time, as in the live alerter's source.
+            let e = reading.entry(part).or_insert(None);
+            *e = Some(e.map_or(ts, |x| x.max(ts)));
+            newest = newest.max(ts);
             // Series no rule reads come with empty labels.
             if labels.get("__name__").is_empty() {
                 continue;
@@ -198,9 +202,6 @@ pub fn run(
             if b.range.contains(ts) {
                 kept += 1;
             }
-            let e = reading.entry(part).or_insert(None);
-            *e = Some(e.map_or(ts, |x| x.max(ts)));
-            newest = newest.max(ts);
             engine
                 .get_or_insert_with(|| {
                     Engine::new(rules.groups.clone(), Labels::default(), eval_from.max(ts))

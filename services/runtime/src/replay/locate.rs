@@ -53,14 +53,30 @@ pub enum LocateError {
 /// Reads single records by offset.
 struct Prober {
     consumer: BaseConsumer,
+    config: ClientConfig,
     topic: String,
     timeout: Duration,
 }
 
 impl Prober {
     /// The timestamp of the record at `offset` (or the first one after it, where
-    /// compaction removed it).
-    fn timestamp_at(&self, partition: u32, offset: i64) -> Result<i64, LocateError> {
+    /// compaction removed it). A read that brings nothing is tried again on a new
+    /// connection: tansu now and then leaves a fetch unanswered.
+    fn timestamp_at(&mut self, partition: u32, offset: i64) -> Result<i64, LocateError> {
+        let mut attempt = 0;
+        loop {
+            match self.read_at(partition, offset) {
+                Err(LocateError::NoRecord { .. }) if attempt < 2 => {
+                    attempt += 1;
+                    tracing::warn!(topic = %self.topic, partition, offset, attempt, "no record came back; reading again on a new connection");
+                    self.consumer = self.config.create()?;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    fn read_at(&self, partition: u32, offset: i64) -> Result<i64, LocateError> {
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(&self.topic, partition as i32, Offset::Offset(offset))?;
         self.consumer.assign(&tpl)?;
@@ -85,7 +101,7 @@ impl Prober {
     /// The first offset in `[low, high)` whose record timestamp is at or after `at`
     /// (`high` when none is), given the broker's answer `hint`.
     fn first_at_or_after(
-        &self,
+        &mut self,
         partition: u32,
         low: i64,
         high: i64,
@@ -158,8 +174,9 @@ pub fn locate(
     };
     let starts = ask(start_at)?;
     let ends = ask(end_at)?;
-    let prober = Prober {
+    let mut prober = Prober {
         consumer,
+        config: config.clone(),
         topic: topic.to_string(),
         timeout,
     };
@@ -206,4 +223,37 @@ pub fn outside_retention(spans: &[Span], from_ms: i64) -> Option<i64> {
             .max()
             .unwrap_or(from_ms)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn span(partition: u32, low: i64, earliest_ms: Option<i64>) -> Span {
+        Span {
+            partition,
+            low,
+            high: low + 10,
+            start: low,
+            end: low + 10,
+            earliest_ms,
+            latest_ms: earliest_ms,
+        }
+    }
+
+    #[test]
+    fn a_range_is_outside_retention_only_where_records_were_removed() {
+        // Nothing removed: a range before the first record is just empty.
+        assert_eq!(outside_retention(&[span(0, 0, Some(5_000))], 1_000), None);
+        // Records removed and the range starts before what is left: refused, with the
+        // earliest time every partition still holds.
+        let spans = [
+            span(0, 40, Some(5_000)),
+            span(1, 7, Some(9_000)),
+            span(2, 0, Some(100)),
+        ];
+        assert_eq!(outside_retention(&spans, 1_000), Some(9_000));
+        // Starting after the earliest record held is fine.
+        assert_eq!(outside_retention(&spans, 10_000), None);
+    }
 }
