@@ -685,3 +685,124 @@ fn the_promtool_tests_backtested_from_a_topic_give_the_alerts_they_expect() {
         problems.join("\n")
     );
 }
+
+#[test]
+fn redrive_moves_late_samples_and_dead_letters_of_one_kind_into_metrics_raw() {
+    use weir_contract::{Label, Sample, Series};
+    ensure_stack();
+    let vm = Vm::start();
+    let (raw, dlq, late) = (unique("test.raw"), unique("test.dlq"), unique("test.late"));
+    let group = unique("test.tsdb-writers");
+    let run = unique("run").replace('.', "_");
+    let yaml = format!(
+        "version: 1\nkafka: {{bootstrap_servers: '{}', consumer: {{session.timeout.ms: '4000', heartbeat.interval.ms: '1000'}}}}\ntopics:\n  {raw}: {{partitions: 4, compression: lz4}}\n  {dlq}: {{partitions: 1}}\n  {late}: {{partitions: 1}}\nconsumer_groups:\n  {group}: {{role: tsdb-writer, topics: [{raw}], sink: vm}}\nsinks:\n  vm: {{type: prometheus_remote_write, url: '{}'}}\ngateway: {{listen: '127.0.0.1:0', topic: {raw}}}\ntsdb_writer: {{group: {group}, listen: '127.0.0.1:0', dead_letter_topic: {dlq}, max_batch_delay: 200ms}}\n",
+        bootstrap(),
+        vm.url("/api/v1/write")
+    );
+    let topo = TestTopology::from_yaml(&yaml, raw.clone(), 4);
+    topo.apply();
+    let writer = Service::spawn(
+        &["tsdb-writer", "-f", topo.path.to_str().unwrap()],
+        "tsdb-writer listening",
+    );
+    writer.wait_ready(Duration::from_secs(30));
+    let t0 = now_ms() / 1000 * 1000 - 60_000;
+    let series = |name: &str, device: &str, n: i64| {
+        Series::new(
+            name,
+            vec![Label::new("device", device), Label::new("run", &run)],
+            (0..n)
+                .map(|i| Sample::new(t0 + i * 1000, i as f64))
+                .collect(),
+        )
+    };
+    let p = producer();
+    // Late samples, as the rollup writes them to its late topic: two series.
+    let mut e = weir_contract::avro::BatchEncoder::new();
+    e.push(&series("redrive_late", "a", 10));
+    e.push(&series("redrive_late", "b", 10));
+    send_at(&p, &late, 0, &e.finish(), Some(t0 + 9_000));
+    // On metrics.raw: a series on a partition its key does not hash to, and a record
+    // that is not Avro at all. The live writer dead-letters both.
+    let misplaced = series("redrive_misplaced", "c", 5);
+    let key = weir_contract::SeriesKey::new(&misplaced.name, &misplaced.labels);
+    let right = weir_contract::partitioner::partition_for_key(key.as_bytes(), 4);
+    let mut e = weir_contract::avro::BatchEncoder::new();
+    e.push(&misplaced);
+    send_at(&p, &raw, (right + 1) % 4, &e.finish(), None);
+    send_at(&p, &raw, right, b"\xC3\x01 not avro", None);
+    rdkafka::producer::Producer::flush(&p, Duration::from_secs(30)).unwrap();
+    read_topic(&dlq, 1, Duration::from_secs(60), |r| r.len() >= 2);
+
+    let summary_out = weir(&["dlq", "-f", topo.path.to_str().unwrap(), "--topic", &dlq]);
+    assert!(
+        summary_out.status.success(),
+        "{}",
+        summary_out.stderr_text()
+    );
+    let d: serde_json::Value = serde_json::from_str(&summary_out.stdout_text()).unwrap();
+    assert_eq!(d["dead_letters"], 2, "{d}");
+    assert_eq!(d["by_kind"]["wrong_partition"], 1, "{d}");
+    assert_eq!(d["by_kind"]["unknown_fingerprint"], 1, "{d}");
+    assert_eq!(d["by_consumer_group"][&group], 2, "{d}");
+
+    let state = tempfile::tempdir().unwrap();
+    let redrive = |args: &[&str]| {
+        let mut all = vec![
+            "replay",
+            "-f",
+            topo.path.to_str().unwrap(),
+            "--into",
+            "topic",
+            "--to-topic",
+            &raw,
+            "--state-dir",
+            state.path().to_str().unwrap(),
+            "--from",
+            "-30m",
+        ];
+        all.extend_from_slice(args);
+        let out = weir(&all);
+        assert!(
+            out.status.success(),
+            "redrive failed: {}",
+            out.stderr_text()
+        );
+        summary(&out)
+    };
+    // Device a only, from the late topic.
+    let s = redrive(&[
+        "--topic",
+        &late,
+        "--match",
+        &format!("redrive_late{{device=\"a\",run=\"{run}\"}}"),
+    ]);
+    assert_eq!(s["totals"]["samples_written"], 10, "{s}");
+    // Only the misplaced series from the dead letters: the undecodable one stays.
+    let s = redrive(&["--topic", &dlq, "--kind", "wrong_partition"]);
+    assert_eq!(s["totals"]["samples_written"], 5, "{s}");
+    assert_eq!(s["totals"]["undecodable_records"], 0, "{s}");
+
+    let selector = format!("{{run=\"{run}\"}}");
+    let got = vm.wait_for(&selector, Duration::from_secs(60), |g| {
+        g.values().map(Vec::len).sum::<usize>() >= 15
+    });
+    let names: Vec<&String> = got.keys().collect();
+    assert_eq!(
+        names.len(),
+        2,
+        "device a and the misplaced series, nothing else: {names:?}"
+    );
+    assert!(
+        got.iter()
+            .all(|(k, v)| v.len() == if k.contains("misplaced") { 5 } else { 10 }),
+        "{got:?}"
+    );
+    assert!(
+        got.keys().any(|k| k.contains("device=\"a\""))
+            && got.keys().any(|k| k.contains("misplaced"))
+    );
+    // Nothing new was dead-lettered: the redriven series are on their partitions.
+    assert_eq!(read_all(&dlq, 1).len(), 2);
+    assert!(writer.terminate().success());
+}

@@ -67,7 +67,9 @@ enum Command {
     Topics(commands::topics::TopicsCommand),
     /// Validate a topology file; names the bad field when it fails
     Check(commands::check::CheckArgs),
-    /// Replay a range of event time from a topic into the rollup or a TSDB, beside the live pipeline
+    /// Summarise a dead-letter topic: counts by error kind, consumer group, source topic and hour
+    Dlq(commands::dlq::DlqArgs),
+    /// Replay a range of event time from a topic into the rollup, a TSDB, a rule backtest or another topic, beside the live pipeline
     Replay(commands::replay::ReplayArgs),
     /// Print records of a metrics topic, decoded, as JSON lines
     Tail(commands::tail::TailArgs),
@@ -99,6 +101,7 @@ fn main() -> ExitCode {
             Command::Topics(c) => commands::topics::run(c).await,
             Command::Check(a) => commands::check::run(a),
             Command::Replay(a) => commands::replay::run(a).await,
+            Command::Dlq(a) => commands::dlq::run(a).await,
             Command::Tail(a) => commands::tail::run(a).await,
             Command::Schema(a) => commands::schema::run(a),
         }

@@ -10,12 +10,15 @@
 //!   resumes where an interrupted one stopped (the broker's group offsets are not used:
 //!   a replay must never touch the live groups, and tansu drops commit metadata);
 //! - [`progress`]: a progress bar on a terminal, JSON lines otherwise;
-//! - [`rate`]: `--max-rate`, so a replay does not starve the live groups.
+//! - [`rate`]: `--max-rate`, so a replay does not starve the live groups;
+//! - [`redrive`]: the `topic` target, shared by no role: records copied into another
+//!   topic, partitioned by series.
 pub mod locate;
 pub mod progress;
 pub mod range;
 pub mod rate;
 pub mod reader;
+pub mod redrive;
 pub mod state;
 
 pub use locate::{locate, Span};

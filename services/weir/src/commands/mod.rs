@@ -1,5 +1,6 @@
 pub mod alerter;
 pub mod check;
+pub mod dlq;
 pub mod gateway;
 pub mod replay;
 pub mod rollup;

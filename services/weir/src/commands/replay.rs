@@ -35,6 +35,8 @@ pub enum Target {
     TsdbWriter,
     /// Backtest: the alerts a rule file would have fired over the range, as JSON lines.
     Alerter,
+    /// Copy the range's samples into --to-topic, partitioned by series (redrive).
+    Topic,
 }
 
 impl Target {
@@ -43,6 +45,7 @@ impl Target {
             Target::Rollup => "rollup",
             Target::TsdbWriter => "tsdb-writer",
             Target::Alerter => "alerter",
+            Target::Topic => "topic",
         }
     }
 
@@ -52,6 +55,7 @@ impl Target {
             Target::Rollup => "rows_written",
             Target::TsdbWriter => "samples_written",
             Target::Alerter => "alerts",
+            Target::Topic => "samples_written",
         }
     }
 }
@@ -75,6 +79,13 @@ pub struct ReplayArgs {
     /// Only series matching this selector (tsdb-writer), e.g. 'node_load1{job="node"}'.
     #[arg(long = "match")]
     selector: Option<String>,
+    /// Topic: where the samples go (e.g. metrics.raw, to redrive metrics.late).
+    #[arg(long)]
+    to_topic: Option<String>,
+    /// Topic: only dead letters of these error kinds (the weir.error.kind header), e.g.
+    /// wrong_partition; see `weir dlq` for the kinds a topic holds.
+    #[arg(long = "kind")]
+    kinds: Vec<String>,
     /// A remote-write URL to write to instead of the TSDB writer group's sink.
     #[arg(long)]
     sink: Option<String>,
@@ -125,6 +136,8 @@ impl ReplayArgs {
             format!("sink={}", self.sink.as_deref().unwrap_or("")),
             format!("with_topics={}", self.with_topics),
             format!("rules={:?}", self.rules),
+            format!("to_topic={}", self.to_topic.as_deref().unwrap_or("")),
+            format!("kinds={:?}", self.kinds),
             format!("warmup={:?}", self.warmup),
             format!("bootstrap={}", topology.kafka.bootstrap_servers),
             format!("rollup_group={}", topology.rollup.group),
@@ -144,8 +157,14 @@ pub async fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
         .map(Selector::parse)
         .transpose()
         .map_err(anyhow::Error::msg)?;
-    if selector.is_some() && a.into == Target::Rollup {
-        anyhow::bail!("--match applies to --into tsdb-writer; a rollup replay recomputes every series of its windows");
+    if selector.is_some() && matches!(a.into, Target::Rollup | Target::Alerter) {
+        anyhow::bail!("--match applies to --into tsdb-writer and topic; a rollup replay recomputes every series of its windows, a backtest reads what its rules select");
+    }
+    if (a.into == Target::Topic) != a.to_topic.is_some() {
+        anyhow::bail!("--to-topic goes with --into topic, and --into topic needs it");
+    }
+    if !a.kinds.is_empty() && a.into != Target::Topic {
+        anyhow::bail!("--kind applies to --into topic (redriving dead letters)");
     }
     let now = now_ms();
     let range = EventRange::new(
@@ -291,6 +310,22 @@ pub async fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
                     sink,
                 },
                 &ops,
+                interrupt,
+            )
+            .await
+        }
+        Target::Topic => {
+            weir_runtime::replay::redrive::run(
+                &topology,
+                weir_runtime::replay::redrive::Redrive {
+                    range,
+                    state: state.clone(),
+                    to_topic: a.to_topic.clone().unwrap_or_default(),
+                    selector,
+                    kinds: a.kinds.clone(),
+                    counters: counters.clone(),
+                    max_rate: a.max_rate,
+                },
                 interrupt,
             )
             .await
