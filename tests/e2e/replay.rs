@@ -465,6 +465,62 @@ fn a_tsdb_backfill_into_an_empty_victoriametrics_reproduces_the_range_sample_for
     // Only the range: nothing before or after it was written.
     assert!(got.values().flatten().all(|(t, _)| *t >= from && *t < to));
     assert!(writer.terminate().success());
+
+    // Migration: the live VictoriaMetrics' export imported into an empty topic, then
+    // replayed into a third one, reproduces the export.
+    let _ = client().get(live_vm.url("/internal/force_flush")).send();
+    let export = client()
+        .get(live_vm.url("/api/v1/export"))
+        .query(&[("match[]", selector.as_str())])
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let file = write_file(state.path(), "export.jsonl", export.as_bytes());
+    let imported = unique("test.imported");
+    let yaml2 = std::fs::read_to_string(&topo.path).unwrap().replace(
+        "topics:\n",
+        &format!("topics:\n  {imported}: {{partitions: 2, compression: lz4}}\n"),
+    );
+    let topo2 = TestTopology::from_yaml(&yaml2, imported.clone(), 2);
+    topo2.apply();
+    let out = weir(&[
+        "import",
+        "-f",
+        topo2.path.to_str().unwrap(),
+        "--topic",
+        &imported,
+        file.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "import failed: {}", out.stderr_text());
+    let s: serde_json::Value = serde_json::from_str(out.stdout_text().trim()).unwrap();
+    assert_eq!(s["samples"], pushed, "{s}");
+    assert_eq!(s["rejected_lines"], 0, "{s}");
+    let third_vm = Vm::start();
+    let out = weir(&[
+        "replay",
+        "-f",
+        topo2.path.to_str().unwrap(),
+        "--topic",
+        &imported,
+        "--state-dir",
+        state.path().to_str().unwrap(),
+        "--into",
+        "tsdb-writer",
+        "--from",
+        &rfc3339(t0 - 60_000),
+        "--to",
+        "now",
+        "--sink",
+        &third_vm.url("/api/v1/write"),
+    ]);
+    assert!(out.status.success(), "{}", out.stderr_text());
+    let live = live_vm.export(&selector);
+    let migrated = third_vm.wait_for(&selector, Duration::from_secs(30), |g| total(g) >= pushed);
+    assert_eq!(
+        migrated, live,
+        "the imported export, replayed, is the export"
+    );
 }
 
 /// One promtool test group, produced to a topic of its own and backtested: the alerts

@@ -18,6 +18,7 @@ pub mod backoff;
 pub mod config;
 pub mod consumer;
 pub mod dead_letter;
+pub mod import;
 pub mod input_checks;
 pub mod kafka;
 pub mod ops;

@@ -15,6 +15,8 @@ pub struct OutRecord {
     pub payload: Vec<u8>,
     pub partition: Option<i32>,
     pub headers: Option<OwnedHeaders>,
+    /// The record's timestamp (ms); the producer's clock when `None`.
+    pub timestamp: Option<i64>,
 }
 
 impl OutRecord {
@@ -24,6 +26,7 @@ impl OutRecord {
             payload,
             partition: None,
             headers: None,
+            timestamp: None,
         }
     }
 }
@@ -81,6 +84,9 @@ pub async fn send_pending(
         if let Some(h) = &r.headers {
             rec = rec.headers(h.clone());
         }
+        if let Some(t) = r.timestamp {
+            rec = rec.timestamp(t);
+        }
         producer.send(rec, timeout)
     });
     let results = futures::future::join_all(sends).await;
@@ -131,6 +137,7 @@ mod tests {
             payload: vec![b'x'; len],
             partition: Some(p),
             headers: None,
+            timestamp: None,
         };
         let mut pending = vec![rec(0, 10), rec(1, 20_000), rec(1, 30)];
         let e = send_pending(&producer, "t", &mut pending, Duration::from_secs(10))

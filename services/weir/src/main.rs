@@ -67,6 +67,8 @@ enum Command {
     Topics(commands::topics::TopicsCommand),
     /// Validate a topology file; names the bad field when it fails
     Check(commands::check::CheckArgs),
+    /// Import a VictoriaMetrics/Prometheus export or OpenMetrics text with timestamps into a topic
+    Import(commands::import::ImportArgs),
     /// Summarise a dead-letter topic: counts by error kind, consumer group, source topic and hour
     Dlq(commands::dlq::DlqArgs),
     /// Replay a range of event time from a topic into the rollup, a TSDB, a rule backtest or another topic, beside the live pipeline
@@ -102,6 +104,7 @@ fn main() -> ExitCode {
             Command::Check(a) => commands::check::run(a),
             Command::Replay(a) => commands::replay::run(a).await,
             Command::Dlq(a) => commands::dlq::run(a).await,
+            Command::Import(a) => commands::import::run(a).await,
             Command::Tail(a) => commands::tail::run(a).await,
             Command::Schema(a) => commands::schema::run(a),
         }

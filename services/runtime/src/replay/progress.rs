@@ -54,6 +54,15 @@ pub struct Reporter {
 
 impl Reporter {
     pub fn start(counters: Arc<Counters>, written_name: &'static str) -> Self {
+        Self::counting(counters, written_name, "records")
+    }
+
+    /// Progress counted in `unit` (`records` read, or `bytes` of an import file).
+    pub fn counting(
+        counters: Arc<Counters>,
+        written_name: &'static str,
+        unit: &'static str,
+    ) -> Self {
         let stop = CancellationToken::new();
         let s = stop.clone();
         let task = tokio::spawn(async move {
@@ -61,9 +70,9 @@ impl Reporter {
             let bar = std::io::stderr().is_terminal().then(|| {
                 let b = indicatif::ProgressBar::new(Counters::get(&counters.total_records));
                 b.set_style(
-                    indicatif::ProgressStyle::with_template(
-                        "{bar:40} {pos}/{len} records  {per_sec}  eta {eta}  {msg}",
-                    )
+                    indicatif::ProgressStyle::with_template(&format!(
+                        "{{bar:40}} {{pos}}/{{len}} {unit}  {{per_sec}}  eta {{eta}}  {{msg}}"
+                    ))
                     .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
                 );
                 b

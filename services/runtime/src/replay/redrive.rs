@@ -194,6 +194,8 @@ fn read_loop(
     tx: tokio::sync::mpsc::Sender<Flush>,
 ) -> anyhow::Result<()> {
     let mut encoders: Vec<BatchEncoder> = (0..destinations).map(|_| BatchEncoder::new()).collect();
+    // Each record is stamped with its newest sample, so a later replay finds it by time.
+    let mut newest: Vec<i64> = vec![i64::MIN; destinations as usize];
     let mut flush = Flush {
         records: Vec::new(),
         samples: 0,
@@ -201,18 +203,21 @@ fn read_loop(
     };
     let mut rate = max_rate.map(RateLimit::new);
     let (mut key, mut kept, mut since) = (String::new(), Vec::new(), 0usize);
-    let finish = |enc: &mut BatchEncoder, part: usize, out: &mut Vec<OutRecord>| {
-        if enc.is_empty() {
-            return;
-        }
-        let payload = enc.finish();
-        out.push(OutRecord {
-            key: None,
-            payload,
-            partition: Some(part as i32),
-            headers: None,
-        });
-    };
+    let finish =
+        |enc: &mut BatchEncoder, newest: &mut i64, part: usize, out: &mut Vec<OutRecord>| {
+            if enc.is_empty() {
+                return;
+            }
+            let payload = enc.finish();
+            out.push(OutRecord {
+                key: None,
+                payload,
+                partition: Some(part as i32),
+                headers: None,
+                timestamp: (*newest != i64::MIN).then_some(*newest),
+            });
+            *newest = i64::MIN;
+        };
     loop {
         if stop.load(Ordering::Relaxed) {
             return Ok(());
@@ -256,7 +261,7 @@ fn read_loop(
                     write_key_parts(&mut key, s.name, s.labels.iter().copied());
                     let p = partition_for_key(key.as_bytes(), destinations) as usize;
                     if encoders[p].approx_len() > MAX_RECORD_BYTES {
-                        finish(&mut encoders[p], p, &mut flush.records);
+                        finish(&mut encoders[p], &mut newest[p], p, &mut flush.records);
                     }
                     encoders[p].push_parts(
                         s.name,
@@ -266,6 +271,9 @@ fn read_loop(
                         s.unit,
                         s.tenant,
                     );
+                    if let Some(t) = kept.iter().map(|x| x.timestamp_ms).max() {
+                        newest[p] = newest[p].max(t);
+                    }
                     moved += kept.len();
                 });
                 if visited.is_err() {
@@ -281,7 +289,7 @@ fn read_loop(
         }
         if done || since >= FLUSH_EVERY || (idle && since > 0) {
             for (p, enc) in encoders.iter_mut().enumerate() {
-                finish(enc, p, &mut flush.records);
+                finish(enc, &mut newest[p], p, &mut flush.records);
             }
             let f = std::mem::replace(
                 &mut flush,
