@@ -38,6 +38,30 @@ pub struct RollupBenchArgs {
     /// Timely workers of the rollup process.
     #[arg(long, default_value_t = 2)]
     workers: usize,
+    /// Then replay the same records with `weir replay`: into the rollup (recomputing
+    /// every window) and into a VictoriaMetrics of its own.
+    #[arg(long)]
+    replay: bool,
+}
+
+/// Runs `weir replay ARGS` to completion; its wall and CPU seconds and its summary.
+fn timed_replay(weir: &std::path::Path, args: &[String]) -> anyhow::Result<(f64, f64, serde_json::Value)> {
+    let before = crate::proc_stat::waited_children_cpu_seconds()?;
+    let start = Instant::now();
+    let out = std::process::Command::new(weir)
+        .arg("replay")
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stderr(std::process::Stdio::null())
+        .output()?;
+    let wall = start.elapsed().as_secs_f64();
+    let cpu = crate::proc_stat::waited_children_cpu_seconds()? - before;
+    if !out.status.success() {
+        bail!("weir replay {args:?} failed");
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let summary = serde_json::from_str(text.lines().last().unwrap_or("{}"))?;
+    Ok((wall, cpu, summary))
 }
 
 fn series(id: usize, ts: i64, v: f64) -> Series {
@@ -110,7 +134,9 @@ pub fn run(a: RollupBenchArgs) -> anyhow::Result<()> {
     }
     let mut records = 0usize;
     // One batch of series as one record on partition `p`.
-    let send = |p: usize, batch: &mut dyn Iterator<Item = Series>| {
+    // Stamped at their samples' time, as a gateway produces them: a replay locates its
+    // range by record timestamps.
+    let send = |p: usize, ts: i64, batch: &mut dyn Iterator<Item = Series>| {
         let mut e = BatchEncoder::new();
         for s in batch {
             e.push(&s);
@@ -120,6 +146,7 @@ pub fn run(a: RollupBenchArgs) -> anyhow::Result<()> {
             .send_result(
                 FutureRecord::<(), _>::to(&raw)
                     .partition(p as i32)
+                    .timestamp(ts)
                     .payload(&payload),
             )
             .map_err(|(e, _)| anyhow::anyhow!("{e}"))
@@ -134,7 +161,7 @@ pub fn run(a: RollupBenchArgs) -> anyhow::Result<()> {
                     let mut batch = chunk
                         .iter()
                         .map(|id| series(*id, ts, ((round + id) % 50) as f64 * 2.0));
-                    pending.push(send(p, &mut batch)?);
+                    pending.push(send(p, ts, &mut batch)?);
                     records += 1;
                 }
             }
@@ -150,7 +177,7 @@ pub fn run(a: RollupBenchArgs) -> anyhow::Result<()> {
                 .find(|id| partition_of(*id) == p)
                 .unwrap_or_default();
             let mut one = std::iter::once(series(id, t0 + 3 * hour, 0.0));
-            pending.push(send(p, &mut one)?);
+            pending.push(send(p, t0 + 3 * hour, &mut one)?);
         }
         for f in pending {
             f.await?.map_err(|(e, _)| anyhow::anyhow!("{e}"))?;
@@ -190,6 +217,33 @@ pub fn run(a: RollupBenchArgs) -> anyhow::Result<()> {
         .map(|(n, _)| metric(addr, &format!("weir_rollup_rows_total{{tier=\"{n}\"}} ")))
         .sum();
     drop(proc);
+    let replayed = if a.replay {
+        let state = tempfile::tempdir()?;
+        let show = |ms: i64| {
+            humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_millis(ms as u64)).to_string()
+        };
+        let common = |into: &str| -> Vec<String> {
+            [
+                "-f", topo.to_str().unwrap_or_default(), "--topic", &raw, "--into", into,
+                "--from", &show(t0), "--to", &show(t0 + hour),
+                "--state-dir", state.path().to_str().unwrap_or_default(),
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+        };
+        let rollup = timed_replay(&a.weir, &common("rollup"))?;
+        let vm_dir = tempfile::tempdir()?;
+        let port = crate::process::free_port()?;
+        let vm = crate::process::start_vm(port, vm_dir.path())?;
+        let mut args = common("tsdb-writer");
+        args.extend(["--sink".to_string(), format!("http://127.0.0.1:{port}/api/v1/write")]);
+        let tsdb = timed_replay(&a.weir, &args)?;
+        drop(vm);
+        Some((rollup, tsdb))
+    } else {
+        None
+    };
     let mut topics = vec![raw.clone(), late.clone(), dlq.clone()];
     topics.extend(tiers.iter().map(|(n, _)| format!("bench.rollup.{n}.{tag}")));
     crate::process::delete_topics(&a.kafka, &topics);
@@ -217,5 +271,27 @@ pub fn run(a: RollupBenchArgs) -> anyhow::Result<()> {
         samples as f64 / cpu,
         samples as f64 / wall
     );
+    if let Some(((rw, rc, rs), (tw, tc, ts))) = replayed {
+        println!("== weir replay of the same records (outside any group, bounded by the range's offsets)");
+        println!(
+            "   --into rollup: {} rows recomputed (windows wholly inside the hour) in {rw:.2} s wall, {rc:.2} CPU-s (the replay process, waited-for children's /proc/self/stat)",
+            rs["totals"]["rows_written"]
+        );
+        println!(
+            "   => {:.0} samples per replay CPU-second; {:.0} samples/s wall (live rollup above: {:.0} per CPU-second)",
+            samples as f64 / rc,
+            samples as f64 / rw,
+            samples as f64 / cpu
+        );
+        println!(
+            "   --into tsdb-writer (a fresh VictoriaMetrics): {} samples written in {tw:.2} s wall, {tc:.2} CPU-s",
+            ts["totals"]["samples_written"]
+        );
+        println!(
+            "   => {:.0} samples per replay CPU-second; {:.0} samples/s wall",
+            samples as f64 / tc,
+            samples as f64 / tw
+        );
+    }
     Ok(())
 }

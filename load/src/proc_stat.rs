@@ -17,6 +17,21 @@ pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
     Ok((utime + stime) / clock_ticks())
 }
 
+/// Seconds of CPU used by the children of this process that exited and were waited for
+/// (cutime + cstime of /proc/self/stat): the difference around one child's run is its
+/// CPU time.
+pub fn waited_children_cpu_seconds() -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").context("reading /proc/self/stat")?;
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .context("malformed stat")?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let cutime: f64 = f.get(13).context("cutime")?.parse()?;
+    let cstime: f64 = f.get(14).context("cstime")?.parse()?;
+    Ok((cutime + cstime) / clock_ticks())
+}
+
 fn clock_ticks() -> f64 {
     std::process::Command::new("getconf")
         .arg("CLK_TCK")
