@@ -45,7 +45,10 @@ pub struct RollupBenchArgs {
 }
 
 /// Runs `weir replay ARGS` to completion; its wall and CPU seconds and its summary.
-fn timed_replay(weir: &std::path::Path, args: &[String]) -> anyhow::Result<(f64, f64, serde_json::Value)> {
+fn timed_replay(
+    weir: &std::path::Path,
+    args: &[String],
+) -> anyhow::Result<(f64, f64, serde_json::Value)> {
     let before = crate::proc_stat::waited_children_cpu_seconds()?;
     let start = Instant::now();
     let out = std::process::Command::new(weir)
@@ -220,13 +223,25 @@ pub fn run(a: RollupBenchArgs) -> anyhow::Result<()> {
     let replayed = if a.replay {
         let state = tempfile::tempdir()?;
         let show = |ms: i64| {
-            humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_millis(ms as u64)).to_string()
+            humantime::format_rfc3339_seconds(
+                std::time::UNIX_EPOCH + Duration::from_millis(ms as u64),
+            )
+            .to_string()
         };
         let common = |into: &str| -> Vec<String> {
             [
-                "-f", topo.to_str().unwrap_or_default(), "--topic", &raw, "--into", into,
-                "--from", &show(t0), "--to", &show(t0 + hour),
-                "--state-dir", state.path().to_str().unwrap_or_default(),
+                "-f",
+                topo.to_str().unwrap_or_default(),
+                "--topic",
+                &raw,
+                "--into",
+                into,
+                "--from",
+                &show(t0),
+                "--to",
+                &show(t0 + hour),
+                "--state-dir",
+                state.path().to_str().unwrap_or_default(),
             ]
             .iter()
             .map(|s| s.to_string())
@@ -237,7 +252,10 @@ pub fn run(a: RollupBenchArgs) -> anyhow::Result<()> {
         let port = crate::process::free_port()?;
         let vm = crate::process::start_vm(port, vm_dir.path())?;
         let mut args = common("tsdb-writer");
-        args.extend(["--sink".to_string(), format!("http://127.0.0.1:{port}/api/v1/write")]);
+        args.extend([
+            "--sink".to_string(),
+            format!("http://127.0.0.1:{port}/api/v1/write"),
+        ]);
         let tsdb = timed_replay(&a.weir, &args)?;
         drop(vm);
         Some((rollup, tsdb))

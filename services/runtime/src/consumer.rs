@@ -114,12 +114,66 @@ impl Assignment {
     }
 }
 
-/// The librdkafka context of weir's consumers.
-pub struct GroupContext {
+/// What a role does when its group rebalances; the rest of the librdkafka context —
+/// lag from statistics, commit results, rebalance errors — is [`GroupContext`]'s, the
+/// same for every consumer-group member weir runs.
+pub trait Rebalancing: Send + Sync + Sized + 'static {
+    /// Partitions are about to be revoked: finish or commit what they need before the
+    /// next owner reads them (called inside librdkafka's rebalance callback).
+    fn revoking(
+        &self,
+        consumer: &BaseConsumer<GroupContext<Self>>,
+        group: &str,
+        tpl: &TopicPartitionList,
+    );
+    /// Partitions were assigned.
+    fn assigned(
+        &self,
+        consumer: &BaseConsumer<GroupContext<Self>>,
+        group: &str,
+        tpl: &TopicPartitionList,
+    );
+}
+
+/// The librdkafka context of every consumer-group member weir runs.
+pub struct GroupContext<R> {
     pub group: String,
+    pub rebalancing: R,
+}
+
+impl<R: Rebalancing> ClientContext for GroupContext<R> {
+    fn stats(&self, stats: Statistics) {
+        publish_lag(&self.group, stats);
+    }
+}
+
+impl<R: Rebalancing> ConsumerContext for GroupContext<R> {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            self.rebalancing.revoking(consumer, &self.group, tpl);
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => self.rebalancing.assigned(consumer, &self.group, tpl),
+            Rebalance::Revoke(_) => {}
+            Rebalance::Error(e) => {
+                tracing::error!(group = %self.group, error = %e, "rebalance error")
+            }
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+        record_commit(&self.group, &result);
+    }
+}
+
+/// The TSDB writer's rebalancing: a revoked partition's in-flight batches are waited for
+/// (up to `drain_timeout`; the next owner then re-reads from the last commit:
+/// duplicates, never loss) and the stored offsets committed before it moves.
+pub struct Draining {
     pub assignment: Arc<Assignment>,
-    /// How long a revocation waits for in-flight work before it lets go anyway (the
-    /// next owner then re-reads from the last commit: duplicates, never loss).
     pub drain_timeout: Duration,
 }
 
@@ -130,60 +184,44 @@ fn parts(tpl: &TopicPartitionList) -> Vec<PartitionId> {
         .collect()
 }
 
-impl ClientContext for GroupContext {
-    fn stats(&self, stats: Statistics) {
-        publish_lag(&self.group, stats);
-    }
-}
-
-impl GroupContext {
-    fn publish_assigned(&self) {
-        publish_assigned(&self.group, "0", self.assignment.assigned_count());
-    }
-}
-
-impl ConsumerContext for GroupContext {
-    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(tpl) = rebalance {
-            let revoked = parts(tpl);
-            self.assignment.revoke(&revoked);
-            self.publish_assigned();
-            let drained = self.assignment.wait_idle(&revoked, self.drain_timeout);
-            if !drained {
-                tracing::warn!(group = %self.group, "revocation did not drain in time; the next owner re-reads unacknowledged records");
+impl Rebalancing for Draining {
+    fn revoking(
+        &self,
+        consumer: &BaseConsumer<GroupContext<Self>>,
+        group: &str,
+        tpl: &TopicPartitionList,
+    ) {
+        let revoked = parts(tpl);
+        self.assignment.revoke(&revoked);
+        publish_assigned(group, "0", self.assignment.assigned_count());
+        let drained = self.assignment.wait_idle(&revoked, self.drain_timeout);
+        if !drained {
+            tracing::warn!(%group, "revocation did not drain in time; the next owner re-reads unacknowledged records");
+        }
+        match consumer.commit_consumer_state(CommitMode::Sync) {
+            Ok(()) => {
+                tracing::info!(%group, partitions = ?revoked, "revoked after draining and committing")
             }
-            match consumer.commit_consumer_state(CommitMode::Sync) {
-                Ok(()) => {
-                    tracing::info!(group = %self.group, partitions = ?revoked, "revoked after draining and committing")
-                }
-                // Nothing stored yet is not a failure.
-                Err(e) => tracing::debug!(group = %self.group, error = %e, "commit on revoke"),
-            }
+            // Nothing stored yet is not a failure.
+            Err(e) => tracing::debug!(%group, error = %e, "commit on revoke"),
         }
     }
 
-    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        match rebalance {
-            Rebalance::Assign(tpl) => {
-                let assigned = parts(tpl);
-                self.assignment.assign(&assigned);
-                self.publish_assigned();
-                // librdkafka keeps an application's pause across revoke and re-assign; a
-                // partition paused for a full buffer would never be fetched again.
-                if let Err(e) = consumer.resume(tpl) {
-                    tracing::warn!(group = %self.group, error = %e, "resuming newly assigned partitions");
-                }
-                tracing::info!(group = %self.group, partitions = ?assigned, "partitions assigned");
-            }
-            Rebalance::Revoke(_) => {}
-            Rebalance::Error(e) => {
-                tracing::error!(group = %self.group, error = %e, "rebalance error")
-            }
+    fn assigned(
+        &self,
+        consumer: &BaseConsumer<GroupContext<Self>>,
+        group: &str,
+        tpl: &TopicPartitionList,
+    ) {
+        let assigned = parts(tpl);
+        self.assignment.assign(&assigned);
+        publish_assigned(group, "0", self.assignment.assigned_count());
+        // librdkafka keeps an application's pause across revoke and re-assign; a
+        // partition paused for a full buffer would never be fetched again.
+        if let Err(e) = consumer.resume(tpl) {
+            tracing::warn!(%group, error = %e, "resuming newly assigned partitions");
         }
-    }
-
-    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
-        record_commit(&self.group, &result);
+        tracing::info!(%group, partitions = ?assigned, "partitions assigned");
     }
 }
 

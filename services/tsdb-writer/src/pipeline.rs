@@ -25,7 +25,7 @@ use weir_contract::remote_write::push_timeseries;
 use weir_contract::MetricsBatch;
 use weir_runtime::backoff::Backoff;
 use weir_runtime::config::{Role, TsdbWriterConfig};
-use weir_runtime::consumer::{store_next_offset, Assignment, GroupContext, PartitionId};
+use weir_runtime::consumer::{store_next_offset, Assignment, Draining, GroupContext, PartitionId};
 use weir_runtime::dead_letter::{DeadLetter, DeadLetters};
 use weir_runtime::input_checks::{InputChecks, Placement};
 use weir_runtime::kafka::consumer_config;
@@ -36,7 +36,7 @@ use weir_runtime::Topology;
 
 use crate::sink::{series_of, RemoteWriteSink, SendError};
 
-type Consumer_ = StreamConsumer<GroupContext>;
+type Consumer_ = StreamConsumer<GroupContext<Draining>>;
 
 /// Runs the writer until `shutdown`; then stops reading, lets in-flight batches finish
 /// (up to the drain timeout), commits and returns.
@@ -51,8 +51,10 @@ pub async fn run(topology: Topology, shutdown: CancellationToken) -> anyhow::Res
     let assignment = Arc::new(Assignment::default());
     let context = GroupContext {
         group: cfg.group.clone(),
-        assignment: assignment.clone(),
-        drain_timeout: Duration::from_secs(30),
+        rebalancing: Draining {
+            assignment: assignment.clone(),
+            drain_timeout: Duration::from_secs(30),
+        },
     };
     let consumer: Arc<Consumer_> = Arc::new(
         consumer_config(&topology.kafka, &cfg.group)

@@ -8,13 +8,12 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaResult;
 use rdkafka::message::Message;
-use rdkafka::statistics::Statistics;
-use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
-use weir_runtime::consumer::{publish_assigned, publish_lag, record_commit};
+use weir_runtime::consumer::{publish_assigned, GroupContext, Rebalancing};
 use weir_runtime::dead_letter::{DeadLetter, DeadLetters};
 use weir_runtime::kafka::partition_count;
 
@@ -27,13 +26,16 @@ enum Change {
     Revoked(u32),
 }
 
-/// The consumer's context: rebalances commit and report through shared state.
-pub struct LogContext {
-    group: String,
+/// The log's rebalancing: revoked partitions are committed (as far as [`Progress`]
+/// allows) before the next owner reads them; assigned ones are reported with the
+/// checkpoint committed with them.
+pub struct LogRebalancing {
     topic: String,
     progress: Arc<Mutex<Progress>>,
     changes: Arc<Mutex<VecDeque<Change>>>,
 }
+
+type LogContext = GroupContext<LogRebalancing>;
 
 fn commit_list(topic: &str, commits: &[(u32, i64, Checkpoint)]) -> TopicPartitionList {
     let mut tpl = TopicPartitionList::new();
@@ -49,78 +51,58 @@ fn commit_list(topic: &str, commits: &[(u32, i64, Checkpoint)]) -> TopicPartitio
     tpl
 }
 
-impl ClientContext for LogContext {
-    fn stats(&self, stats: Statistics) {
-        publish_lag(&self.group, stats);
+impl Rebalancing for LogRebalancing {
+    fn revoking(&self, consumer: &BaseConsumer<LogContext>, group: &str, tpl: &TopicPartitionList) {
+        let parts: Vec<u32> = tpl
+            .elements_for_topic(&self.topic)
+            .iter()
+            .map(|e| e.partition() as u32)
+            .collect();
+        let commits: Vec<_> = match self.progress.lock() {
+            Ok(mut p) => p
+                .committable()
+                .into_iter()
+                .filter(|(part, _, _)| parts.contains(part))
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        let list = commit_list(&self.topic, &commits);
+        if list.count() > 0 {
+            match consumer.commit(&list, CommitMode::Sync) {
+                Ok(()) => {
+                    tracing::info!(%group, partitions = ?parts, "committed revoked partitions")
+                }
+                Err(e) => {
+                    tracing::warn!(%group, error = %e, "commit on revoke failed; the next owner re-reads more")
+                }
+            }
+        }
+        if let Ok(mut c) = self.changes.lock() {
+            c.extend(parts.into_iter().map(Change::Revoked));
+        }
     }
-}
 
-impl ConsumerContext for LogContext {
-    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(tpl) = rebalance {
-            let parts: Vec<u32> = tpl
-                .elements_for_topic(&self.topic)
-                .iter()
-                .map(|e| e.partition() as u32)
-                .collect();
-            let commits: Vec<_> = match self.progress.lock() {
-                Ok(mut p) => p
-                    .committable()
-                    .into_iter()
-                    .filter(|(part, _, _)| parts.contains(part))
-                    .collect(),
-                Err(_) => Vec::new(),
+    fn assigned(&self, consumer: &BaseConsumer<LogContext>, group: &str, tpl: &TopicPartitionList) {
+        // Where each partition resumes, and the checkpoint committed with it.
+        let committed = consumer
+            .committed_offsets(tpl.clone(), Duration::from_secs(10))
+            .unwrap_or_else(|e| {
+                tracing::warn!(%group, error = %e, "reading committed offsets");
+                tpl.clone()
+            });
+        let mut changes = Vec::new();
+        for e in committed.elements_for_topic(&self.topic) {
+            let next = match e.offset() {
+                Offset::Offset(o) => o,
+                _ => -1,
             };
-            let list = commit_list(&self.topic, &commits);
-            if list.count() > 0 {
-                match consumer.commit(&list, CommitMode::Sync) {
-                    Ok(()) => {
-                        tracing::info!(group = %self.group, partitions = ?parts, "committed revoked partitions")
-                    }
-                    Err(e) => {
-                        tracing::warn!(group = %self.group, error = %e, "commit on revoke failed; the next owner re-reads more")
-                    }
-                }
-            }
-            if let Ok(mut c) = self.changes.lock() {
-                c.extend(parts.into_iter().map(Change::Revoked));
-            }
+            let cp = Checkpoint::decode(e.metadata());
+            tracing::info!(%group, partition = e.partition(), offset = next, checkpoint = ?cp, "partition assigned");
+            changes.push(Change::Assigned(e.partition() as u32, next, cp));
         }
-    }
-
-    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        match rebalance {
-            Rebalance::Assign(tpl) => {
-                // Where each partition resumes, and the checkpoint committed with it.
-                let committed = consumer
-                    .committed_offsets((*tpl).clone(), Duration::from_secs(10))
-                    .unwrap_or_else(|e| {
-                        tracing::warn!(group = %self.group, error = %e, "reading committed offsets");
-                        (*tpl).clone()
-                    });
-                let mut changes = Vec::new();
-                for e in committed.elements_for_topic(&self.topic) {
-                    let next = match e.offset() {
-                        Offset::Offset(o) => o,
-                        _ => -1,
-                    };
-                    let cp = Checkpoint::decode(e.metadata());
-                    tracing::info!(group = %self.group, partition = e.partition(), offset = next, checkpoint = ?cp, "partition assigned");
-                    changes.push(Change::Assigned(e.partition() as u32, next, cp));
-                }
-                if let Ok(mut c) = self.changes.lock() {
-                    c.extend(changes);
-                }
-            }
-            Rebalance::Revoke(_) => {}
-            Rebalance::Error(e) => {
-                tracing::error!(group = %self.group, error = %e, "rebalance error")
-            }
+        if let Ok(mut c) = self.changes.lock() {
+            c.extend(changes);
         }
-    }
-
-    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
-        record_commit(&self.group, &result);
     }
 }
 
@@ -168,11 +150,13 @@ impl<K, V> KafkaLog<K, V> {
     ) -> KafkaResult<Self> {
         let progress = Arc::new(Mutex::new(Progress::default()));
         let changes = Arc::new(Mutex::new(VecDeque::new()));
-        let consumer: BaseConsumer<LogContext> = config.create_with_context(LogContext {
+        let consumer: BaseConsumer<LogContext> = config.create_with_context(GroupContext {
             group: group.to_string(),
-            topic: topic.to_string(),
-            progress: progress.clone(),
-            changes: changes.clone(),
+            rebalancing: LogRebalancing {
+                topic: topic.to_string(),
+                progress: progress.clone(),
+                changes: changes.clone(),
+            },
         })?;
         consumer.subscribe(&[topic])?;
         Ok(Self {

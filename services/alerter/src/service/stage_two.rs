@@ -11,15 +11,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
-use rdkafka::error::KafkaResult;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::statistics::Statistics;
-use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use weir_contract::avro::{encode_alert_event, AlertEvent, AlertStatus};
 use weir_runtime::backoff::Backoff;
-use weir_runtime::consumer::{publish_assigned, publish_lag, record_commit};
+use weir_runtime::consumer::{publish_assigned, GroupContext, Rebalancing};
 use weir_runtime::dead_letter::{DeadLetter, DeadLetters};
 use weir_runtime::ops::Health;
 
@@ -39,8 +37,9 @@ enum Change {
     Revoked(i32),
 }
 
-struct MergeContext {
-    group: String,
+/// The merge stage's rebalancing: a revoked partition is committed where its progress
+/// was stored, so the next owner resumes exactly there.
+struct MergeRebalancing {
     topic: String,
     changes: Arc<Mutex<VecDeque<Change>>>,
     /// Per partition, the offset that may be committed (first record of a step not yet
@@ -48,52 +47,50 @@ struct MergeContext {
     resume: Arc<Mutex<HashMap<i32, i64>>>,
 }
 
-impl ClientContext for MergeContext {
-    fn stats(&self, stats: Statistics) {
-        publish_lag(&self.group, stats);
-    }
-}
+type MergeContext = GroupContext<MergeRebalancing>;
 
-impl ConsumerContext for MergeContext {
-    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(tpl) = rebalance {
-            let parts: Vec<i32> = tpl
-                .elements_for_topic(&self.topic)
-                .iter()
-                .map(|e| e.partition())
-                .collect();
-            // Commit before the next owner starts: it resumes exactly where we stored.
-            let list = self
-                .resume
-                .lock()
-                .map(|r| commit_list(&self.topic, &r, &parts));
-            if let Ok(list) = list {
-                if list.count() > 0 {
-                    if let Err(e) = consumer.commit(&list, CommitMode::Sync) {
-                        tracing::warn!(group = %self.group, error = %e, "commit on revoke failed");
-                    }
+impl Rebalancing for MergeRebalancing {
+    fn revoking(
+        &self,
+        consumer: &BaseConsumer<MergeContext>,
+        group: &str,
+        tpl: &TopicPartitionList,
+    ) {
+        let parts: Vec<i32> = tpl
+            .elements_for_topic(&self.topic)
+            .iter()
+            .map(|e| e.partition())
+            .collect();
+        // Commit before the next owner starts: it resumes exactly where we stored.
+        let list = self
+            .resume
+            .lock()
+            .map(|r| commit_list(&self.topic, &r, &parts));
+        if let Ok(list) = list {
+            if list.count() > 0 {
+                if let Err(e) = consumer.commit(&list, CommitMode::Sync) {
+                    tracing::warn!(%group, error = %e, "commit on revoke failed");
                 }
             }
-            if let Ok(mut c) = self.changes.lock() {
-                c.extend(parts.into_iter().map(Change::Revoked));
-            }
+        }
+        if let Ok(mut c) = self.changes.lock() {
+            c.extend(parts.into_iter().map(Change::Revoked));
         }
     }
 
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Assign(tpl) = rebalance {
-            if let Ok(mut c) = self.changes.lock() {
-                c.extend(
-                    tpl.elements_for_topic(&self.topic)
-                        .iter()
-                        .map(|e| Change::Assigned(e.partition())),
-                );
-            }
+    fn assigned(
+        &self,
+        _consumer: &BaseConsumer<MergeContext>,
+        _group: &str,
+        tpl: &TopicPartitionList,
+    ) {
+        if let Ok(mut c) = self.changes.lock() {
+            c.extend(
+                tpl.elements_for_topic(&self.topic)
+                    .iter()
+                    .map(|e| Change::Assigned(e.partition())),
+            );
         }
-    }
-
-    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
-        record_commit(&self.group, &result);
     }
 }
 
@@ -159,11 +156,13 @@ impl StageTwo {
         let changes = Arc::new(Mutex::new(VecDeque::new()));
         let resume = Arc::new(Mutex::new(HashMap::new()));
         let consumer: BaseConsumer<MergeContext> =
-            self.consumer_config.create_with_context(MergeContext {
+            self.consumer_config.create_with_context(GroupContext {
                 group: self.group.clone(),
-                topic: self.partials_topic.clone(),
-                changes: changes.clone(),
-                resume: resume.clone(),
+                rebalancing: MergeRebalancing {
+                    topic: self.partials_topic.clone(),
+                    changes: changes.clone(),
+                    resume: resume.clone(),
+                },
             })?;
         consumer.subscribe(&[&self.partials_topic])?;
         let mut states: HashMap<i32, MergeState> = HashMap::new();
