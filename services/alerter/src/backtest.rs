@@ -162,9 +162,7 @@ pub fn run(
             out.flush().ok();
             return Ok(false);
         }
-        if let Some(w) = rate.as_mut().map(|r| r.wait()).filter(|w| !w.is_zero()) {
-            // Paced by `--max-rate`: not a wait for an outcome.
-            std::thread::park_timeout(w.min(Duration::from_millis(100)));
+        if rate.as_mut().is_some_and(RateLimit::pace_blocking) {
             continue;
         }
         let m = match reader.poll(Duration::from_millis(100)) {

@@ -21,7 +21,7 @@ use weir_runtime::backoff::Backoff;
 use weir_runtime::config::{Role, SinkSpec};
 use weir_runtime::input_checks::{InputChecks, Placement};
 use weir_runtime::kafka::reader_config;
-use weir_runtime::replay::reader::Polled;
+use weir_runtime::replay::reader::{Polled, ReadThread};
 use weir_runtime::replay::{BoundedReader, Counters, EventRange, RateLimit, StateFile};
 use weir_runtime::role::{RoleOps, RoleSpec};
 use weir_runtime::selector::Selector;
@@ -79,47 +79,31 @@ pub async fn run(
         &parts,
     )
     .context("creating the replay reader")?;
-    // Two batches ahead of the sink at most: the reader blocks on a full channel.
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Batch>(2);
-    let stop = Arc::new(AtomicBool::new(false));
-    let read_thread = {
-        let (stop, counters, decoder) = (stop.clone(), r.counters.clone(), topology.decoder());
+    let mut read = {
+        let (counters, decoder) = (r.counters.clone(), topology.decoder());
         let (range, selector, max_rate) = (r.range, r.selector.clone(), r.max_rate);
         let checks = InputChecks::new(cfg.max_sample_future).check_partition(cfg.check_partition);
         let (max_samples, partitions) = (cfg.max_batch_samples, r.partitions);
         let max_bytes = cfg.max_batch_bytes.as_u64() as usize;
-        std::thread::Builder::new()
-            .name("replay-reader".into())
-            .spawn(move || {
-                read_loop(
-                    reader,
-                    decoder,
-                    checks,
-                    range,
-                    selector,
-                    max_rate,
-                    max_samples,
-                    max_bytes,
-                    partitions,
-                    counters,
-                    stop,
-                    tx,
-                )
-            })?
+        ReadThread::spawn(move |stop, tx| {
+            read_loop(
+                reader,
+                decoder,
+                checks,
+                range,
+                selector,
+                max_rate,
+                max_samples,
+                max_bytes,
+                partitions,
+                counters,
+                stop,
+                tx,
+            )
+        })?
     };
-
-    let mut interrupted = false;
-    loop {
-        let batch = tokio::select! {
-            b = rx.recv() => b,
-            _ = interrupt.cancelled(), if !interrupted => {
-                // Stop reading; write what was read already, then save and leave.
-                interrupted = true;
-                stop.store(true, Ordering::Relaxed);
-                continue;
-            }
-        };
-        let Some(batch) = batch else { break };
+    // Once interrupted, what was read already is still written, then progress saved.
+    while let Some(batch) = read.next(&interrupt).await {
         let written = deliver(
             &sink,
             &batch,
@@ -139,13 +123,7 @@ pub async fn run(
             }
         })?;
     }
-    stop.store(true, Ordering::Relaxed);
-    drop(rx);
-    let read = tokio::task::spawn_blocking(move || read_thread.join())
-        .await
-        .map_err(|_| anyhow::anyhow!("the replay reader panicked"))?
-        .map_err(|_| anyhow::anyhow!("the replay reader panicked"))?;
-    read?;
+    read.join().await?;
     Ok(!interrupt.is_cancelled())
 }
 
@@ -162,7 +140,7 @@ fn read_loop(
     max_bytes: usize,
     partitions: u32,
     counters: Arc<Counters>,
-    stop: Arc<AtomicBool>,
+    stop: &AtomicBool,
     tx: tokio::sync::mpsc::Sender<Batch>,
 ) -> anyhow::Result<()> {
     let mut batches: std::collections::HashMap<u32, Batch> = Default::default();
@@ -174,9 +152,7 @@ fn read_loop(
         if stop.load(Ordering::Relaxed) {
             return Ok(());
         }
-        if let Some(w) = rate.as_mut().map(|r| r.wait()).filter(|w| !w.is_zero()) {
-            // Paced by `--max-rate`: not a wait for an outcome.
-            std::thread::park_timeout(w.min(Duration::from_millis(100)));
+        if rate.as_mut().is_some_and(RateLimit::pace_blocking) {
             continue;
         }
         let polled = reader.poll(Duration::from_millis(100));

@@ -30,6 +30,17 @@ impl RateLimit {
         self.tokens -= n as f64;
     }
 
+    /// On a reading thread: if over the rate, waits a little (up to 100 ms) and returns
+    /// `true` — read nothing this time. Pacing, not a wait for an outcome.
+    pub fn pace_blocking(&mut self) -> bool {
+        let w = self.wait();
+        if w.is_zero() {
+            return false;
+        }
+        std::thread::park_timeout(w.min(Duration::from_millis(100)));
+        true
+    }
+
     /// How long to wait before reading more (zero when allowed now).
     pub fn wait(&mut self) -> Duration {
         self.refill(Instant::now());

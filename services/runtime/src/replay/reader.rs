@@ -118,3 +118,63 @@ impl BoundedReader {
         }
     }
 }
+
+/// A replay's reading on a thread of its own (librdkafka's calls block), handing what it
+/// read to the async side through a small bounded channel: the reader waits while the
+/// target is behind.
+pub struct ReadThread<B> {
+    rx: tokio::sync::mpsc::Receiver<B>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<anyhow::Result<()>>,
+    interrupted: bool,
+}
+
+impl<B: Send + 'static> ReadThread<B> {
+    /// Runs `read(stop, tx)` on a thread; it returns when done, when `stop` is set, or
+    /// when the receiving side is gone.
+    pub fn spawn(
+        read: impl FnOnce(
+                &std::sync::atomic::AtomicBool,
+                tokio::sync::mpsc::Sender<B>,
+            ) -> anyhow::Result<()>
+            + Send
+            + 'static,
+    ) -> std::io::Result<Self> {
+        let (tx, rx) = tokio::sync::mpsc::channel(2);
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("replay-reader".into())
+            .spawn(move || read(&s, tx))?;
+        Ok(Self {
+            rx,
+            stop,
+            thread,
+            interrupted: false,
+        })
+    }
+
+    /// The next batch; once `interrupt` is cancelled reading stops, and what was read
+    /// already still comes out, then `None`.
+    pub async fn next(&mut self, interrupt: &tokio_util::sync::CancellationToken) -> Option<B> {
+        loop {
+            tokio::select! {
+                b = self.rx.recv() => return b,
+                _ = interrupt.cancelled(), if !self.interrupted => {
+                    self.interrupted = true;
+                    self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    /// Stops reading and waits for the thread; its error, if it failed.
+    pub async fn join(self) -> anyhow::Result<()> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        drop(self.rx);
+        let thread = self.thread;
+        tokio::task::spawn_blocking(move || thread.join())
+            .await?
+            .map_err(|_| anyhow::anyhow!("the replay reader panicked"))?
+    }
+}

@@ -20,7 +20,7 @@ use weir_contract::avro::{BatchEncoder, Decoder};
 use weir_contract::partitioner::partition_for_key;
 use weir_contract::series_key::write_key_parts;
 
-use super::reader::Polled;
+use super::reader::{Polled, ReadThread};
 use super::{BoundedReader, Counters, EventRange, RateLimit, StateFile};
 use crate::backoff::Backoff;
 use crate::config::TopicSpec;
@@ -92,42 +92,29 @@ pub async fn run(
         &snapshot.topic,
         &parts,
     )?;
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Flush>(2);
-    let stop = Arc::new(AtomicBool::new(false));
-    let thread = {
-        let (decoder, stop, counters) = (topology.decoder(), stop.clone(), r.counters.clone());
+    let mut read = {
+        let (decoder, counters) = (topology.decoder(), r.counters.clone());
         let (range, selector, kinds, max_rate) =
             (r.range, r.selector.clone(), r.kinds.clone(), r.max_rate);
-        std::thread::Builder::new()
-            .name("replay-reader".into())
-            .spawn(move || {
-                read_loop(
-                    reader,
-                    decoder,
-                    Filter {
-                        range,
-                        selector,
-                        kinds,
-                    },
-                    destinations,
-                    max_rate,
-                    counters,
-                    stop,
-                    tx,
-                )
-            })?
+        ReadThread::spawn(move |stop, tx| {
+            read_loop(
+                reader,
+                decoder,
+                Filter {
+                    range,
+                    selector,
+                    kinds,
+                },
+                destinations,
+                max_rate,
+                counters,
+                stop,
+                tx,
+            )
+        })?
     };
-    let mut interrupted = false;
-    loop {
-        let flush = tokio::select! {
-            f = rx.recv() => f,
-            _ = interrupt.cancelled(), if !interrupted => {
-                interrupted = true;
-                stop.store(true, Ordering::Relaxed);
-                continue;
-            }
-        };
-        let Some(mut flush) = flush else { break };
+    // Once interrupted, what was read already is still produced, then progress saved.
+    while let Some(mut flush) = read.next(&interrupt).await {
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
         let samples = flush.samples;
         loop {
@@ -161,11 +148,7 @@ pub async fn run(
             }
         })?;
     }
-    stop.store(true, Ordering::Relaxed);
-    drop(rx);
-    tokio::task::spawn_blocking(move || thread.join())
-        .await?
-        .map_err(|_| anyhow::anyhow!("the replay reader panicked"))??;
+    read.join().await?;
     Ok(!interrupt.is_cancelled())
 }
 
@@ -190,7 +173,7 @@ fn read_loop(
     destinations: u32,
     max_rate: Option<u64>,
     counters: Arc<Counters>,
-    stop: Arc<AtomicBool>,
+    stop: &AtomicBool,
     tx: tokio::sync::mpsc::Sender<Flush>,
 ) -> anyhow::Result<()> {
     let mut encoders: Vec<BatchEncoder> = (0..destinations).map(|_| BatchEncoder::new()).collect();
@@ -222,9 +205,7 @@ fn read_loop(
         if stop.load(Ordering::Relaxed) {
             return Ok(());
         }
-        if let Some(w) = rate.as_mut().map(|r| r.wait()).filter(|w| !w.is_zero()) {
-            // Paced by `--max-rate`: not a wait for an outcome.
-            std::thread::park_timeout(w.min(Duration::from_millis(100)));
+        if rate.as_mut().is_some_and(RateLimit::pace_blocking) {
             continue;
         }
         let polled = reader.poll(Duration::from_millis(100));
