@@ -257,3 +257,51 @@ mod tests {
         assert_eq!(outside_retention(&spans, 10_000), None);
     }
 }
+
+#[cfg(test)]
+mod against_a_broker {
+    //! `locate` against librdkafka's in-process mock broker: real offsets-for-times and
+    //! record reads. (Retention cannot be had here: tansu's storage dies on DeleteRecords
+    //! and the mock broker accepts it without moving the log start, so the refusal of a
+    //! cut range is tested on spans above.)
+    use std::time::Duration;
+
+    use rdkafka::mocking::MockCluster;
+    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+    use rdkafka::ClientConfig;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn offsets_follow_record_timestamps() {
+        let mock = MockCluster::new(1).unwrap();
+        mock.create_topic("t", 1, 1).unwrap();
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", mock.bootstrap_servers());
+        let producer: ThreadedProducer<DefaultProducerContext> = config.create().unwrap();
+        // Records at 1 000 s, 1 010 s, ... 1 090 s.
+        for i in 0..10i64 {
+            producer
+                .send(
+                    BaseRecord::<(), [u8]>::to("t")
+                        .payload(b"x")
+                        .timestamp(1_000_000 + i * 10_000),
+                )
+                .unwrap();
+        }
+        producer.flush(Duration::from_secs(10)).unwrap();
+        let mut reader = config.clone();
+        reader
+            .set("group.id", "locate-test")
+            .set("enable.auto.commit", "false");
+        let (r, margin) = (reader, Duration::ZERO);
+        let spans =
+            tokio::task::spawn_blocking(move || locate(&r, "t", 1_020_000, 1_050_000, margin))
+                .await
+                .unwrap()
+                .unwrap();
+        assert_eq!((spans[0].start, spans[0].end), (2, 5), "{spans:?}");
+        assert_eq!(spans[0].earliest_ms, Some(1_000_000));
+        assert_eq!(outside_retention(&spans, 1_020_000), None);
+    }
+}
