@@ -76,7 +76,7 @@ pub struct ReplayArgs {
     /// The topic to read.
     #[arg(long, default_value = "metrics.raw")]
     topic: String,
-    /// Only series matching this selector (tsdb-writer), e.g. 'node_load1{job="node"}'.
+    /// Only series matching this selector (tsdb-writer, topic), e.g. 'node_load1{job="node"}'
     #[arg(long = "match")]
     selector: Option<String>,
     /// Topic: where the samples go (e.g. metrics.raw, to redrive metrics.late).
