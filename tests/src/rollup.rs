@@ -196,6 +196,12 @@ impl Pipeline {
     }
 }
 
+impl Default for Pipeline {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Drop for Pipeline {
     fn drop(&mut self) {
         let _ = client()

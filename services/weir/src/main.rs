@@ -72,7 +72,7 @@ enum Command {
     /// Summarise a dead-letter topic: counts by error kind, consumer group, source topic and hour
     Dlq(commands::dlq::DlqArgs),
     /// Replay a range of event time from a topic into the rollup, a TSDB, a rule backtest or another topic, beside the live pipeline
-    Replay(commands::replay::ReplayArgs),
+    Replay(Box<commands::replay::ReplayArgs>),
     /// Print records of a metrics topic, decoded, as JSON lines
     Tail(commands::tail::TailArgs),
     /// Print the Avro schema weir writes to metrics.raw, with its fingerprint
@@ -102,7 +102,7 @@ fn main() -> ExitCode {
             Command::Rules(c) => commands::rules::run(c),
             Command::Topics(c) => commands::topics::run(c).await,
             Command::Check(a) => commands::check::run(a),
-            Command::Replay(a) => commands::replay::run(a).await,
+            Command::Replay(a) => commands::replay::run(*a).await,
             Command::Dlq(a) => commands::dlq::run(a).await,
             Command::Import(a) => commands::import::run(a).await,
             Command::Tail(a) => commands::tail::run(a).await,
