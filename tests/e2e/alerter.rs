@@ -77,7 +77,7 @@ impl Setup {
         let dir = tempfile::tempdir().unwrap();
         let rules_path = write_file(dir.path(), "e2e.rules.yml", rules.as_bytes());
         let yaml = format!(
-            "version: 1\nkafka: {{bootstrap_servers: '{}', consumer: {{session.timeout.ms: '4000', heartbeat.interval.ms: '1000'}}}}\ntopics:\n  {raw}: {{partitions: {PARTITIONS}, compression: lz4}}\n  {dlq}: {{partitions: 1}}\n  {partials}: {{partitions: 4}}\n  {state}: {{partitions: 2, cleanup_policy: compact}}\n  {events}: {{partitions: 2}}\nconsumer_groups:\n  {group}: {{role: alerter, topics: [{raw}], sink: am}}\nsinks:\n  am: {{type: alertmanager, url: '{AM}'}}\ngateway: {{listen: '127.0.0.1:0', topic: {raw}}}\nalerter:\n  group: {group}\n  merge_group: {merge_group}\n  listen: 127.0.0.1:0\n  workers: 2\n  rule_files: ['{}']\n  out_of_orderness: {OOO_MS}ms\n  idle_timeout: 30s\n  partials_topic: {partials}\n  state_topic: {state}\n  events_topic: {events}\n  dead_letter_topic: {dlq}\n  resend_delay: 5s\n",
+            "version: 1\nkafka: {{bootstrap_servers: '{}', consumer: {{session.timeout.ms: '4000', heartbeat.interval.ms: '1000'}}}}\ntopics:\n  {raw}: {{partitions: {PARTITIONS}, compression: lz4}}\n  {dlq}: {{partitions: 1}}\n  {partials}: {{partitions: 4}}\n  {state}: {{partitions: 2, cleanup_policy: compact}}\n  {events}: {{partitions: 2}}\n  {events}.backtest: {{partitions: 1}}\nconsumer_groups:\n  {group}: {{role: alerter, topics: [{raw}], sink: am}}\nsinks:\n  am: {{type: alertmanager, url: '{AM}'}}\ngateway: {{listen: '127.0.0.1:0', topic: {raw}}}\nalerter:\n  group: {group}\n  merge_group: {merge_group}\n  listen: 127.0.0.1:0\n  workers: 2\n  rule_files: ['{}']\n  out_of_orderness: {OOO_MS}ms\n  idle_timeout: 30s\n  partials_topic: {partials}\n  state_topic: {state}\n  events_topic: {events}\n  dead_letter_topic: {dlq}\n  resend_delay: 5s\n",
             bootstrap(),
             rules_path.display()
         );
@@ -331,6 +331,33 @@ fn a_breach_fires_in_kafka_and_alertmanager_and_its_end_resolves_both() {
         .collect();
     backtest.sort();
     assert_same(&backtest, &all);
+    // Asked for a topic, the backtest writes the same as Avro events there.
+    let topic = format!("{}.backtest", s.events);
+    let out = weir(&[
+        "replay",
+        "-f",
+        s.topo.path.to_str().unwrap(),
+        "--topic",
+        &s.raw,
+        "--into",
+        "alerter",
+        "--from",
+        &rfc(s.t0),
+        "--to",
+        &rfc(s.t0 + SECONDS * 1000),
+        "--margin",
+        "2h",
+        "--state-dir",
+        state.path().to_str().unwrap(),
+        "--to-topic",
+        &topic,
+    ]);
+    assert!(
+        out.status.success(),
+        "the backtest failed: {}",
+        out.stderr_text()
+    );
+    assert_same(&alerts::events(&topic, 1), &all);
 }
 
 #[test]

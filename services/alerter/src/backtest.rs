@@ -8,7 +8,8 @@
 //! sample minus `alerter.out_of_orderness`), as stage two waits for every partition.
 //! Steps start a warm-up before the range, so an alert pending or firing when the range
 //! begins is known as such; only transitions at steps inside the range are reported. It
-//! notifies no one and writes to no topic: the alerts go out as JSON lines.
+//! notifies no one: the alerts go out as JSON lines, and as Avro events to a topic when
+//! asked (`--to-topic`), never to `alerts.triggered` unless named.
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
@@ -18,8 +19,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use rdkafka::message::Message;
+use weir_contract::avro::{encode_alert_event, AlertEvent, AlertStatus};
+use weir_runtime::backoff::Backoff;
 use weir_runtime::input_checks::{InputChecks, Placement};
-use weir_runtime::kafka::reader_config;
+use weir_runtime::kafka::{producer_config, reader_config};
+use weir_runtime::produce::{send_pending, OutRecord};
 use weir_runtime::replay::range::show;
 use weir_runtime::replay::reader::Polled;
 use weir_runtime::replay::{BoundedReader, Counters, EventRange, RateLimit, StateFile};
@@ -40,6 +44,9 @@ pub struct Backtest {
     pub counters: Arc<Counters>,
     pub max_rate: Option<u64>,
     pub warmup: Duration,
+    /// Also write the alerts as Avro events (alert_event.v1, as `alerts.triggered`
+    /// carries them) to this topic, keyed by fingerprint.
+    pub to_topic: Option<String>,
 }
 
 /// The rules of a backtest, loaded as the alerter loads them.
@@ -79,6 +86,39 @@ pub fn default_warmup(rules: &RuleSet) -> Duration {
 /// first step it evaluates.
 pub fn read_lead(rules: &RuleSet, warmup: Duration) -> Duration {
     warmup + Duration::from_millis(rules.store().horizon_ms().max(0) as u64)
+}
+
+/// Produces the backtest's events (acks=all), retrying what Kafka did not acknowledge.
+fn write_events(
+    topology: &Topology,
+    topic: &str,
+    mut events: Vec<OutRecord>,
+    stop: &AtomicBool,
+) -> anyhow::Result<()> {
+    let spec = topology
+        .topic(topic)
+        .ok_or_else(|| anyhow::anyhow!("--to-topic {topic:?} is not declared under topics"))?;
+    let producer: rdkafka::producer::FutureProducer = producer_config(&topology.kafka, spec)
+        .create()
+        .context("creating the events producer")?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+    rt.block_on(async {
+        loop {
+            match send_pending(&producer, topic, &mut events, Duration::from_secs(30)).await {
+                Ok(()) => return Ok(()),
+                Err(e) if e.is_permanent() || stop.load(Ordering::Relaxed) => {
+                    return Err(anyhow::Error::from(e).context("writing the backtest's events"))
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "writing the backtest's events; retrying");
+                    backoff.wait().await;
+                }
+            }
+        }
+    })
 }
 
 /// Runs the backtest, writing one JSON line per transition to `out`; `Ok(false)` when
@@ -123,7 +163,11 @@ pub fn run(
     let mut decoder = SampleDecoder::new(topology.decoder(), &rules, checks);
     let mut rate = b.max_rate.map(RateLimit::new);
     let (mut samples, mut newest) = (Vec::new(), i64::MIN);
-    let report = |engine: &mut Engine, watermark: i64, out: &mut dyn Write| -> anyhow::Result<()> {
+    let mut events: Vec<OutRecord> = Vec::new();
+    let mut report = |engine: &mut Engine,
+                      watermark: i64,
+                      out: &mut dyn Write|
+     -> anyhow::Result<()> {
         for (step, r, t) in engine.advance(watermark) {
             if !b.range.contains(step) {
                 continue;
@@ -153,6 +197,33 @@ pub fn run(
             });
             writeln!(out, "{line}").context("writing the backtest's alerts")?;
             Counters::add(&b.counters.written, 1);
+            if b.to_topic.is_some() {
+                let pairs = |l: &Labels| -> Vec<(String, String)> {
+                    l.iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect()
+                };
+                let (labels, annotations) = (pairs(&shown.labels), pairs(&shown.annotations));
+                let fp = format!("{:016x}", shown.fingerprint());
+                let payload = encode_alert_event(&AlertEvent {
+                    status: if status == "firing" {
+                        AlertStatus::Firing
+                    } else {
+                        AlertStatus::Resolved
+                    },
+                    alertname: &rule.name,
+                    labels: &labels,
+                    annotations: &annotations,
+                    value: a.value,
+                    starts_at: starts,
+                    ends_at: ends,
+                    fingerprint: &fp,
+                    episode: &shown.episode(),
+                    group: &engine.groups()[r.group].name,
+                    expr: &rule.expr,
+                });
+                events.push(OutRecord::keyed(fp.into_bytes(), payload));
+            }
         }
         Ok(())
     };
@@ -232,5 +303,8 @@ pub fn run(
         report(e, (newest - ooo).min(b.range.to_ms - 1), out)?;
     }
     out.flush().ok();
+    if let Some(topic) = &b.to_topic {
+        write_events(topology, topic, events, stop)?;
+    }
     Ok(true)
 }

@@ -80,6 +80,7 @@ pub struct ReplayArgs {
     #[arg(long = "match")]
     selector: Option<String>,
     /// Topic: where the samples go (e.g. metrics.raw, to redrive metrics.late).
+    /// Alerter: also write the backtest's alerts to this topic as Avro alert events.
     #[arg(long)]
     to_topic: Option<String>,
     /// Topic: only dead letters of these error kinds (the weir.error.kind header), e.g.
@@ -160,8 +161,11 @@ pub async fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
     if selector.is_some() && matches!(a.into, Target::Rollup | Target::Alerter) {
         anyhow::bail!("--match applies to --into tsdb-writer and topic; a rollup replay recomputes every series of its windows, a backtest reads what its rules select");
     }
-    if (a.into == Target::Topic) != a.to_topic.is_some() {
-        anyhow::bail!("--to-topic goes with --into topic, and --into topic needs it");
+    if a.into == Target::Topic && a.to_topic.is_none() {
+        anyhow::bail!("--into topic needs --to-topic");
+    }
+    if a.to_topic.is_some() && !matches!(a.into, Target::Topic | Target::Alerter) {
+        anyhow::bail!("--to-topic goes with --into topic or alerter");
     }
     if !a.kinds.is_empty() && a.into != Target::Topic {
         anyhow::bail!("--kind applies to --into topic (redriving dead letters)");
@@ -340,6 +344,7 @@ pub async fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
                 counters: counters.clone(),
                 max_rate: a.max_rate,
                 warmup,
+                to_topic: a.to_topic.clone(),
             };
             let output = a.output.clone();
             let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
