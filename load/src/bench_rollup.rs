@@ -55,12 +55,14 @@ fn timed_replay(
         .arg("replay")
         .args(args)
         .env("RUST_LOG", "warn")
-        .stderr(std::process::Stdio::null())
         .output()?;
     let wall = start.elapsed().as_secs_f64();
     let cpu = crate::proc_stat::waited_children_cpu_seconds()? - before;
     if !out.status.success() {
-        bail!("weir replay {args:?} failed");
+        bail!(
+            "weir replay {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let text = String::from_utf8_lossy(&out.stdout);
     let summary = serde_json::from_str(text.lines().last().unwrap_or("{}"))?;
@@ -174,13 +176,15 @@ pub fn run(a: RollupBenchArgs) -> anyhow::Result<()> {
                 }
             }
         }
-        // One record per partition far ahead: the watermark passes every window.
+        // One record per partition at the clock's now (2 h after the data; later would be
+        // cut as a future sample): the watermark passes every window and its lateness.
+        let ahead = crate::fleet::now_ms().min(t0 + 3 * hour);
         for p in 0..a.partitions {
             let id = (1_000_000_000..)
                 .find(|id| partition_of(*id) == p)
                 .unwrap_or_default();
-            let mut one = std::iter::once(series(id, t0 + 3 * hour, 0.0));
-            pending.push(send(p, t0 + 3 * hour, &mut one)?);
+            let mut one = std::iter::once(series(id, ahead, 0.0));
+            pending.push(send(p, ahead, &mut one)?);
         }
         for f in pending {
             f.await?.map_err(|(e, _)| anyhow::anyhow!("{e}"))?;

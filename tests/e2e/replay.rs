@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -278,30 +278,31 @@ fn a_rollup_replay_recomputes_the_windows_inside_its_range_beside_the_live_rollu
     let mut child = Command::new(weir_bin())
         .args(&args_owned)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Killed once a part of its records was read (the JSON progress lines say how much).
-    let state_file = || {
-        std::fs::read_dir(state.path())
-            .unwrap()
-            .filter_map(|e| e.ok())
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "json"))
-            .filter_map(|p| std::fs::read(&p).ok())
-            .filter_map(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-            .find(|v| v["done"] == false)
-    };
-    let started = Instant::now();
-    wait_until(
-        "the second replay to start",
-        Duration::from_secs(60),
-        || state_file().is_some(),
-    );
-    // At 1,500 samples/s the hour (17,000 samples and the margins) takes over 10 s.
-    while started.elapsed() < Duration::from_secs(5) {
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    // Killed once a third of its records was read, as its JSON progress lines say (at
+    // 1,500 samples/s the hour's 17,000 samples and the margins take over 10 s).
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
+            if let (Some(r), Some(t)) = (v["records"].as_u64(), v["records_total"].as_u64()) {
+                if t > 0 && r * 3 >= t {
+                    let _ = tx.send((r, t));
+                    return;
+                }
+            }
+        }
+    });
+    let (read, total) = rx
+        .recv_timeout(Duration::from_secs(120))
+        .expect("the replay reports a third of its records read");
+    assert!(read < total, "killed before its end ({read} of {total} records)");
     let _ = Command::new("kill")
         .args(["-KILL", &child.id().to_string()])
         .status();

@@ -57,11 +57,16 @@ pub async fn run(
     interrupt: CancellationToken,
 ) -> anyhow::Result<bool> {
     let cfg = topology.tsdb_writer.clone();
-    let role = RoleSpec::resolve(&topology, "tsdb_writer", &cfg.group, Role::TsdbWriter)?;
-    let spec = match (&r.sink, role.sink) {
-        (Some(s), _) => s.clone(),
-        (None, Some(s)) => s.clone(),
-        (None, None) => anyhow::bail!("consumer group {} names no sink; give --sink", cfg.group),
+    // With --sink the writer group need not exist: a fresh TSDB is often not in the
+    // topology at all.
+    let spec = match &r.sink {
+        Some(s) => s.clone(),
+        None => {
+            let role = RoleSpec::resolve(&topology, "tsdb_writer", &cfg.group, Role::TsdbWriter)?;
+            role.sink
+                .cloned()
+                .with_context(|| format!("consumer group {} names no sink; give --sink", cfg.group))?
+        }
     };
     let sink = RemoteWriteSink::new(&spec, cfg.request_timeout)?;
     tracing::info!(sink = sink.url(), "replaying into the remote-write sink");
