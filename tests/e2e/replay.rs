@@ -287,7 +287,10 @@ fn a_rollup_replay_recomputes_the_windows_inside_its_range_beside_the_live_rollu
     let stderr = child.stderr.take().unwrap();
     std::thread::spawn(move || {
         use std::io::BufRead;
-        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
             let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
                 continue;
             };
@@ -302,7 +305,10 @@ fn a_rollup_replay_recomputes_the_windows_inside_its_range_beside_the_live_rollu
     let (read, total) = rx
         .recv_timeout(Duration::from_secs(120))
         .expect("the replay reports a third of its records read");
-    assert!(read < total, "killed before its end ({read} of {total} records)");
+    assert!(
+        read < total,
+        "killed before its end ({read} of {total} records)"
+    );
     let _ = Command::new("kill")
         .args(["-KILL", &child.id().to_string()])
         .status();

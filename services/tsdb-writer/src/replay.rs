@@ -63,9 +63,9 @@ pub async fn run(
         Some(s) => s.clone(),
         None => {
             let role = RoleSpec::resolve(&topology, "tsdb_writer", &cfg.group, Role::TsdbWriter)?;
-            role.sink
-                .cloned()
-                .with_context(|| format!("consumer group {} names no sink; give --sink", cfg.group))?
+            role.sink.cloned().with_context(|| {
+                format!("consumer group {} names no sink; give --sink", cfg.group)
+            })?
         }
     };
     let sink = RemoteWriteSink::new(&spec, cfg.request_timeout)?;
