@@ -174,7 +174,26 @@ fn a_rollup_replay_recomputes_the_windows_inside_its_range_beside_the_live_rollu
     );
     let damaged = without_sentinels(p.rows());
     let (_, damaged_outside) = split(&damaged, from, to);
-    let offsets_before = committed(p.group("rollups"), &p.raw, 4);
+    // The live rollup commits as its sinks acknowledge: once it read everything, its
+    // offsets settle (the same twice, 2 s apart, none missing); the replay must not move
+    // them from there.
+    let mut last = (
+        committed(p.group("rollups"), &p.raw, 4),
+        std::time::Instant::now(),
+    );
+    wait_until(
+        "the live group's offsets to settle",
+        Duration::from_secs(60),
+        || {
+            let now = committed(p.group("rollups"), &p.raw, 4);
+            if now != last.0 {
+                last = (now, std::time::Instant::now());
+                return false;
+            }
+            last.0.iter().all(|o| *o >= 0) && last.1.elapsed() >= Duration::from_secs(2)
+        },
+    );
+    let offsets_before = last.0;
 
     let out = replay(
         &p,
@@ -868,4 +887,186 @@ fn redrive_moves_late_samples_and_dead_letters_of_one_kind_into_metrics_raw() {
     // Nothing new was dead-lettered: the redriven series are on their partitions.
     assert_eq!(read_all(&dlq, 1).len(), 2);
     assert!(writer.terminate().success());
+}
+
+/// A tansu of the test's own (its own sqlite file and port, the stack's binary), stopped
+/// when dropped.
+struct PrivateTansu {
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+    port: u16,
+    bin: std::path::PathBuf,
+}
+
+impl PrivateTansu {
+    fn start() -> Self {
+        let env = Command::new("bash")
+            .arg(repo_root().join("scripts/stack.sh"))
+            .arg("env")
+            .output()
+            .unwrap();
+        let bin = String::from_utf8_lossy(&env.stdout)
+            .lines()
+            .find_map(|l| l.strip_prefix("TANSU_BIN=").map(std::path::PathBuf::from))
+            .expect("stack.sh env names TANSU_BIN");
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let child = Self::spawn(&bin, dir.path(), port);
+        let t = Self {
+            child,
+            dir,
+            port,
+            bin,
+        };
+        t.wait_up();
+        t
+    }
+
+    fn spawn(bin: &Path, dir: &Path, port: u16) -> std::process::Child {
+        let url = format!("tcp://127.0.0.1:{port}");
+        Command::new(bin)
+            .current_dir(dir)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "sqlite://tansu.db"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start tansu")
+    }
+
+    fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn wait_up(&self) {
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", self.bootstrap())
+            .create()
+            .unwrap();
+        wait_until(
+            "the private tansu to answer",
+            Duration::from_secs(30),
+            || c.fetch_metadata(None, Duration::from_secs(1)).is_ok(),
+        );
+    }
+
+    fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+
+    /// What retention does, done to tansu's storage (tansu has no retention of its own,
+    /// and its storage dies on DeleteRecords): a partition's records before `offset`
+    /// removed and its low watermark moved there. Done while it is stopped.
+    fn cut(&mut self, topic: &str, partition: u32, offset: i64) {
+        self.stop();
+        let part = format!(
+            "(SELECT tp.id FROM topition tp JOIN topic t ON tp.topic = t.id WHERE t.name = '{topic}' AND tp.partition = {partition})"
+        );
+        let sql = format!(
+            "DELETE FROM record WHERE topition = {part} AND offset_id < {offset}; UPDATE watermark SET low = {offset} WHERE topition = {part};"
+        );
+        let out = Command::new("sqlite3")
+            .arg(self.dir.path().join("tansu.db"))
+            .arg(sql)
+            .output()
+            .expect("sqlite3 (Debian package)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.child = Self::spawn(&self.bin, self.dir.path(), self.port);
+        self.wait_up();
+    }
+}
+
+impl Drop for PrivateTansu {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[test]
+fn a_range_that_retention_cut_is_refused_with_the_earliest_time_the_topic_holds() {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    ensure_stack();
+    let mut tansu = PrivateTansu::start();
+    let raw = unique("test.raw");
+    let yaml = format!(
+        "version: 1\nkafka: {{bootstrap_servers: '{}'}}\ntopics:\n  {raw}: {{partitions: 1, compression: lz4}}\ngateway: {{listen: '127.0.0.1:0', topic: {raw}}}\n",
+        tansu.bootstrap()
+    );
+    let topo = TestTopology::from_yaml(&yaml, raw.clone(), 1);
+    topo.apply();
+    // 20 records a minute apart, stamped at their samples' time.
+    let t0 = (now_ms() - 2 * HOUR) / 60_000 * 60_000;
+    let p: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", tansu.bootstrap())
+        .create()
+        .unwrap();
+    for i in 0..20i64 {
+        let mut e = weir_contract::avro::BatchEncoder::new();
+        e.push(&weir_contract::Series::new(
+            "retention_test",
+            vec![weir_contract::Label::new("i", i.to_string())],
+            vec![weir_contract::Sample::new(t0 + i * 60_000, 1.0)],
+        ));
+        let payload = e.finish();
+        p.send(
+            BaseRecord::<(), [u8]>::to(&raw)
+                .payload(&payload)
+                .timestamp(t0 + i * 60_000),
+        )
+        .map_err(|(e, _)| e)
+        .unwrap();
+    }
+    p.flush(Duration::from_secs(30)).unwrap();
+    drop(p);
+    // Retention removed the first ten minutes.
+    tansu.cut(&raw, 0, 10);
+    let state = tempfile::tempdir().unwrap();
+    let run = |from: i64| {
+        weir(&[
+            "replay",
+            "-f",
+            topo.path.to_str().unwrap(),
+            "--topic",
+            &raw,
+            "--into",
+            "tsdb-writer",
+            "--sink",
+            "http://127.0.0.1:9/api/v1/write",
+            "--from",
+            &rfc3339(from),
+            "--to",
+            &rfc3339(t0 + 20 * 60_000),
+            "--margin",
+            "0s",
+            "--dry-run",
+            "--state-dir",
+            state.path().to_str().unwrap(),
+        ])
+    };
+    let refused = run(t0);
+    assert!(!refused.status.success(), "a cut range is refused");
+    let err = refused.stderr_text();
+    assert!(err.contains("retention removed the rest"), "{err}");
+    assert!(
+        err.contains(&rfc3339(t0 + 10 * 60_000)),
+        "names the earliest time held: {err}"
+    );
+    // From there on it is fine.
+    let planned = run(t0 + 10 * 60_000);
+    assert!(planned.status.success(), "{}", planned.stderr_text());
+    let plan = summary(&planned);
+    assert_eq!(plan["records"], 10, "{plan}");
 }
