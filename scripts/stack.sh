@@ -21,25 +21,28 @@ install_debian() {
     command -v "$bin" >/dev/null || missing+=("$bin")
   done
   [ ${#missing[@]} -eq 0 ] && return 0
-  log "installing Debian packages (missing: ${missing[*]})"
-  as_root apt-get update -q
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o DPkg::Lock::Timeout=600 \
-    --no-install-recommends "${DEB_PACKAGES[@]}"
+  log "installing Debian packages (missing: ${missing[*]}; about 1 minute)"
+  install_debian_packages "${DEB_PACKAGES[@]}"
 }
 
 install_tansu() {
   [ -x "$TANSU_BIN" ] && return 0
-  log "building tansu $TANSU_VERSION with its sqlite (libsql) engine; about 11 minutes on 2 cores, once"
-  cargo install tansu --version "$TANSU_VERSION" --locked --features libsql \
-    --root "$WEIR_CACHE_DIR/tansu-$TANSU_VERSION"
+  local started; started=$(date +%s)
+  log "building the tansu $TANSU_VERSION broker with its sqlite (libsql) storage from crates.io (scripts/broker); about 12 minutes on 2 cores, once"
+  local target="$WEIR_CACHE_DIR/build/broker"
+  cargo install --quiet --locked --path scripts/broker --root "$(dirname "$(dirname "$TANSU_BIN")")" \
+    --target-dir "$target"
+  # The build tree is ~2 GB and never reused once the binary is installed.
+  rm -rf "$target"
+  log "tansu broker built in $(( $(date +%s) - started )) s: $TANSU_BIN"
 }
 
 install_python() {
   if [ -x "$WEIR_PYTHON" ] && [ -x "$WEIR_VENV/bin/hadolint" ] \
-    && "$WEIR_PYTHON" -c 'import confluent_kafka, fastavro, snappy, kubernetes_validate' 2>/dev/null; then
+    && "$WEIR_PYTHON" -c 'import confluent_kafka, fastavro, snappy, kubernetes_validate, podman_compose, cloudcoil.models.keda, yaml' 2>/dev/null; then
     return 0
   fi
-  log "creating the Python venv (producer example, independent decoder, manifest linters)"
+  log "creating the Python venv (producer example, independent decoder, manifest linters, podman-compose; about 1 minute)"
   [ -x "$WEIR_PYTHON" ] || python3 -m venv "$WEIR_VENV"
   "$WEIR_VENV/bin/pip" install -q --disable-pip-version-check "${PY_PACKAGES[@]}"
 }
