@@ -77,6 +77,8 @@ enum Command {
     Tail(commands::tail::TailArgs),
     /// Print the Avro schema weir writes to metrics.raw, with its fingerprint
     Schema(commands::schema::SchemaArgs),
+    /// Exit 0 when a service's /readyz answers 2xx (the image's HEALTHCHECK)
+    Healthcheck(commands::healthcheck::HealthcheckArgs),
 }
 
 fn main() -> ExitCode {
@@ -107,6 +109,7 @@ fn main() -> ExitCode {
             Command::Import(a) => commands::import::run(a).await,
             Command::Tail(a) => commands::tail::run(a).await,
             Command::Schema(a) => commands::schema::run(a),
+            Command::Healthcheck(a) => commands::healthcheck::run(a).await,
         }
     });
     match result {

@@ -2,6 +2,7 @@ pub mod alerter;
 pub mod check;
 pub mod dlq;
 pub mod gateway;
+pub mod healthcheck;
 pub mod import;
 pub mod replay;
 pub mod rollup;
