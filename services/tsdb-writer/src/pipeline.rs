@@ -71,6 +71,9 @@ pub async fn run(topology: Topology, shutdown: CancellationToken) -> anyhow::Res
     let ops = RoleOps::serve(cfg.listen, "starting").await?;
     ops.health.set_ready();
     tracing::info!(addr = %ops.addr, group = %cfg.group, topics = ?topics, sink = sink.url(), "tsdb-writer listening");
+    // Gauges that change only on events start at 0, so a dashboard shows 0, not "no data".
+    metrics::gauge!("weir_tsdb_writer_paused_partitions").set(0.0);
+    metrics::gauge!("weir_tsdb_writer_in_flight_requests").set(0.0);
 
     let (done_tx, done_rx) = mpsc::unbounded_channel();
     let shared = Arc::new(Shared {
