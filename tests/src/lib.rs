@@ -64,6 +64,22 @@ pub fn weir_bin() -> PathBuf {
     .clone()
 }
 
+/// The `weir-load` binary (the demo fleet, benchmarks), built once.
+pub fn weir_load_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .current_dir(repo_root())
+            .args(["build", "-q", "-p", "weir-load", "--bin", "weir-load"])
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "building weir-load failed");
+        weir_bin().with_file_name("weir-load")
+    })
+    .clone()
+}
+
 /// The Python of the project's venv (confluent-kafka, fastavro), made by stack.sh.
 pub fn python() -> PathBuf {
     let p = std::env::var("WEIR_PYTHON")
@@ -637,14 +653,22 @@ pub struct Vm {
     child: Option<Child>,
     pub port: u16,
     dir: tempfile::TempDir,
+    dedup: bool,
 }
 
 impl Vm {
     pub fn start() -> Self {
+        Self::start_with_dedup(true)
+    }
+
+    /// `dedup: false` keeps every sample written, duplicates included, so a test can
+    /// see a sample written twice (the local stack's VictoriaMetrics removes them).
+    pub fn start_with_dedup(dedup: bool) -> Self {
         let mut vm = Self {
             child: None,
             port: free_port(),
             dir: tempfile::tempdir().unwrap(),
+            dedup,
         };
         vm.restart();
         vm
@@ -658,10 +682,10 @@ impl Vm {
             .arg(format!("-storageDataPath={}", self.dir.path().display()))
             .args([
                 "-retentionPeriod=100y",
-                "-dedup.minScrapeInterval=1ms",
                 "-search.latencyOffset=0s",
                 "-loggerLevel=ERROR",
             ])
+            .args(self.dedup.then_some("-dedup.minScrapeInterval=1ms"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
