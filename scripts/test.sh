@@ -6,9 +6,10 @@ cd "$WEIR_ROOT"
 
 bash scripts/stack.sh start
 
-log "lint: Dockerfile (hadolint), Kubernetes manifests (kubernetes-validate), shell (bash -n)"
+log "lint: Dockerfile (hadolint), Kubernetes overlays (scripts/check-k8s.py), shell (bash -n)"
 "$WEIR_VENV/bin/hadolint" docker/Dockerfile
-"$WEIR_VENV/bin/kubernetes-validate" --strict k8s/*.yaml
+# tests/e2e/manifests.rs runs this too, and shows broken copies fail; here it fails fast.
+"$WEIR_PYTHON" scripts/check-k8s.py k8s/overlays/local k8s/overlays/production
 for f in scripts/*.sh .ci/run; do bash -n "$f"; done
 
 log "cargo fmt --check"
@@ -17,6 +18,6 @@ log "cargo clippy"
 cargo clippy --workspace --all-targets --locked -q -- -D warnings
 log "fuzz: every decoder of outside bytes, a short run each (scripts/fuzz.sh --seconds 600 for long runs)"
 bash scripts/fuzz.sh --seconds "${WEIR_FUZZ_SECONDS:-20}"
-log "cargo test (unit, integration and end-to-end)"
+log "cargo test (unit, integration and end-to-end; the container test builds the image with scripts/image.sh)"
 # --no-fail-fast: one run reports every failing test binary, not only the first.
 cargo test --workspace --locked --no-fail-fast
