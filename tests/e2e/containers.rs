@@ -550,34 +550,39 @@ fn every_role_in_a_container_end_to_end() {
         .filter(|((_, _, ws), _)| closed(*ws))
         .collect();
     assert!(!expected.is_empty(), "no closed minute to compare");
+    // Polled until equal or the deadline; then the last difference is the failure.
     let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let mut got: BTreeMap<_, _> = FLEET_METRICS
-            .iter()
-            .flat_map(|m| rows(&names.database, "1m", 0, &format!("{m}{{")))
-            .filter(|((_, _, ws), _)| closed(*ws))
-            .collect();
-        // The fleet's values are decimals (0.145): a sum taken in another order differs in
-        // its last bits. Counts, extremes, first and last stay exact; sums and increases
-        // within 1e-12 relative are the same sum.
-        for (k, r) in got.iter_mut() {
-            if let Some(e) = expected.get(k) {
-                let close = |a: f64, b: f64| (a - b).abs() <= 1e-12 * a.abs().max(b.abs()).max(1.0);
-                if close(r.sum, e.sum) {
-                    r.sum = e.sum;
-                }
-                if close(r.increase, e.increase) {
-                    r.increase = e.increase;
+    let mut last = Ok(());
+    wait_until(
+        "the rollup's closed minutes",
+        Duration::from_secs(90),
+        || {
+            let mut got: BTreeMap<_, _> = FLEET_METRICS
+                .iter()
+                .flat_map(|m| rows(&names.database, "1m", 0, &format!("{m}{{")))
+                .filter(|((_, _, ws), _)| closed(*ws))
+                .collect();
+            // The fleet's values are decimals (0.145): a sum taken in another order differs in
+            // its last bits. Counts, extremes, first and last stay exact; sums and increases
+            // within 1e-12 relative are the same sum.
+            for (k, r) in got.iter_mut() {
+                if let Some(e) = expected.get(k) {
+                    let close =
+                        |a: f64, b: f64| (a - b).abs() <= 1e-12 * a.abs().max(b.abs()).max(1.0);
+                    if close(r.sum, e.sum) {
+                        r.sum = e.sum;
+                    }
+                    if close(r.increase, e.increase) {
+                        r.increase = e.increase;
+                    }
                 }
             }
-        }
-        match compare(&got, &expected) {
-            Ok(()) => break,
-            Err(e) if Instant::now() > deadline => {
-                panic!("the rollup's closed minutes in ClickHouse differ from the batch computation: {e}")
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(500)),
-        }
+            last = compare(&got, &expected);
+            last.is_ok() || Instant::now() > deadline
+        },
+    );
+    if let Err(e) = last {
+        panic!("the rollup's closed minutes in ClickHouse differ from the batch computation: {e}");
     }
     eprintln!(
         "{} rows of {} closed minutes equal the batch computation",
