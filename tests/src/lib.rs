@@ -45,39 +45,31 @@ pub fn ensure_stack() {
     });
 }
 
-/// The `weir` binary, built once (a no-op when it is up to date).
+/// `cargo build -p PACKAGE --bin PACKAGE` (a no-op when it is up to date); its path.
+fn build_bin(package: &str) -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(repo_root())
+        .args(["build", "-q", "-p", package, "--bin", package])
+        .status()
+        .expect("run cargo build");
+    assert!(status.success(), "building {package} failed");
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo_root().join("target"));
+    target.join("debug").join(package)
+}
+
+/// The `weir` binary, built once.
 pub fn weir_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .current_dir(repo_root())
-            .args(["build", "-q", "-p", "weir", "--bin", "weir"])
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "building weir failed");
-        let target = std::env::var("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| repo_root().join("target"));
-        target.join("debug/weir")
-    })
-    .clone()
+    BIN.get_or_init(|| build_bin("weir")).clone()
 }
 
 /// The `weir-load` binary (the demo fleet, benchmarks), built once.
 pub fn weir_load_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .current_dir(repo_root())
-            .args(["build", "-q", "-p", "weir-load", "--bin", "weir-load"])
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "building weir-load failed");
-        weir_bin().with_file_name("weir-load")
-    })
-    .clone()
+    BIN.get_or_init(|| build_bin("weir-load")).clone()
 }
 
 /// The Python of the project's venv (confluent-kafka, fastavro), made by stack.sh.
