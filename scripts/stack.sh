@@ -32,7 +32,7 @@ install_tansu() {
   local target="$WEIR_CACHE_DIR/build/broker"
   cargo install --quiet --locked --path scripts/broker --root "$(dirname "$(dirname "$TANSU_BIN")")" \
     --target-dir "$target"
-  # The build tree is ~2 GB and never reused once the binary is installed.
+  # The build tree (1.5 GB here) is never reused once the binary is installed.
   rm -rf "$target"
   log "tansu broker built in $(( $(date +%s) - started )) s: $TANSU_BIN"
 }
