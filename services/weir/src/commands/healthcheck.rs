@@ -38,15 +38,19 @@ pub struct HealthcheckArgs {
     topology: TopologyArgs,
 }
 
-/// The `/readyz` URL of `role` in `t`. A wildcard listen address (0.0.0.0, ::) is asked
-/// on loopback: the check runs beside the service, in its network namespace.
-pub fn ready_url(t: &Topology, role: HealthRole) -> String {
-    let listen = match role {
+/// Where `role` listens in `t` (the topology section its `--listen` overrides).
+fn listen_of(t: &Topology, role: HealthRole) -> SocketAddr {
+    match role {
         HealthRole::Gateway => t.gateway.listen,
         HealthRole::TsdbWriter => t.tsdb_writer.listen,
         HealthRole::Rollup => t.rollup.listen,
         HealthRole::Alerter => t.alerter.listen,
-    };
+    }
+}
+
+/// The `/readyz` URL of a service listening at `listen`. A wildcard listen address (0.0.0.0, ::) is asked
+/// on loopback: the check runs beside the service, in its network namespace.
+pub fn ready_url(listen: SocketAddr) -> String {
     let ip = match listen.ip() {
         IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
         IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
@@ -117,27 +121,25 @@ fn running_role() -> Option<RunningRole> {
 pub async fn run(a: HealthcheckArgs) -> anyhow::Result<ExitCode> {
     let url = match (&a.url, a.role) {
         (Some(u), _) => u.clone(),
-        (None, Some(role)) => ready_url(&a.topology.load()?, role),
+        (None, Some(role)) => ready_url(listen_of(&a.topology.load()?, role)),
         (None, None) => {
             let Some(r) = running_role() else {
                 anyhow::bail!(
                     "no `weir <role>` process to check here: give the URL, or --role (or WEIR_ROLE) to check that role's /readyz from the topology"
                 );
             };
-            let mut topo = a.topology.clone();
-            if r.topology.is_some() {
-                topo.file = r.topology.clone();
-            }
-            let mut t = topo.load()?;
-            if let Some(l) = r.listen {
-                match r.role {
-                    HealthRole::Gateway => t.gateway.listen = l,
-                    HealthRole::TsdbWriter => t.tsdb_writer.listen = l,
-                    HealthRole::Rollup => t.rollup.listen = l,
-                    HealthRole::Alerter => t.alerter.listen = l,
+            // The process's own --listen wins over its topology, as it does for the role.
+            let listen = match r.listen {
+                Some(l) => l,
+                None => {
+                    let mut topo = a.topology.clone();
+                    if r.topology.is_some() {
+                        topo.file = r.topology;
+                    }
+                    listen_of(&topo.load()?, r.role)
                 }
-            }
-            ready_url(&t, r.role)
+            };
+            ready_url(listen)
         }
     };
     let http = reqwest::Client::builder()
@@ -211,22 +213,22 @@ mod tests {
     fn wildcard_listen_addresses_are_checked_on_loopback() {
         let mut t = Topology::local();
         assert_eq!(
-            ready_url(&t, HealthRole::Gateway),
+            ready_url(listen_of(&t, HealthRole::Gateway)),
             "http://127.0.0.1:8080/readyz"
         );
         t.rollup.listen = "0.0.0.0:9402".parse().unwrap();
         assert_eq!(
-            ready_url(&t, HealthRole::Rollup),
+            ready_url(listen_of(&t, HealthRole::Rollup)),
             "http://127.0.0.1:9402/readyz"
         );
         t.alerter.listen = "[::]:9403".parse().unwrap();
         assert_eq!(
-            ready_url(&t, HealthRole::Alerter),
+            ready_url(listen_of(&t, HealthRole::Alerter)),
             "http://[::1]:9403/readyz"
         );
         t.tsdb_writer.listen = "10.1.2.3:9301".parse().unwrap();
         assert_eq!(
-            ready_url(&t, HealthRole::TsdbWriter),
+            ready_url(listen_of(&t, HealthRole::TsdbWriter)),
             "http://10.1.2.3:9301/readyz"
         );
     }
