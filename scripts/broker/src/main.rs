@@ -1,6 +1,9 @@
-//! `tansu broker --listener-url URL --advertised-listener-url URL --storage-engine URL`:
-//! the arguments of tansu's own CLI that the local stack uses, so the same command line
-//! starts either binary. Options are parsed by hand: four flags do not need clap.
+//! `tansu broker --listener-url URL --advertised-listener-url URL --storage-engine URL
+//! [--authentication]`: the arguments of tansu's own CLI that the local stack uses, so the
+//! same command line starts either binary. Options are parsed by hand: five flags do not
+//! need clap. `--authentication` makes every client authenticate with SASL (SCRAM
+//! credentials are created with the AlterUserScramCredentials API); the Kafka TLS/SASL
+//! tests start a second broker with it.
 use std::process::ExitCode;
 
 use tansu_broker::broker::Broker;
@@ -13,17 +16,23 @@ struct Args {
     listener: Url,
     advertised: Url,
     storage: Url,
+    authentication: bool,
 }
 
 fn parse() -> Result<Args, String> {
     let mut listener = "tcp://127.0.0.1:9092".to_string();
     let mut advertised = None;
     let mut storage = "sqlite://tansu.db".to_string();
+    let mut authentication = false;
     let mut it = std::env::args().skip(1).peekable();
     if it.peek().map(String::as_str) == Some("broker") {
         it.next();
     }
     while let Some(flag) = it.next() {
+        if flag == "--authentication" {
+            authentication = true;
+            continue;
+        }
         let (name, inline) = match flag.split_once('=') {
             Some((n, v)) => (n.to_string(), Some(v.to_string())),
             None => (flag.clone(), None),
@@ -35,7 +44,7 @@ fn parse() -> Result<Args, String> {
             "--listener-url" => listener = value,
             "--advertised-listener-url" => advertised = Some(value),
             "--storage-engine" => storage = value,
-            other => return Err(format!("unknown option {other} (this broker takes --listener-url, --advertised-listener-url, --storage-engine)")),
+            other => return Err(format!("unknown option {other} (this broker takes --listener-url, --advertised-listener-url, --storage-engine, --authentication)")),
         }
     }
     let url = |what: &str, s: &str| Url::parse(s).map_err(|e| format!("{what} {s}: {e}"));
@@ -46,6 +55,7 @@ fn parse() -> Result<Args, String> {
         )?,
         listener: url("--listener-url", &listener)?,
         storage: url("--storage-engine", &storage)?,
+        authentication,
     })
 }
 
@@ -66,11 +76,12 @@ async fn main() -> ExitCode {
         }
     };
     println!(
-        "tansu broker {} listening on: {} (advertised: {}) storage: {}",
+        "tansu broker {} listening on: {} (advertised: {}) storage: {} authentication: {}",
         env!("CARGO_PKG_VERSION"),
         args.listener,
         args.advertised,
-        args.storage
+        args.storage,
+        if args.authentication { "SASL" } else { "none" }
     );
     let broker = Broker::<Controller<StorageContainer>, StorageContainer>::builder()
         .node_id(NODE_ID)
@@ -81,7 +92,7 @@ async fn main() -> ExitCode {
         .schema_registry(None)
         .storage(args.storage)
         .listener(args.listener)
-        .authentication(false)
+        .authentication(args.authentication)
         .tls_server_config(None)
         .silent(false);
     let started = tokio::time::Instant::now();
