@@ -33,7 +33,13 @@ fn firing_alert_is_active_in_alertmanager_until_resolved() {
         .enable_all()
         .build()
         .unwrap();
-    let am = AlertmanagerClient::new(vec![AM.into()], Duration::from_secs(5)).unwrap();
+    let am = AlertmanagerClient::new(
+        vec![AM.into()],
+        Duration::from_secs(5),
+        &Default::default(),
+        Default::default(),
+    )
+    .unwrap();
     let mut n = Notifier::new(Duration::from_secs(60), Duration::from_secs(5));
     let fired = now_ms() - 30_000;
     let mut a = Alert {

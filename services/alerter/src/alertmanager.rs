@@ -3,14 +3,17 @@
 //! them accepted it; otherwise the alerts stay due and the caller retries.
 use std::time::Duration;
 
+use weir_runtime::config::{SinkSpec, TlsClientOptions};
+use weir_runtime::http::{redact_url, Credentials};
+
 use crate::notify::AmAlert;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AmError {
     #[error("no Alertmanager configured")]
     NoTarget,
-    #[error("Alertmanager {url}: {source}")]
-    Http { url: String, source: reqwest::Error },
+    #[error("Alertmanager {url}: {message}")]
+    Http { url: String, message: String },
     #[error("Alertmanager {url} answered {status}: {body}")]
     Status {
         url: String,
@@ -24,17 +27,46 @@ pub enum AmError {
 pub struct AlertmanagerClient {
     http: reqwest::Client,
     urls: Vec<String>,
+    credentials: Credentials,
 }
 
 impl AlertmanagerClient {
-    /// `urls`: base URLs such as `http://127.0.0.1:9093`.
-    pub fn new(urls: Vec<String>, timeout: Duration) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder().timeout(timeout).build()?;
+    /// `urls`: base URLs such as `http://127.0.0.1:9093`, all with the same TLS and
+    /// credentials.
+    pub fn new(
+        urls: Vec<String>,
+        timeout: Duration,
+        tls: &TlsClientOptions,
+        credentials: Credentials,
+    ) -> anyhow::Result<Self> {
+        let http = weir_runtime::http::client_builder(tls, "alertmanager")?
+            .timeout(timeout)
+            .build()?;
         let urls = urls
             .into_iter()
             .map(|u| u.trim_end_matches('/').to_string())
             .collect();
-        Ok(Self { http, urls })
+        Ok(Self {
+            http,
+            urls,
+            credentials,
+        })
+    }
+
+    /// The client of an `alertmanager` sink.
+    pub fn of_sink(spec: &SinkSpec, timeout: Duration) -> anyhow::Result<Self> {
+        let SinkSpec::Alertmanager {
+            url,
+            basic_auth,
+            bearer_token,
+            tls,
+        } = spec
+        else {
+            anyhow::bail!("not an alertmanager sink");
+        };
+        let creds = Credentials::from_config(basic_auth.as_ref(), bearer_token.as_ref())
+            .map_err(anyhow::Error::msg)?;
+        Self::new(vec![url.clone()], timeout, tls, creds)
     }
 
     /// Posts alerts to every Alertmanager; `Ok` when at least one accepted them.
@@ -46,15 +78,19 @@ impl AlertmanagerClient {
         let mut last = Err(AmError::NoTarget);
         for base in &self.urls {
             let url = format!("{base}/api/v2/alerts");
-            let r = self
+            let req = self
                 .http
                 .post(&url)
                 .header("content-type", "application/json")
-                .body(body.clone())
-                .send()
-                .await;
+                .body(body.clone());
+            let r = self.credentials.apply(req).send().await;
+            // Only the redacted URL is kept: errors reach logs and /readyz.
+            let url = redact_url(&url);
             let result = match r {
-                Err(source) => Err(AmError::Http { url, source }),
+                Err(e) => Err(AmError::Http {
+                    url,
+                    message: e.without_url().to_string(),
+                }),
                 Ok(resp) if resp.status().is_success() => Ok(()),
                 Ok(resp) => {
                     let status = resp.status().as_u16();

@@ -53,8 +53,7 @@ pub async fn run(
         .map(|s| s.generation)
         .ok_or_else(|| anyhow::anyhow!("replay state lock poisoned"))?;
     let clickhouse = Arc::new(
-        ClickHouseSink::new(&plan.url, &plan.database, cfg.tiers.clone())
-            .with_generation(generation),
+        ClickHouseSink::new(&plan.clickhouse, cfg.tiers.clone())?.with_generation(generation),
     );
     if !wait_for_schema(&clickhouse, &ops.health, cfg.retry_max, &interrupt).await {
         return Ok(false);

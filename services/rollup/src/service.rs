@@ -24,7 +24,7 @@ use weir_window::kafka::{DecodeFn, KafkaLog};
 use weir_window::{EventLog, Handoff, HashedKey, InputChecks, PoolConfig, PoolHandle, WorkerPool};
 
 use crate::dataflow::{build, Emission, Emitter, Key, TierRow, Timing};
-use crate::sink::clickhouse::ClickHouseSink;
+use crate::sink::clickhouse::{ClickHouseSink, ClickHouseTarget};
 use crate::sink::topics::TopicSink;
 use crate::sink::{by_tier, record_of};
 use crate::tiers::Tiers;
@@ -40,8 +40,7 @@ pub(crate) struct Flush {
 pub(crate) struct Plan {
     pub cfg: RollupConfig,
     pub topic: String,
-    pub url: String,
-    pub database: String,
+    pub clickhouse: ClickHouseTarget,
     pub tier_topics: Vec<(String, TopicSpec)>,
     pub late_spec: TopicSpec,
 }
@@ -50,11 +49,12 @@ impl Plan {
     pub fn of(topology: &Topology) -> anyhow::Result<Self> {
         let cfg = topology.rollup.clone();
         let role = RoleSpec::resolve(topology, "rollup", &cfg.group, Role::Rollup)?;
-        let Some(SinkSpec::ClickHouse { url, database }) = role.sink else {
-            anyhow::bail!(
+        let clickhouse = match role.sink {
+            Some(s @ SinkSpec::ClickHouse { .. }) => ClickHouseTarget::of(s)?,
+            _ => anyhow::bail!(
                 "consumer group {} needs a sink of type clickhouse",
                 cfg.group
-            );
+            ),
         };
         let topic = role.single_topic()?.to_string();
         role.declared("dead_letter_topic", &cfg.dead_letter_topic)?;
@@ -65,8 +65,7 @@ impl Plan {
             .map(|t| Ok((t.topic(), role.declared("tiers", &t.topic())?.clone())))
             .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(Self {
-            url: url.clone(),
-            database: database.clone(),
+            clickhouse,
             cfg,
             topic,
             tier_topics,
@@ -106,13 +105,9 @@ pub async fn run(topology: Topology, shutdown: CancellationToken) -> anyhow::Res
     let plan = Plan::of(&topology)?;
     let cfg = &plan.cfg;
     let ops = RoleOps::serve(cfg.listen, "creating ClickHouse tables").await?;
-    tracing::info!(addr = %ops.addr, group = %cfg.group, topic = %plan.topic, workers = cfg.workers, clickhouse = %plan.url, "rollup listening");
+    tracing::info!(addr = %ops.addr, group = %cfg.group, topic = %plan.topic, workers = cfg.workers, clickhouse = %weir_runtime::http::redact_url(&plan.clickhouse.url), "rollup listening");
 
-    let clickhouse = Arc::new(ClickHouseSink::new(
-        &plan.url,
-        &plan.database,
-        cfg.tiers.clone(),
-    ));
+    let clickhouse = Arc::new(ClickHouseSink::new(&plan.clickhouse, cfg.tiers.clone())?);
     if !wait_for_schema(&clickhouse, &ops.health, cfg.retry_max, &shutdown).await {
         ops.close().await;
         return Ok(());

@@ -8,13 +8,25 @@ use rdkafka::config::ClientConfig;
 use crate::config::{KafkaConfig, TopicSpec};
 
 /// Base config: bootstrap servers plus the topology's `kafka.client` properties.
+/// TLS and SASL are librdkafka's own properties (`security.protocol: SASL_SSL`,
+/// `ssl.ca.location`, `sasl.mechanism: SCRAM-SHA-512`, ...; see
+/// docs/topology.md); a value `env:VAR` or `file:PATH` is read from there, so
+/// passwords stay out of the topology.
 pub fn client_config(k: &KafkaConfig) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &k.bootstrap_servers);
-    for (key, v) in &k.client {
-        c.set(key, v);
-    }
+    set_all(&mut c, &k.client);
     c
+}
+
+/// Sets each property, resolving `env:`/`file:` values. The topology's check already
+/// resolved every one of them at start, so a failure here is a secret that vanished
+/// since; librdkafka then reports the bad value itself.
+fn set_all(c: &mut ClientConfig, props: &std::collections::BTreeMap<String, String>) {
+    for (key, v) in props {
+        let value = crate::config::resolve_secret(v).unwrap_or_else(|_| v.clone());
+        c.set(key, value);
+    }
 }
 
 /// A producer that never loses or duplicates on retry: idempotent with `acks=all`.
@@ -31,9 +43,7 @@ pub fn producer_config(k: &KafkaConfig, topic: &TopicSpec) -> ClientConfig {
         .set("queue.buffering.max.kbytes", "262144")
         .set("queue.buffering.max.messages", "100000")
         .set("message.timeout.ms", "30000");
-    for (key, v) in &k.producer {
-        c.set(key, v);
-    }
+    set_all(&mut c, &k.producer);
     c
 }
 
@@ -47,9 +57,7 @@ pub fn consumer_config(k: &KafkaConfig, group: &str) -> ClientConfig {
         // gets its new share. Incremental (cooperative-sticky) rebalancing left
         // partitions orphaned on tansu when a member died (seen in the two-writer test).
         .set("partition.assignment.strategy", "roundrobin");
-    for (key, v) in &k.consumer {
-        c.set(key, v);
-    }
+    set_all(&mut c, &k.consumer);
     // After the overrides: offsets are stored only once a sink acknowledged them, and
     // no topology setting may turn that off.
     c.set("enable.auto.offset.store", "false");
@@ -68,9 +76,7 @@ pub fn reader_config(k: &KafkaConfig, name: &str) -> ClientConfig {
         // Look-ups read one record at a time: a broker holding each fetch for the
         // default 500 ms would make a binary search over a partition take seconds.
         .set("fetch.wait.max.ms", "20");
-    for (key, v) in &k.consumer {
-        c.set(key, v);
-    }
+    set_all(&mut c, &k.consumer);
     c.set("enable.auto.offset.store", "false");
     c
 }

@@ -70,7 +70,7 @@ pub async fn run(topology: Topology, shutdown: CancellationToken) -> anyhow::Res
 
     let ops = RoleOps::serve(cfg.listen, "starting").await?;
     ops.health.set_ready();
-    tracing::info!(addr = %ops.addr, group = %cfg.group, topics = ?topics, sink = sink.url(), "tsdb-writer listening");
+    tracing::info!(addr = %ops.addr, group = %cfg.group, topics = ?topics, sink = sink.shown_url(), "tsdb-writer listening");
     // Gauges that change only on events start at 0, so a dashboard shows 0, not "no data".
     metrics::gauge!("weir_tsdb_writer_paused_partitions").set(0.0);
     metrics::gauge!("weir_tsdb_writer_in_flight_requests").set(0.0);
@@ -533,7 +533,7 @@ async fn deliver(shared: &Shared, p: &PartitionId, body: Vec<u8>, spans: Vec<Spa
                     metrics::counter!("weir_tsdb_writer_requests_total", "outcome" => "ok")
                         .increment(1);
                     if !shared.health.is_ready() {
-                        tracing::info!(sink = shared.sink.url(), "sink is writable again");
+                        tracing::info!(sink = shared.sink.shown_url(), "sink is writable again");
                         shared.health.set_ready();
                     }
                     break;

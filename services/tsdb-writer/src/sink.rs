@@ -5,7 +5,8 @@ use prost::Message;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use weir_contract::remote_write::WriteRequest;
 use weir_contract::Series;
-use weir_runtime::config::{resolve_secret, SinkSpec};
+use weir_runtime::config::SinkSpec;
+use weir_runtime::http::{redact_url, Credentials};
 
 /// Why a request was not written.
 #[derive(Debug, thiserror::Error)]
@@ -22,13 +23,9 @@ pub enum SendError {
 pub struct RemoteWriteSink {
     client: reqwest::Client,
     url: String,
-    auth: Auth,
-}
-
-enum Auth {
-    None,
-    Basic(String, String),
-    Bearer(String),
+    /// `url` without credentials or query: what logs and errors show.
+    shown: String,
+    auth: Credentials,
 }
 
 impl RemoteWriteSink {
@@ -38,6 +35,7 @@ impl RemoteWriteSink {
             headers,
             basic_auth,
             bearer_token,
+            tls,
         } = spec
         else {
             anyhow::bail!("the tsdb-writer needs a sink of type prometheus_remote_write");
@@ -59,15 +57,9 @@ impl RemoteWriteSink {
                 HeaderValue::from_str(v).map_err(|e| anyhow::anyhow!("sink header {k:?}: {e}"))?,
             );
         }
-        let auth = match (basic_auth, bearer_token) {
-            (Some(b), _) => Auth::Basic(
-                b.username.clone(),
-                resolve_secret(&b.password).map_err(anyhow::Error::msg)?,
-            ),
-            (None, Some(t)) => Auth::Bearer(resolve_secret(t).map_err(anyhow::Error::msg)?),
-            (None, None) => Auth::None,
-        };
-        let client = reqwest::Client::builder()
+        let auth = Credentials::from_config(basic_auth.as_ref(), bearer_token.as_ref())
+            .map_err(anyhow::Error::msg)?;
+        let client = weir_runtime::http::client_builder(tls, "prometheus_remote_write")?
             .default_headers(default_headers)
             .user_agent(concat!("weir-tsdb-writer/", env!("CARGO_PKG_VERSION")))
             .timeout(timeout)
@@ -76,27 +68,25 @@ impl RemoteWriteSink {
         Ok(Self {
             client,
             url: url.clone(),
+            shown: redact_url(url),
             auth,
         })
     }
 
-    pub fn url(&self) -> &str {
-        &self.url
+    /// The sink's URL as it may be shown (no credentials, no query).
+    pub fn shown_url(&self) -> &str {
+        &self.shown
     }
 
     /// Sends one snappy-compressed `WriteRequest`.
     pub async fn send(&self, body: bytes::Bytes) -> Result<(), SendError> {
-        let mut req = self.client.post(&self.url).body(body);
-        req = match &self.auth {
-            Auth::None => req,
-            Auth::Basic(u, p) => req.basic_auth(u, Some(p)),
-            Auth::Bearer(t) => req.bearer_auth(t),
-        };
+        let req = self.auth.apply(self.client.post(&self.url).body(body));
         let started = Instant::now();
         let resp = req.send().await;
         metrics::histogram!("weir_tsdb_writer_request_duration_seconds")
             .record(started.elapsed().as_secs_f64());
-        let resp = resp.map_err(|e| SendError::Retryable(format!("{}: {e}", self.url)))?;
+        let resp =
+            resp.map_err(|e| SendError::Retryable(format!("{}: {}", self.shown, e.without_url())))?;
         let status = resp.status();
         if status.is_success() {
             return Ok(());
@@ -110,7 +100,7 @@ impl RemoteWriteSink {
             }),
             s => Err(SendError::Retryable(format!(
                 "{} answered {s}: {body}",
-                self.url
+                self.shown
             ))),
         }
     }
@@ -182,6 +172,7 @@ mod tests {
                 .collect::<BTreeMap<_, _>>(),
             basic_auth,
             bearer_token: bearer_token.map(str::to_string),
+            tls: Default::default(),
         };
         let sink = RemoteWriteSink::new(&spec, Duration::from_secs(5)).unwrap();
         sink.send(bytes::Bytes::from_static(b"x")).await.unwrap();

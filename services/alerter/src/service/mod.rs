@@ -81,11 +81,12 @@ pub async fn run(topology: Topology, shutdown: CancellationToken) -> anyhow::Res
             .context("loading alerter.rule_files")?,
     );
     let role = RoleSpec::resolve(&topology, "alerter", &cfg.group, Role::Alerter)?;
-    let Some(SinkSpec::Alertmanager { url }) = role.sink else {
-        anyhow::bail!(
+    let sink = match role.sink {
+        Some(s @ SinkSpec::Alertmanager { .. }) => s.clone(),
+        _ => anyhow::bail!(
             "consumer group {} needs a sink of type alertmanager",
             cfg.group
-        );
+        ),
     };
     let topic = role.single_topic()?.to_string();
     let partials_spec = role
@@ -103,7 +104,7 @@ pub async fn run(topology: Topology, shutdown: CancellationToken) -> anyhow::Res
 
     let ops = RoleOps::serve(cfg.listen, "reading topic metadata").await?;
     let health = ops.health.clone();
-    tracing::info!(addr = %ops.addr, group = %cfg.group, merge_group = %cfg.merge_group, topic = %topic, rules = rules.len(), alertmanager = %url, "alerter listening");
+    tracing::info!(addr = %ops.addr, group = %cfg.group, merge_group = %cfg.merge_group, topic = %topic, rules = rules.len(), alertmanager = %weir_runtime::http::redact_url(sink.url()), "alerter listening");
 
     let partials: FutureProducer = producer_config(&topology.kafka, &partials_spec)
         .create()
@@ -156,7 +157,7 @@ pub async fn run(topology: Topology, shutdown: CancellationToken) -> anyhow::Res
     // The notifier: Alertmanager on wall-clock time.
     let group_interval = Duration::from_millis(rules.max_interval_ms().max(0) as u64);
     let notifier = Arc::new(Mutex::new(Notifier::new(cfg.resend_delay, group_interval)));
-    let am = AlertmanagerClient::new(vec![url.clone()], cfg.alertmanager_timeout)
+    let am = AlertmanagerClient::of_sink(&sink, cfg.alertmanager_timeout)
         .context("creating the Alertmanager client")?;
     let notify_wake = Arc::new(tokio::sync::Notify::new());
     let notify_task = tokio::spawn(notify_loop(

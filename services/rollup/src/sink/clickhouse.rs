@@ -102,21 +102,86 @@ struct PartRow {
     partition: String,
 }
 
+/// How to reach ClickHouse: the sink's URL, database, credentials and TLS.
+#[derive(Debug, Clone)]
+pub struct ClickHouseTarget {
+    pub url: String,
+    pub database: String,
+    pub user: Option<String>,
+    /// Resolved (`env:VAR` read).
+    pub password: Option<String>,
+    pub tls: weir_runtime::config::TlsClientOptions,
+}
+
+impl ClickHouseTarget {
+    pub fn of(spec: &weir_runtime::config::SinkSpec) -> anyhow::Result<Self> {
+        let weir_runtime::config::SinkSpec::ClickHouse {
+            url,
+            database,
+            user,
+            password,
+            tls,
+        } = spec
+        else {
+            anyhow::bail!("not a clickhouse sink");
+        };
+        let password = password
+            .as_deref()
+            .map(weir_runtime::config::resolve_secret)
+            .transpose()
+            .map_err(anyhow::Error::msg)?;
+        Ok(Self {
+            url: url.clone(),
+            database: database.clone(),
+            user: user.clone(),
+            password,
+            tls: tls.clone(),
+        })
+    }
+}
+
 impl ClickHouseSink {
-    pub fn new(url: &str, database: &str, tiers: Vec<TierConfig>) -> Self {
+    pub fn new(t: &ClickHouseTarget, tiers: Vec<TierConfig>) -> anyhow::Result<Self> {
+        // The crate's own TLS features pick their roots and provider themselves; ours
+        // is the one config every sink shares (CA bundle, client certificate,
+        // insecure_skip_verify), handed to hyper-rustls.
+        let tls = weir_runtime::tls::client_config(&t.tls)
+            .map_err(|e| anyhow::anyhow!("clickhouse sink TLS: {e}"))?;
+        if t.tls.insecure_skip_verify {
+            tracing::warn!("clickhouse sink: tls.insecure_skip_verify is on: the server's certificate is not checked");
+        }
+        let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+        http.set_keepalive(Some(std::time::Duration::from_secs(60)));
+        http.enforce_http(false);
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let hyper =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                // ClickHouse closes idle connections after 3 s.
+                .pool_idle_timeout(std::time::Duration::from_secs(2))
+                .build(https);
         // The server checks nothing the crate would validate on 18.16 (no
         // RowBinaryWithNamesAndTypes there): validation off, as the local notes say.
-        let server = clickhouse::Client::default()
-            .with_url(url)
+        let mut server = clickhouse::Client::with_http_client(hyper)
+            .with_url(&t.url)
             .with_validation(false);
-        let client = server.clone().with_database(database);
-        Self {
+        if let Some(u) = &t.user {
+            server = server.with_user(u);
+        }
+        if let Some(p) = &t.password {
+            server = server.with_password(p);
+        }
+        let client = server.clone().with_database(&t.database);
+        Ok(Self {
             server,
             client,
-            database: database.to_string(),
+            database: t.database.clone(),
             tiers,
             generation: 0,
-        }
+        })
     }
 
     /// Rows written as recomputation `generation` (a replay), which replace every row of

@@ -1,19 +1,30 @@
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use bytesize::ByteSize;
 use serde::Deserialize;
+
+use super::tls::TlsServerOptions;
 
 /// `weir gateway` settings.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GatewayConfig {
     pub listen: SocketAddr,
+    /// Serve `/metrics`, `/healthz` and `/readyz` here instead of on `listen` (plain
+    /// HTTP, so a scraper needs no client certificate or API key).
+    pub ops_listen: Option<SocketAddr>,
+    /// HTTPS (HTTP/2 and HTTP/1.1) on `listen`; absent: plain HTTP.
+    pub tls: Option<TlsServerOptions>,
     /// The topic written to; must be declared under `topics`.
     pub topic: String,
     pub limits: GatewayLimits,
     pub validation: ValidationConfig,
     pub auth: AuthConfig,
+    /// Per-tenant rate and series limits.
+    pub tenants: TenantsConfig,
     /// How long a request waits for Kafka to acknowledge its records before 503.
     #[serde(with = "humantime_serde")]
     pub delivery_timeout: Duration,
@@ -23,10 +34,13 @@ impl Default for GatewayConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            ops_listen: None,
+            tls: None,
             topic: "metrics.raw".into(),
             limits: GatewayLimits::default(),
             validation: ValidationConfig::default(),
             auth: AuthConfig::default(),
+            tenants: TenantsConfig::default(),
             delivery_timeout: Duration::from_secs(30),
         }
     }
@@ -56,6 +70,11 @@ pub struct GatewayLimits {
     /// A request body must arrive within this, or the request is answered 408.
     #[serde(with = "humantime_serde")]
     pub body_read_timeout: Duration,
+    /// Series never seen before (by this gateway, within `tenants.active_series_idle`)
+    /// admitted per hour over all tenants; past it, requests bringing new series are
+    /// answered 429 while known series keep flowing. 0: no limit. A guard against a
+    /// cardinality explosion (a label carrying a request id) reaching the TSDB.
+    pub max_new_series_per_hour: u64,
 }
 
 impl Default for GatewayLimits {
@@ -70,6 +89,7 @@ impl Default for GatewayLimits {
             max_fields_per_line: 1_000,
             max_connections: 4_096,
             body_read_timeout: Duration::from_secs(30),
+            max_new_series_per_hour: 0,
         }
     }
 }
@@ -130,6 +150,12 @@ pub struct AuthConfig {
     /// The label that carries the tenant; any value the client sent for it is replaced.
     pub tenant_label: String,
     pub keys: Vec<ApiKey>,
+    /// A YAML file `keys: [{tenant, sha256}]` read beside `keys`, and read again on
+    /// SIGHUP and when it changes: keys are added and retired without a restart.
+    pub keys_file: Option<PathBuf>,
+    /// How often `keys_file` is checked for a change.
+    #[serde(with = "humantime_serde")]
+    pub keys_reload_interval: Duration,
 }
 
 impl Default for AuthConfig {
@@ -138,27 +164,156 @@ impl Default for AuthConfig {
             enabled: false,
             tenant_label: "tenant".into(),
             keys: Vec::new(),
+            keys_file: None,
+            keys_reload_interval: Duration::from_secs(2),
         }
     }
 }
 
+/// One API key of a tenant (a tenant may have several, e.g. while rotating). Give the
+/// key's SHA-256 (`weir keys hash` prints it), or the key itself, which is hashed at
+/// load and not kept.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiKey {
-    /// The key itself, or `env:VAR` to read it from the environment.
-    pub key: String,
     pub tenant: String,
+    /// The key, or `env:VAR` / `file:PATH`.
+    #[serde(default)]
+    pub key: Option<String>,
+    /// Hex SHA-256 of the key, optionally prefixed `sha256:`.
+    #[serde(default)]
+    pub sha256: Option<String>,
+    /// Says which key this is in logs and metrics (never the key itself).
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// The keys file: `keys:` as in `gateway.auth.keys`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeysFile {
+    pub keys: Vec<ApiKey>,
 }
 
 impl ApiKey {
-    /// The key's value, resolving `env:VAR`.
-    pub fn resolve(&self) -> Result<String, String> {
-        match self.key.strip_prefix("env:") {
-            Some(var) => {
-                std::env::var(var).map_err(|_| format!("environment variable {var} is not set"))
-            }
-            None => Ok(self.key.clone()),
+    /// Checks one key: a tenant, and exactly one of `key` (resolvable, 16+ characters)
+    /// and `sha256` (64 hex digits).
+    pub fn check(&self) -> Result<(), (String, String)> {
+        if self.tenant.is_empty() {
+            return Err(("tenant".into(), "must not be empty".into()));
         }
+        match (&self.key, &self.sha256) {
+            (Some(k), None) => {
+                let key = super::resolve_secret(k).map_err(|m| ("key".to_string(), m))?;
+                if key.len() < 16 {
+                    return Err(("key".into(), "must be at least 16 characters".into()));
+                }
+            }
+            (None, Some(h)) => {
+                let hex = h.strip_prefix("sha256:").unwrap_or(h);
+                if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err((
+                        "sha256".into(),
+                        "must be 64 hex digits (the output of `weir keys hash`)".into(),
+                    ));
+                }
+            }
+            _ => return Err(("key".into(), "give exactly one of key and sha256".into())),
+        }
+        Ok(())
+    }
+}
+
+/// Limits per tenant (the tenant of the API key or client certificate; without auth
+/// every request is the tenant `default`). They hold per gateway replica: with N
+/// replicas behind a balancer, a tenant gets up to N times these.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TenantsConfig {
+    pub defaults: TenantLimits,
+    pub overrides: BTreeMap<String, TenantLimitOverrides>,
+    /// A series not written for this long no longer counts as active.
+    #[serde(with = "humantime_serde")]
+    pub active_series_idle: Duration,
+}
+
+impl Default for TenantsConfig {
+    fn default() -> Self {
+        Self {
+            defaults: TenantLimits::default(),
+            overrides: BTreeMap::new(),
+            active_series_idle: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+/// 0 means no limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TenantLimits {
+    /// Sustained samples per second (a token bucket refilled at this rate).
+    pub samples_per_second: f64,
+    /// Samples the bucket holds: how far above the rate a tenant may burst. 0: one
+    /// second of `samples_per_second`.
+    pub burst: u64,
+    /// Distinct series written within `active_series_idle`.
+    pub max_active_series: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TenantLimitOverrides {
+    pub samples_per_second: Option<f64>,
+    pub burst: Option<u64>,
+    pub max_active_series: Option<u64>,
+}
+
+impl TenantsConfig {
+    /// The limits of `tenant`: its overrides over the defaults.
+    pub fn limits_of(&self, tenant: &str) -> TenantLimits {
+        let d = self.defaults;
+        let l = match self.overrides.get(tenant) {
+            Some(o) => TenantLimits {
+                samples_per_second: o.samples_per_second.unwrap_or(d.samples_per_second),
+                burst: o.burst.unwrap_or(d.burst),
+                max_active_series: o.max_active_series.unwrap_or(d.max_active_series),
+            },
+            None => d,
+        };
+        TenantLimits {
+            burst: if l.burst == 0 {
+                l.samples_per_second.ceil() as u64
+            } else {
+                l.burst
+            },
+            ..l
+        }
+    }
+
+    fn validate(&self) -> Result<(), (String, String)> {
+        let check = |at: String, rate: Option<f64>| match rate {
+            Some(r) if !(r.is_finite() && r >= 0.0) => {
+                Err((at, "must be a non-negative number".to_string()))
+            }
+            _ => Ok(()),
+        };
+        check(
+            "tenants.defaults.samples_per_second".into(),
+            Some(self.defaults.samples_per_second),
+        )?;
+        for (t, o) in &self.overrides {
+            check(
+                format!("tenants.overrides.{t}.samples_per_second"),
+                o.samples_per_second,
+            )?;
+        }
+        if self.active_series_idle < Duration::from_secs(60) {
+            return Err((
+                "tenants.active_series_idle".into(),
+                "must be at least 1m".into(),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -224,28 +379,40 @@ impl GatewayConfig {
                 ),
             ));
         }
-        if self.auth.enabled {
-            if self.auth.keys.is_empty() {
+        if self.auth.enabled && self.auth.keys.is_empty() && self.auth.keys_file.is_none() {
+            return Err((
+                "auth.keys".into(),
+                "auth is enabled but no key and no keys_file is configured".into(),
+            ));
+        }
+        for (i, k) in self.auth.keys.iter().enumerate() {
+            k.check()
+                .map_err(|(f, m)| (format!("auth.keys[{i}].{f}"), m))?;
+        }
+        if self.auth.keys_reload_interval.is_zero() {
+            return Err((
+                "auth.keys_reload_interval".into(),
+                "must be above zero".into(),
+            ));
+        }
+        if let Some(t) = &self.tls {
+            t.validate().map_err(|(f, m)| (format!("tls.{f}"), m))?;
+        }
+        if let Some(ca) = self.tls.as_ref().and_then(|t| t.client_auth.as_ref()) {
+            if !self.auth.enabled && !ca.tenants.is_empty() {
                 return Err((
-                    "auth.keys".into(),
-                    "auth is enabled but no key is configured".into(),
+                    "tls.client_auth.tenants".into(),
+                    "maps certificates to tenants, but auth.enabled is false: tenants are only set with auth on".into(),
                 ));
             }
-            for (i, k) in self.auth.keys.iter().enumerate() {
-                let key = k
-                    .resolve()
-                    .map_err(|m| (format!("auth.keys[{i}].key"), m))?;
-                if key.len() < 16 {
-                    return Err((
-                        format!("auth.keys[{i}].key"),
-                        "must be at least 16 characters".into(),
-                    ));
-                }
-                if k.tenant.is_empty() {
-                    return Err((format!("auth.keys[{i}].tenant"), "must not be empty".into()));
-                }
-            }
         }
+        if self.ops_listen == Some(self.listen) {
+            return Err((
+                "ops_listen".into(),
+                "must differ from listen (leave it out to serve the ops routes on listen)".into(),
+            ));
+        }
+        self.tenants.validate()?;
         if self.auth.tenant_label.is_empty() {
             return Err(("auth.tenant_label".into(), "must not be empty".into()));
         }

@@ -8,6 +8,7 @@ mod gateway;
 mod kafka;
 mod rollup;
 mod sinks;
+mod tls;
 mod topics;
 mod tsdb_writer;
 
@@ -18,11 +19,13 @@ use serde::Deserialize;
 
 pub use alerter::AlerterConfig;
 pub use gateway::{
-    ApiKey, AuthConfig, GatewayConfig, GatewayLimits, NonFinitePolicy, ValidationConfig,
+    ApiKey, AuthConfig, GatewayConfig, GatewayLimits, KeysFile, NonFinitePolicy,
+    TenantLimitOverrides, TenantLimits, TenantsConfig, ValidationConfig,
 };
 pub use kafka::{KafkaConfig, SchemasConfig};
 pub use rollup::{RollupConfig, TierConfig};
 pub use sinks::{BasicAuth, SinkSpec};
+pub use tls::{ClientAuthMode, ClientAuthOptions, TlsClientOptions, TlsServerOptions};
 pub use topics::{CleanupPolicy, Compression, TopicSpec};
 pub use tsdb_writer::TsdbWriterConfig;
 
@@ -169,6 +172,15 @@ impl Topology {
                 "must not be empty".into(),
             ));
         }
+        for (section, props) in [
+            ("client", &self.kafka.client),
+            ("producer", &self.kafka.producer),
+            ("consumer", &self.kafka.consumer),
+        ] {
+            for (key, v) in props {
+                resolve_secret(v).map_err(|m| err(format!("kafka.{section}.{key}"), m))?;
+            }
+        }
         for (id, name) in &self.schemas.confluent_ids {
             if weir_contract::avro::version_by_name(name).is_none() {
                 return Err(err(
@@ -271,14 +283,19 @@ impl Topology {
     }
 }
 
-/// A secret from config: the value itself, or `env:VAR` to read it from the environment.
+/// A secret from config: the value itself, `env:VAR` to read it from the environment,
+/// or `file:PATH` to read it from a file (a mounted Kubernetes secret; one trailing
+/// newline is dropped).
 pub fn resolve_secret(value: &str) -> Result<String, String> {
-    match value.strip_prefix("env:") {
-        Some(var) => {
-            std::env::var(var).map_err(|_| format!("environment variable {var} is not set"))
-        }
-        None => Ok(value.to_string()),
+    if let Some(var) = value.strip_prefix("env:") {
+        return std::env::var(var).map_err(|_| format!("environment variable {var} is not set"));
     }
+    if let Some(path) = value.strip_prefix("file:") {
+        let s = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+        let s = s.strip_suffix('\n').unwrap_or(&s);
+        return Ok(s.strip_suffix('\r').unwrap_or(s).to_string());
+    }
+    Ok(value.to_string())
 }
 
 fn known_versions() -> String {

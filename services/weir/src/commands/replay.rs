@@ -301,6 +301,7 @@ pub async fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
                 headers: Default::default(),
                 basic_auth: None,
                 bearer_token: None,
+                tls: Default::default(),
             });
             weir_tsdb_writer::replay::run(
                 topology,
