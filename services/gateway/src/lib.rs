@@ -6,11 +6,12 @@
 //! Kafka acknowledged every record (acks=all, idempotent producer).
 pub mod auth;
 pub mod body;
-pub mod connections;
 pub mod error;
+pub mod http;
 pub mod ingest;
 pub mod protocols;
 pub mod server;
+pub mod tenants;
 pub mod validate;
 
 pub use server::run;

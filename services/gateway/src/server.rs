@@ -15,24 +15,26 @@ use weir_runtime::ops::{self, Health};
 use weir_runtime::shutdown::Shutdown;
 use weir_runtime::Topology;
 
-use crate::auth::Auth;
+use crate::auth::{Auth, CertTenants};
 use crate::body::BodyLimits;
-use crate::connections::ConnectionLimit;
+use crate::http::ServeOptions;
 use crate::ingest::{Ingest, IngestSettings};
 use crate::protocols::{influx, json_push, remote_write};
+use crate::tenants::TenantLimiter;
 use crate::validate::Validator;
 
 /// State every handler shares.
 pub struct Gateway {
     pub ingest: Ingest,
-    pub auth: Auth,
+    pub auth: Arc<Auth>,
+    pub tenants: TenantLimiter,
     pub body_limits: BodyLimits,
     /// Line protocol: fields on one line.
     pub max_fields_per_line: usize,
 }
 
-/// The HTTP routes: one per protocol, plus `/metrics`, `/healthz`, `/readyz`.
-pub fn router(gw: Arc<Gateway>, health: Health) -> Router {
+/// The ingest routes, one per protocol.
+pub fn ingest_router(gw: Arc<Gateway>) -> Router {
     Router::new()
         .route("/api/v1/write", post(remote_write::handler))
         .route("/write", post(influx::handler))
@@ -41,7 +43,11 @@ pub fn router(gw: Arc<Gateway>, health: Health) -> Router {
         // Bodies are read with our own limits and messages (see `body`).
         .layer(DefaultBodyLimit::disable())
         .with_state(gw)
-        .merge(ops::router(health))
+}
+
+/// The ingest routes plus `/metrics`, `/healthz`, `/readyz` on one listener.
+pub fn router(gw: Arc<Gateway>, health: Health) -> Router {
+    ingest_router(gw).merge(ops::router(health))
 }
 
 /// Runs the gateway until `shutdown`; then stops accepting, lets in-flight requests
@@ -64,6 +70,7 @@ pub async fn run(
     // watcher has reached Kafka and learned the partition count.
     let health = Health::new();
     health.set_not_ready("waiting for Kafka metadata");
+    let tenants = TenantLimiter::new(cfg.tenants.clone(), cfg.limits.max_new_series_per_hour);
     let gw = Arc::new(Gateway {
         ingest: Ingest::new(
             producer.clone(),
@@ -78,10 +85,12 @@ pub async fn run(
                 delivery_timeout: cfg.delivery_timeout,
                 max_inflight_bytes: cfg.limits.max_inflight_bytes.as_u64(),
                 max_queued_records: queue,
+                track_series: tenants.tracks_series(),
             },
             health.clone(),
         ),
-        auth: Auth::from_config(&cfg.auth)?,
+        auth: Arc::new(Auth::from_config(&cfg.auth)?),
+        tenants,
         body_limits: BodyLimits {
             max_body: cfg.limits.max_body_bytes.as_u64() as usize,
             max_decompressed: cfg.limits.max_decompressed_bytes.as_u64() as usize,
@@ -91,21 +100,64 @@ pub async fn run(
     });
 
     let watcher = tokio::spawn(watch_metadata(gw.clone(), health.clone(), shutdown.clone()));
+    let keys_watch = gw.auth.spawn_watch(shutdown.clone());
+    let tls = match &cfg.tls {
+        Some(t) => {
+            let tls = weir_runtime::tls::ServerTls::load(t)
+                .map_err(|e| anyhow::anyhow!("gateway.tls: {e}"))?;
+            tls.spawn_watch(shutdown.clone());
+            Some(tls)
+        }
+        None => None,
+    };
+    let cert_tenants = cfg
+        .tls
+        .as_ref()
+        .and_then(|t| t.client_auth.as_ref())
+        .map(|c| Arc::new(CertTenants::new(c.tenants.clone())));
 
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("cannot listen on {}", cfg.listen))?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, "gateway listening");
+    let ops = match cfg.ops_listen {
+        Some(a) => {
+            let l = tokio::net::TcpListener::bind(a)
+                .await
+                .with_context(|| format!("cannot listen on gateway.ops_listen {a}"))?;
+            tracing::info!(addr = %l.local_addr()?, "ops endpoints listening");
+            Some(ops::spawn(l, health.clone(), shutdown.clone()))
+        }
+        None => None,
+    };
+    tracing::info!(%addr, tls = tls.is_some(), client_auth = cert_tenants.is_some(), "gateway listening");
     if let Some(tx) = bound {
         let _ = tx.send(addr);
     }
-    let s = shutdown.clone();
-    let listener = ConnectionLimit::new(listener, cfg.limits.max_connections);
-    axum::serve(listener, router(gw.clone(), health.clone()))
-        .with_graceful_shutdown(async move { s.cancelled().await })
-        .await
-        .context("serving HTTP")?;
+    let routes = match cfg.ops_listen {
+        Some(_) => ingest_router(gw.clone()),
+        None => router(gw.clone(), health.clone()),
+    };
+    crate::http::serve(
+        listener,
+        routes,
+        ServeOptions {
+            max_connections: cfg.limits.max_connections,
+            tls,
+            cert_tenants,
+            handshake_timeout: cfg.limits.body_read_timeout,
+            drain_timeout: cfg.delivery_timeout + Duration::from_secs(5),
+        },
+        shutdown.clone(),
+    )
+    .await
+    .context("serving HTTP")?;
+    if let Some(k) = keys_watch {
+        k.abort();
+    }
+    if let Some(o) = ops {
+        let _ = o.await;
+    }
 
     // Every request has been answered; anything still queued belongs to none of them,
     // but flush anyway so nothing acknowledged-by-librdkafka is left behind.

@@ -79,6 +79,9 @@ enum Command {
     Schema(commands::schema::SchemaArgs),
     /// Exit 0 when a service's /readyz answers 2xx (the image's HEALTHCHECK)
     Healthcheck(commands::healthcheck::HealthcheckArgs),
+    /// Gateway API keys: `new` makes one, `hash` prints the hash the topology stores
+    #[command(subcommand)]
+    Keys(commands::keys::KeysCommand),
 }
 
 fn main() -> ExitCode {
@@ -110,6 +113,7 @@ fn main() -> ExitCode {
             Command::Tail(a) => commands::tail::run(a).await,
             Command::Schema(a) => commands::schema::run(a),
             Command::Healthcheck(a) => commands::healthcheck::run(a).await,
+            Command::Keys(c) => commands::keys::run(c),
         }
     });
     match result {

@@ -15,7 +15,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -24,7 +23,7 @@ use influxdb_line_protocol::{parse_lines, EscapedStr, FieldValue, ParsedLine, Ta
 use weir_contract::names::{sanitize_label_name, sanitize_metric_name};
 use weir_contract::{MetricType, Sample};
 
-use super::{content_type, no_content, serve, Protocol};
+use super::{content_type, no_content, serve, Call, Protocol};
 use crate::error::{ApiError, ErrorStyle};
 use crate::ingest::{BatchBuilder, Reservation};
 use crate::server::Gateway;
@@ -78,8 +77,7 @@ impl Precision {
 pub async fn handler(
     State(gw): State<Arc<Gateway>>,
     Query(q): Query<HashMap<String, String>>,
-    headers: HeaderMap,
-    body: Body,
+    call: Call,
 ) -> Response {
     let precision = match Precision::parse(q.get("precision").map(String::as_str)) {
         Ok(p) => p,
@@ -89,8 +87,7 @@ pub async fn handler(
     serve(
         gw,
         &PROTOCOL,
-        headers,
-        body,
+        call,
         decode,
         |b, batch| parse(b, precision, now_ms(), max_fields, batch),
         no_content,

@@ -20,7 +20,6 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -29,7 +28,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visit
 use serde::Deserialize;
 use weir_contract::{MetricType, Sample};
 
-use super::{content_type, serve, Protocol};
+use super::{content_type, serve, Call, Protocol};
 use crate::error::{ApiError, ErrorStyle};
 use crate::ingest::{BatchBuilder, LabelSet, Reservation, Written};
 use crate::server::Gateway;
@@ -55,12 +54,11 @@ struct Metric {
     unit: Option<String>,
 }
 
-pub async fn handler(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Body) -> Response {
+pub async fn handler(State(gw): State<Arc<Gateway>>, call: Call) -> Response {
     serve(
         gw,
         &PROTOCOL,
-        headers,
-        body,
+        call,
         decode,
         |b, batch| parse(b, now_ms(), batch),
         accepted,

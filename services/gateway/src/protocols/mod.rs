@@ -10,10 +10,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
+use axum::extract::{FromRequest, Request};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 
+use crate::auth::PeerIdentity;
 use crate::error::{ApiError, ErrorStyle};
 use crate::ingest::{BatchBuilder, Reservation, Written};
 use crate::server::Gateway;
@@ -39,7 +41,29 @@ pub(crate) fn content_type(headers: &HeaderMap) -> Option<String> {
         })
 }
 
-/// The common request flow: auth → admit → read body → decode → parse → write.
+/// A request as the protocols take it: headers, body, and the caller's client
+/// certificate when TLS client auth verified one.
+pub struct Call {
+    pub peer: Option<PeerIdentity>,
+    pub headers: HeaderMap,
+    pub body: Body,
+}
+
+impl<S: Send + Sync> FromRequest<S> for Call {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request(req: Request, _: &S) -> Result<Self, Self::Rejection> {
+        let (mut parts, body) = req.into_parts();
+        Ok(Self {
+            peer: parts.extensions.remove::<PeerIdentity>(),
+            headers: parts.headers,
+            body,
+        })
+    }
+}
+
+/// The common request flow: auth → tenant rate → admit → read body → decode → parse
+/// → tenant limits → write.
 /// Admission comes first, so a request the gateway has no room for is refused before
 /// its body is read; the reservation it takes grows as the body is read (`body::read`),
 /// decompressed (`decode`) and encoded (`parse` feeding the batch builder), all under
@@ -47,15 +71,21 @@ pub(crate) fn content_type(headers: &HeaderMap) -> Option<String> {
 pub(crate) async fn serve(
     gw: Arc<Gateway>,
     proto: &Protocol,
-    headers: HeaderMap,
-    body: Body,
+    call: Call,
     decode: impl FnOnce(Bytes, &HeaderMap, usize, &mut Reservation) -> Result<Bytes, ApiError>,
     parse: impl FnOnce(&[u8], &mut BatchBuilder<'_>) -> Result<(), ApiError>,
     ok: impl FnOnce(&Written) -> Response,
 ) -> Response {
     let started = Instant::now();
+    let Call {
+        peer,
+        headers,
+        body,
+    } = call;
     let result = async {
-        let tenant = gw.auth.tenant(&headers)?;
+        let tenant = gw.auth.tenant(&headers, peer.as_ref())?;
+        let limits_key = tenant.as_deref().unwrap_or(crate::tenants::NO_TENANT);
+        gw.tenants.precheck(limits_key)?;
         let declared = crate::body::declared_len(&headers).unwrap_or(0);
         let mut reservation = gw.ingest.admit(declared.min(gw.body_limits.max_body))?;
         let raw = crate::body::read(body, &headers, gw.body_limits, &mut reservation).await?;
@@ -81,7 +111,15 @@ pub(crate) async fn serve(
         drop(plain);
         // Only the records are held while Kafka acknowledges them.
         encoded.reservation.release(plain_len);
-        gw.ingest.write(proto.name, encoded).await
+        gw.tenants
+            .admit(limits_key, encoded.samples, &encoded.series_hashes)?;
+        let samples = encoded.samples;
+        let w = gw.ingest.write(proto.name, encoded).await;
+        if w.is_ok() || w.as_ref().is_err_and(|e| e.status == StatusCode::BAD_REQUEST) {
+            metrics::counter!("weir_gateway_tenant_samples_total", "tenant" => limits_key.to_string())
+                .increment(samples as u64);
+        }
+        w
     }
     .await;
     let resp = match result {

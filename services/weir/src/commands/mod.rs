@@ -4,6 +4,7 @@ pub mod dlq;
 pub mod gateway;
 pub mod healthcheck;
 pub mod import;
+pub mod keys;
 pub mod replay;
 pub mod rollup;
 pub mod rules;

@@ -11,14 +11,13 @@ mod wire;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap};
 use axum::response::Response;
 use bytes::Bytes;
 use weir_contract::{MetricType, Sample};
 
-use super::{content_type, no_content, serve, Protocol};
+use super::{content_type, no_content, serve, Call, Protocol};
 use crate::error::{ApiError, ErrorStyle};
 use crate::ingest::{BatchBuilder, Reservation};
 use crate::server::Gateway;
@@ -29,8 +28,8 @@ pub const PROTOCOL: Protocol = Protocol {
     errors: ErrorStyle::Text,
 };
 
-pub async fn handler(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Body) -> Response {
-    serve(gw, &PROTOCOL, headers, body, decode, parse, no_content).await
+pub async fn handler(State(gw): State<Arc<Gateway>>, call: Call) -> Response {
+    serve(gw, &PROTOCOL, call, decode, parse, no_content).await
 }
 
 fn decode(
