@@ -17,7 +17,7 @@ LOGS="$WEIR_STATE_DIR/logs"
 
 install_debian() {
   local missing=()
-  for bin in victoria-metrics clickhouse-server prometheus-alertmanager prometheus promtool curl; do
+  for bin in victoria-metrics clickhouse-server prometheus-alertmanager prometheus promtool curl stunnel4 openssl; do
     command -v "$bin" >/dev/null || missing+=("$bin")
   done
   [ ${#missing[@]} -eq 0 ] && return 0

@@ -51,6 +51,7 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     weir_runtime::alloc::tune();
+    weir_runtime::tls::install_default_provider();
     match Cli::parse().command {
         Command::Fleet(a) => fleet::run(a).await,
         Command::BenchGateway(a) => bench_gateway::run(a).await,

@@ -338,10 +338,7 @@ struct Client {
 
 /// Sends rounds until `stop`, each retried with backoff until acknowledged.
 fn load(s: &Setup, url: &str, stop: &AtomicBool, rounds: &AtomicU64, out: &Mutex<Client>) {
-    let http = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap();
+    let http = http().timeout(Duration::from_secs(30)).build().unwrap();
     let start = Instant::now();
     let mut r = 0u64;
     while !stop.load(Ordering::Relaxed) {

@@ -18,6 +18,14 @@ use weir_contract::{MetricsBatch, Sample};
 
 pub mod alerts;
 pub mod rollup;
+pub mod tls;
+
+/// A blocking HTTP client builder. reqwest is built without a TLS provider of its
+/// own (weir hands it one); this makes ring the process default first.
+pub fn http() -> reqwest::blocking::ClientBuilder {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::blocking::Client::builder()
+}
 
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -72,23 +80,25 @@ pub fn weir_load_bin() -> PathBuf {
     BIN.get_or_init(|| build_bin("weir-load")).clone()
 }
 
+/// Where scripts/lib.sh caches what it installs (`WEIR_CACHE_DIR`).
+pub fn cache_dir() -> PathBuf {
+    std::env::var("WEIR_CACHE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            let base = std::env::var("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|_| {
+                    PathBuf::from(std::env::var("HOME").expect("HOME")).join(".cache")
+                });
+            base.join("weir")
+        })
+}
+
 /// The Python of the project's venv (confluent-kafka, fastavro), made by stack.sh.
 pub fn python() -> PathBuf {
     let p = std::env::var("WEIR_PYTHON")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            let cache = std::env::var("WEIR_CACHE_DIR")
-                .map(PathBuf::from)
-                .unwrap_or_else(|_| {
-                    let base = std::env::var("XDG_CACHE_HOME")
-                        .map(PathBuf::from)
-                        .unwrap_or_else(|_| {
-                            PathBuf::from(std::env::var("HOME").expect("HOME")).join(".cache")
-                        });
-                    base.join("weir")
-                });
-            cache.join("venv/bin/python")
-        });
+        .unwrap_or_else(|_| cache_dir().join("venv/bin/python"));
     assert!(
         p.exists(),
         "{} is missing: run scripts/stack.sh install",
@@ -287,7 +297,7 @@ impl Service {
     }
 
     pub fn wait_ready(&self, timeout: Duration) {
-        let client = reqwest::blocking::Client::new();
+        let client = http().build().unwrap();
         let deadline = Instant::now() + timeout;
         loop {
             if let Ok(r) = client.get(self.url("/readyz")).send() {
@@ -510,7 +520,7 @@ pub fn clickhouse(q: &str) -> String {
 }
 
 pub fn client() -> reqwest::blocking::Client {
-    reqwest::blocking::Client::builder()
+    http()
         .timeout(Duration::from_secs(60))
         .build()
         .expect("HTTP client")
@@ -683,7 +693,7 @@ impl Vm {
             .spawn()
             .expect("start victoria-metrics (Debian package)");
         self.child = Some(child);
-        let client = reqwest::blocking::Client::new();
+        let client = http().build().unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
         while client
             .get(self.url("/health"))
@@ -712,7 +722,7 @@ impl Vm {
     /// Series key → (timestamp, value) pairs for every series matching `selector`,
     /// after a flush so that everything written is visible.
     pub fn export(&self, selector: &str) -> BTreeMap<String, Vec<(i64, f64)>> {
-        let client = reqwest::blocking::Client::new();
+        let client = http().build().unwrap();
         let _ = client.get(self.url("/internal/force_flush")).send();
         let text = client
             .get(self.url("/api/v1/export"))

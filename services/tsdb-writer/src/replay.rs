@@ -69,7 +69,10 @@ pub async fn run(
         }
     };
     let sink = RemoteWriteSink::new(&spec, cfg.request_timeout)?;
-    tracing::info!(sink = sink.shown_url(), "replaying into the remote-write sink");
+    tracing::info!(
+        sink = sink.shown_url(),
+        "replaying into the remote-write sink"
+    );
     ops.health.set_ready();
 
     let snapshot = r.state.snapshot().context("replay state lock poisoned")?;

@@ -86,6 +86,7 @@ enum Command {
 
 fn main() -> ExitCode {
     weir_runtime::alloc::tune();
+    weir_runtime::tls::install_default_provider();
     let cli = Cli::parse();
     init_logging(cli.log_format);
     let rt = match tokio::runtime::Builder::new_multi_thread()
