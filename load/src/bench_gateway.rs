@@ -37,6 +37,17 @@ pub enum Mode {
     Vmagent,
     /// Mock, tansu and vmagent in one session, for ratios.
     All,
+    /// The TLS cost: the mock cluster with plain HTTP/1.1, HTTPS over HTTP/1.1 and
+    /// HTTPS over HTTP/2 (ALPN), one after another in one session.
+    Tls,
+}
+
+/// How the load generator reaches the gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Transport {
+    Plain,
+    TlsHttp1,
+    TlsHttp2,
 }
 
 #[derive(Debug, Args)]
@@ -73,12 +84,30 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
         );
     }
     let modes = match a.mode {
-        Mode::Both => vec![Mode::Mock, Mode::Tansu],
-        Mode::All => vec![Mode::Mock, Mode::Tansu, Mode::Vmagent],
-        m => vec![m],
+        Mode::Both => vec![
+            (Mode::Mock, Transport::Plain),
+            (Mode::Tansu, Transport::Plain),
+        ],
+        Mode::All => vec![
+            (Mode::Mock, Transport::Plain),
+            (Mode::Tansu, Transport::Plain),
+            (Mode::Vmagent, Transport::Plain),
+        ],
+        Mode::Tls => vec![
+            (Mode::Mock, Transport::Plain),
+            (Mode::Mock, Transport::TlsHttp1),
+            (Mode::Mock, Transport::TlsHttp2),
+        ],
+        m => vec![(m, Transport::Plain)],
     };
-    for m in modes {
-        bench(&a, m).await?;
+    let certs = tempfile::tempdir()?;
+    let tls = if modes.iter().any(|(_, t)| *t != Transport::Plain) {
+        Some(crate::certs::server_certificate(certs.path())?)
+    } else {
+        None
+    };
+    for (m, t) in modes {
+        bench(&a, m, t, tls.as_ref()).await?;
     }
     Ok(())
 }
@@ -96,9 +125,10 @@ fn start_gateway(
     topic: &str,
     partitions: i32,
     dir: &std::path::Path,
+    extra: &str,
 ) -> anyhow::Result<Receiver> {
     let yaml = format!(
-        "version: 1\nkafka:\n  bootstrap_servers: '{bootstrap}'\ntopics:\n  {topic}: {{partitions: {partitions}, compression: lz4}}\ngateway:\n  listen: 127.0.0.1:0\n  topic: {topic}\n  limits: {{max_body_bytes: 64MiB, max_decompressed_bytes: 256MiB, max_inflight_bytes: 1GiB}}\n  validation: {{max_sample_age: 1d}}\n"
+        "version: 1\nkafka:\n  bootstrap_servers: '{bootstrap}'\ntopics:\n  {topic}: {{partitions: {partitions}, compression: lz4}}\ngateway:\n  listen: 127.0.0.1:0\n  topic: {topic}\n  limits: {{max_body_bytes: 64MiB, max_decompressed_bytes: 256MiB, max_inflight_bytes: 1GiB}}\n  validation: {{max_sample_age: 1d}}\n{extra}"
     );
     let path = dir.join("topology.yaml");
     std::fs::write(&path, yaml)?;
@@ -136,7 +166,11 @@ fn start_vmagent() -> anyhow::Result<Receiver> {
     })
 }
 
-async fn wait_ready(http: &reqwest::Client, addr: SocketAddr, path: &str) -> anyhow::Result<()> {
+pub(crate) async fn wait_ready(
+    http: &reqwest::Client,
+    addr: SocketAddr,
+    path: &str,
+) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
         if let Ok(r) = http.get(format!("http://{addr}{path}")).send().await {
@@ -149,7 +183,12 @@ async fn wait_ready(http: &reqwest::Client, addr: SocketAddr, path: &str) -> any
     bail!("gateway not ready within 60s")
 }
 
-async fn bench(a: &BenchArgs, mode: Mode) -> anyhow::Result<()> {
+async fn bench(
+    a: &BenchArgs,
+    mode: Mode,
+    transport: Transport,
+    tls: Option<&crate::certs::ServerCert>,
+) -> anyhow::Result<()> {
     let topic = format!(
         "bench.raw.{}.{}",
         std::process::id(),
@@ -178,14 +217,52 @@ async fn bench(a: &BenchArgs, mode: Mode) -> anyhow::Result<()> {
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(a.concurrency)
         .build()?;
+    // With TLS the ops endpoints get a plain listener of their own (ready checks).
+    let (extra, ops) = match (transport, tls) {
+        (Transport::Plain, _) | (_, None) => (String::new(), None),
+        (_, Some(c)) => {
+            let ops = free_port()?;
+            (
+                format!(
+                    "  ops_listen: 127.0.0.1:{ops}\n  tls: {{cert_file: '{}', key_file: '{}'}}\n",
+                    c.cert.display(),
+                    c.key.display()
+                ),
+                Some(ops),
+            )
+        }
+    };
     let gw = if mode == Mode::Vmagent {
         let p = start_vmagent()?;
         wait_ready(&http, p.addr, "/health").await?;
         p
     } else {
-        let p = start_gateway(&a.weir, &bootstrap, &topic, a.partitions, dir.path())?;
-        wait_ready(&http, p.addr, "/readyz").await?;
+        let p = start_gateway(
+            &a.weir,
+            &bootstrap,
+            &topic,
+            a.partitions,
+            dir.path(),
+            &extra,
+        )?;
+        let ready = ops.map_or(p.addr, |port| SocketAddr::from(([127, 0, 0, 1], port)));
+        wait_ready(&http, ready, "/readyz").await?;
         p
+    };
+    let (http, scheme) = match (transport, tls) {
+        (Transport::Plain, _) | (_, None) => (http, "http"),
+        (t, Some(c)) => {
+            let ca = reqwest::Certificate::from_pem(&std::fs::read(&c.ca)?)?;
+            let b = reqwest::Client::builder()
+                .pool_max_idle_per_host(a.concurrency)
+                .tls_certs_only([ca]);
+            let b = if t == Transport::TlsHttp1 {
+                b.http1_only()
+            } else {
+                b
+            };
+            (b.build()?, "https")
+        }
     };
 
     let warmup = (a.requests / 10).max(1);
@@ -196,7 +273,12 @@ async fn bench(a: &BenchArgs, mode: Mode) -> anyhow::Result<()> {
         a.fleet,
         crate::fleet::now_ms(),
     );
-    let url = format!("http://{}/api/v1/write", gw.addr);
+    let host = if scheme == "https" {
+        format!("localhost:{}", gw.addr.port())
+    } else {
+        gw.addr.to_string()
+    };
+    let url = format!("{scheme}://{host}/api/v1/write");
     let rw_bytes: usize = bodies[warmup..].iter().map(|(b, _)| b.len()).sum();
 
     send_all(&http, &url, &bodies[..warmup], a.concurrency).await?;
@@ -208,9 +290,15 @@ async fn bench(a: &BenchArgs, mode: Mode) -> anyhow::Result<()> {
     lat.sort_by(f64::total_cmp);
     let pct = |p: f64| lat[((lat.len() as f64 - 1.0) * p) as usize] * 1e3;
 
-    let label = match mode {
-        Mode::Mock => "weir gateway -> Kafka, librdkafka mock cluster (broker isolated)",
-        Mode::Tansu => "weir gateway -> Kafka, tansu on loopback (end to end)",
+    let label = match (mode, transport) {
+        (Mode::Mock, Transport::TlsHttp1) => {
+            "weir gateway over HTTPS (HTTP/1.1) -> Kafka, librdkafka mock cluster (broker isolated)"
+        }
+        (Mode::Mock, Transport::TlsHttp2) => {
+            "weir gateway over HTTPS (HTTP/2, ALPN) -> Kafka, librdkafka mock cluster (broker isolated)"
+        }
+        (Mode::Mock, _) => "weir gateway -> Kafka, librdkafka mock cluster (broker isolated)",
+        (Mode::Tansu, _) => "weir gateway -> Kafka, tansu on loopback (end to end)",
         _ => "peer: vmagent -> VictoriaMetrics remote write (same requests)",
     };
     println!("== remote write: {label}");

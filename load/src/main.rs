@@ -12,8 +12,10 @@
 mod bench_alerter;
 mod bench_gateway;
 mod bench_rollup;
+mod bench_tenants;
 mod bench_window;
 mod bench_writer;
+mod certs;
 mod fleet;
 mod proc_stat;
 mod process;
@@ -38,6 +40,8 @@ enum Command {
     Fleet(fleet::FleetArgs),
     /// Measure gateway samples per CPU-second for remote write into Kafka
     BenchGateway(bench_gateway::BenchArgs),
+    /// Measure whether a tenant at 10x its limit changes another tenant's latency
+    BenchTenants(bench_tenants::TenantsBenchArgs),
     /// Measure tsdb-writer samples per CPU-second and lag recovery after a sink outage
     BenchWriter(bench_writer::WriterBenchArgs),
     /// Measure window-engine (rollup dataflow) samples per CPU-second in process
@@ -55,6 +59,7 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Fleet(a) => fleet::run(a).await,
         Command::BenchGateway(a) => bench_gateway::run(a).await,
+        Command::BenchTenants(a) => bench_tenants::run(a).await,
         // Blocking HTTP and its own runtime: run it off the async one.
         Command::BenchWriter(a) => {
             tokio::task::spawn_blocking(move || bench_writer::run(a)).await?

@@ -82,3 +82,66 @@ fn sizes_and_durations_parse() {
         (7u64 * 86400 * 1000).to_string()
     );
 }
+
+/// The production topology at the end of docs/security.md loads as written.
+#[test]
+fn the_production_topology_in_the_security_docs_is_valid() {
+    let doc = include_str!("../../../../docs/security.md");
+    let at = doc.rfind("```yaml\n").expect("a yaml block") + 8;
+    let yaml = &doc[at..at + doc[at..].find("```").expect("closed block")];
+    for var in ["WEIR_KAFKA_PASSWORD", "WEIR_VM_TOKEN"] {
+        std::env::set_var(var, "set-by-the-test");
+    }
+    let t = Topology::from_yaml_str(yaml, "docs/security.md").unwrap_or_else(|e| panic!("{e}"));
+    assert!(t.gateway.tls.is_some() && t.gateway.auth.enabled);
+    assert_eq!(
+        t.kafka.client.get("security.protocol").map(String::as_str),
+        Some("SASL_SSL")
+    );
+}
+
+#[test]
+fn security_settings_are_checked_with_their_path() {
+    let y = with(
+        "    url: http://127.0.0.1:8123\n",
+        "    url: https://127.0.0.1:8123\n    tls: {cert_file: /c.pem}\n",
+    );
+    assert_eq!(field_of(&y), "sinks.clickhouse.tls.cert_file");
+    let y = with(
+        "    url: http://127.0.0.1:8123\n",
+        "    url: http://127.0.0.1:8123\n    password: env:WEIR_TEST_UNSET_VARIABLE\n    user: weir\n",
+    );
+    assert_eq!(field_of(&y), "sinks.clickhouse.password");
+    let y = with(
+        "  listen: 127.0.0.1:8080\n",
+        "  listen: 127.0.0.1:8080\n  ops_listen: 127.0.0.1:8080\n",
+    );
+    assert_eq!(field_of(&y), "gateway.ops_listen");
+    let y = with(
+        "  listen: 127.0.0.1:8080\n",
+        "  listen: 127.0.0.1:8080\n  tenants: {overrides: {acme: {samples_per_second: -1}}}\n",
+    );
+    assert_eq!(
+        field_of(&y),
+        "gateway.tenants.overrides.acme.samples_per_second"
+    );
+}
+
+#[test]
+fn api_keys_need_a_tenant_and_one_of_key_and_hash() {
+    let y = with(
+        "    enabled: false\n    keys: []\n",
+        "    enabled: true\n    keys: [{tenant: acme, sha256: 'sha256:abc'}]\n",
+    );
+    assert_eq!(field_of(&y), "gateway.auth.keys[0].sha256");
+    let y = with(
+        "    enabled: false\n    keys: []\n",
+        "    enabled: true\n    keys: [{tenant: acme}]\n",
+    );
+    assert_eq!(field_of(&y), "gateway.auth.keys[0].key");
+    let y = with(
+        "    enabled: false\n    keys: []\n",
+        "    enabled: true\n    keys: []\n",
+    );
+    assert_eq!(field_of(&y), "gateway.auth.keys");
+}
