@@ -4,7 +4,7 @@
 //! tenant at its active-series limit; the global new-series guard).
 use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -73,8 +73,9 @@ fn keys_rotate_in_the_keys_file_while_a_client_sends_and_no_valid_request_is_ref
     let gw = Arc::new(Gateway::start(&topo));
     let current = Arc::new(Mutex::new(a.to_string()));
     let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicU64::new(0));
     let sender = {
-        let (gw, current, stop) = (gw.clone(), current.clone(), stop.clone());
+        let (gw, current, stop, sent) = (gw.clone(), current.clone(), stop.clone(), sent.clone());
         std::thread::spawn(move || {
             let http = client();
             let mut results = Vec::new();
@@ -84,6 +85,7 @@ fn keys_rotate_in_the_keys_file_while_a_client_sends_and_no_valid_request_is_ref
                 let line = format!("rotation_test,host=h{} value={i} {}", i % 7, now_ms());
                 let (status, body, _) = send(&http, &gw, &key, line);
                 results.push((key, status, body));
+                sent.fetch_add(1, Ordering::Relaxed);
                 i += 1;
             }
             results
@@ -94,7 +96,13 @@ fn keys_rotate_in_the_keys_file_while_a_client_sends_and_no_valid_request_is_ref
             metric(&gw, "weir_gateway_auth_keys") == n
         })
     };
-    let settle = || std::thread::sleep(Duration::from_millis(700));
+    // Between changes the client sends at least 20 requests with the key it has.
+    let settle = || {
+        let from = sent.load(Ordering::Relaxed);
+        wait_until("20 more requests sent", Duration::from_secs(30), || {
+            sent.load(Ordering::Relaxed) >= from + 20
+        })
+    };
     settle();
     // 1. Add the new key (file replaced by a rename), wait for the reload, move the
     //    client to it, then retire the old one.

@@ -4,7 +4,7 @@
 //! holds a connection open.
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use weir_e2e::tls::{Issued, TestCa};
 use weir_e2e::*;
@@ -61,16 +61,7 @@ impl TlsGateway {
     }
 
     fn ops_metric(&self, prefix: &str) -> f64 {
-        client()
-            .get(self.ops_url("/metrics"))
-            .send()
-            .and_then(|r| r.text())
-            .ok()
-            .and_then(|t| {
-                t.lines()
-                    .find_map(|l| l.strip_prefix(prefix).and_then(|v| v.trim().parse().ok()))
-            })
-            .unwrap_or(0.0)
+        metric_at(&self.ops_url("/metrics"), prefix)
     }
 }
 
@@ -205,15 +196,15 @@ remote_write:
             g.https("/api/v1/write")
         ),
     );
-    let deadline = Instant::now() + Duration::from_secs(90);
     let mut tenants = Vec::new();
-    while Instant::now() < deadline {
-        tenants = tenants_of(&g.topo.topic, g.topo.partitions, "up");
-        if !tenants.is_empty() {
-            break;
-        }
-        std::thread::sleep(Duration::from_secs(1));
-    }
+    wait_until(
+        "Prometheus' `up` in the topic",
+        Duration::from_secs(90),
+        || {
+            tenants = tenants_of(&g.topo.topic, g.topo.partitions, "up");
+            !tenants.is_empty()
+        },
+    );
     drop(prom);
     assert_eq!(
         tenants,

@@ -133,23 +133,12 @@ fn the_gateway_and_the_tsdb_writer_run_over_sasl_ssl_with_scram() {
     // A wrong SCRAM password is refused: the gateway never becomes ready and says why.
     let bad = topology(&broker, &ca, "not-the-password-at-all", &vm, &run);
     let gw = Gateway::spawn_gateway(&bad);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let mut last = String::new();
-    while Instant::now() < deadline {
-        let r = http.get(gw.url("/readyz")).send().unwrap();
-        assert_eq!(
-            r.status().as_u16(),
-            503,
-            "a gateway with a wrong password became ready"
-        );
-        last = r.text().unwrap_or_default();
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    let reason = never_ready(&gw, "a gateway with a wrong password");
     assert!(
-        !last.contains("not-the-password"),
-        "/readyz shows the password: {last}"
+        !reason.contains("not-the-password"),
+        "/readyz shows the password: {reason}"
     );
-    eprintln!("readyz with a wrong SCRAM password: {last}");
+    eprintln!("readyz with a wrong SCRAM password: {reason}");
 
     // Without TLS the endpoint does not answer Kafka; without SASL the broker refuses.
     for (addr, what) in [
@@ -160,9 +149,33 @@ fn the_gateway_and_the_tsdb_writer_run_over_sasl_ssl_with_scram() {
         ),
     ] {
         let topo = TestTopology::with_kafka(&addr, "", 1, "", "");
-        let gw = Gateway::spawn_gateway(&topo);
-        std::thread::sleep(Duration::from_secs(5));
+        never_ready(&Gateway::spawn_gateway(&topo), what);
+    }
+}
+
+/// Waits until the gateway's first look-up of Kafka metadata has failed (its `/readyz`
+/// names it), answering 503 all along, then checks it stays 503 through its next
+/// attempts; returns the reason `/readyz` gave.
+fn never_ready(gw: &Gateway, what: &str) -> String {
+    let http = client();
+    let readyz = || {
         let r = http.get(gw.url("/readyz")).send().unwrap();
         assert_eq!(r.status().as_u16(), 503, "{what}: the gateway became ready");
-    }
+        r.text().unwrap_or_default()
+    };
+    let mut reason = String::new();
+    wait_until(
+        &format!("{what}: a failed metadata look-up"),
+        Duration::from_secs(30),
+        || {
+            reason = readyz();
+            reason.contains("kafka metadata")
+        },
+    );
+    holds_until(
+        &format!("{what}: not ready"),
+        Instant::now() + Duration::from_secs(3),
+        || !readyz().is_empty(),
+    );
+    reason
 }

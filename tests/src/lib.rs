@@ -554,8 +554,14 @@ pub fn holds_until(what: &str, until: Instant, mut cond: impl FnMut() -> bool) {
 /// The value of the first line of a service's `/metrics` that starts with `prefix`
 /// (name and labels as rendered), or 0.
 pub fn metric(service: &Service, prefix: &str) -> f64 {
+    metric_at(&service.url("/metrics"), prefix)
+}
+
+/// The value of the first line of the Prometheus text at `url` that starts with
+/// `prefix`, or 0.
+pub fn metric_at(url: &str, prefix: &str) -> f64 {
     client()
-        .get(service.url("/metrics"))
+        .get(url)
         .send()
         .and_then(|r| r.text())
         .ok()

@@ -20,6 +20,8 @@ use crate::error::ApiError;
 pub const NO_TENANT: &str = "default";
 
 pub struct TenantLimiter {
+    /// Some limit is set: without one, requests skip the limiter (no lock, no map).
+    limited: bool,
     cfg: TenantsConfig,
     max_new_series_per_hour: u64,
     started: Instant,
@@ -39,13 +41,21 @@ struct TenantState {
 
 impl TenantLimiter {
     pub fn new(cfg: TenantsConfig, max_new_series_per_hour: u64) -> Self {
-        Self {
+        let rated = cfg.defaults.samples_per_second > 0.0
+            || cfg
+                .overrides
+                .values()
+                .any(|o| o.samples_per_second.unwrap_or(0.0) > 0.0);
+        let mut me = Self {
+            limited: false,
             cfg,
             max_new_series_per_hour,
             started: Instant::now(),
             tenants: RwLock::new(HashMap::new()),
             new_series: Mutex::new((0, 0)),
-        }
+        };
+        me.limited = rated || me.tracks_series();
+        me
     }
 
     /// Whether requests must carry their series hashes (some series limit is on).
@@ -89,6 +99,9 @@ impl TenantLimiter {
 
     /// Before the body is read: refuses a tenant whose bucket is empty.
     pub fn precheck(&self, tenant: &str) -> Result<(), ApiError> {
+        if !self.limited {
+            return Ok(());
+        }
         let st = self.state(tenant);
         let mut s = lock(&st);
         if s.limits.samples_per_second <= 0.0 {
@@ -110,6 +123,9 @@ impl TenantLimiter {
     /// After parsing: takes `samples` from the bucket and records `series` as active,
     /// or refuses the whole request and takes nothing.
     pub fn admit(&self, tenant: &str, samples: usize, series: &[u64]) -> Result<(), ApiError> {
+        if !self.limited {
+            return Ok(());
+        }
         let st = self.state(tenant);
         let mut s = lock(&st);
         let minute = self.minute();
@@ -274,6 +290,15 @@ mod tests {
         assert_eq!(e.status, 429);
         assert!(e.message.contains("max_active_series"), "{}", e.message);
         l.admit("b", 3, &[4, 5, 6]).unwrap();
+    }
+
+    #[test]
+    fn without_limits_nothing_is_tracked() {
+        let l = TenantLimiter::new(TenantsConfig::default(), 0);
+        assert!(!l.tracks_series());
+        l.admit("a", 1_000_000_000, &[1, 2, 3]).unwrap();
+        l.precheck("a").unwrap();
+        assert!(l.tenants.read().unwrap().is_empty());
     }
 
     #[test]

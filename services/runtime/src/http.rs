@@ -73,16 +73,6 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-/// A reqwest error as text, with any URL in it redacted.
-pub fn describe_error(e: reqwest::Error) -> String {
-    let url = e.url().map(|u| redact_url(u.as_str()));
-    let e = e.without_url();
-    match url {
-        Some(u) => format!("{u}: {e}"),
-        None => e.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

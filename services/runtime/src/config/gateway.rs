@@ -183,7 +183,8 @@ pub struct ApiKey {
     /// Hex SHA-256 of the key, optionally prefixed `sha256:`.
     #[serde(default)]
     pub sha256: Option<String>,
-    /// Says which key this is in logs and metrics (never the key itself).
+    /// A note for the people who read the file (who holds the key, since when); weir
+    /// does not use it.
     #[serde(default)]
     pub name: Option<String>,
 }
