@@ -14,7 +14,10 @@ pub fn client_builder(
             "tls.insecure_skip_verify is on: the server's certificate is not checked"
         );
     }
-    Ok(reqwest::Client::builder().tls_backend_preconfigured(client_config(tls)?))
+    let mut cfg = client_config(tls)?;
+    // A preconfigured config is used as is: reqwest sets no ALPN of its own on it.
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(reqwest::Client::builder().tls_backend_preconfigured(cfg))
 }
 
 /// Basic auth or a bearer token, secrets resolved (`env:VAR`, `file:PATH`).

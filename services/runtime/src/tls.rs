@@ -209,7 +209,8 @@ fn mtimes(files: &[PathBuf]) -> Vec<Option<SystemTime>> {
 }
 
 /// What a client verifies and presents. Without a CA bundle the system's roots
-/// (`/etc/ssl/certs`) are trusted.
+/// (`/etc/ssl/certs`) are trusted. ALPN is left to the HTTP client (hyper-rustls
+/// refuses a config that already has it).
 pub fn client_config(o: &TlsClientOptions) -> Result<ClientConfig, TlsError> {
     let builder =
         ClientConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
@@ -232,13 +233,12 @@ pub fn client_config(o: &TlsClientOptions) -> Result<ClientConfig, TlsError> {
         };
         builder.with_root_certificates(store)
     };
-    let mut cfg = match (&o.cert_file, &o.key_file) {
+    let cfg = match (&o.cert_file, &o.key_file) {
         (Some(c), Some(k)) => {
             builder.with_client_auth_cert(certs("client certificate", c)?, key(k)?)?
         }
         _ => builder.with_no_client_auth(),
     };
-    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(cfg)
 }
 
