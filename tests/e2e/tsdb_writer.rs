@@ -607,3 +607,109 @@ fn a_series_the_receiver_refuses_goes_to_the_dead_letter_topic_and_the_rest_is_w
         std::thread::sleep(Duration::from_millis(300));
     }
 }
+
+/// Tenancy downstream: each tenant's series reach VictoriaMetrics in requests of their
+/// own, with `{tenant}` in the sink URL replaced by the tenant's id (VictoriaMetrics'
+/// `extra_label` shows which request a series came in); a tenant with a sink of its own
+/// goes there; a tenant that could leave its URL is dead-lettered, not written elsewhere.
+#[test]
+fn each_tenant_is_written_to_its_own_route() {
+    ensure_stack();
+    let vm = Vm::start();
+    let raw = unique("test.raw");
+    let dlq = unique("test.dlq");
+    let group = unique("test.tsdb-writers");
+    let run = unique("run").replace('.', "_");
+    let yaml = format!(
+        "version: 1\nkafka: {{bootstrap_servers: '{}', consumer: {{session.timeout.ms: '4000', heartbeat.interval.ms: '1000'}}}}\ntopics:\n  {raw}: {{partitions: 1}}\n  {dlq}: {{partitions: 1}}\nconsumer_groups:\n  {group}: {{role: tsdb-writer, topics: [{raw}], sink: vm}}\nsinks:\n  vm: {{type: prometheus_remote_write, url: '{}?extra_label=routed={{tenant}}', headers: {{X-Scope-OrgID: '{{tenant}}'}}}}\n  own: {{type: prometheus_remote_write, url: '{}?extra_label=routed=own'}}\ngateway: {{listen: '127.0.0.1:0', topic: {raw}}}\ntsdb_writer: {{group: {group}, listen: '127.0.0.1:0', dead_letter_topic: {dlq}, max_batch_delay: 200ms, tenancy: {{enabled: true, ids: {{acme: '42'}}, sinks: {{initech: own}}}}}}\n",
+        bootstrap(),
+        vm.url("/api/v1/write"),
+        vm.url("/api/v1/write"),
+    );
+    let topo = TestTopology::from_yaml(&yaml, raw.clone(), 1);
+    topo.apply();
+    let ts = now_ms() - 10_000;
+    let series = |host: &str, tenant_label: Option<&str>, tenant_field: Option<&str>| {
+        let mut labels = vec![
+            weir_contract::Label::new("host", host),
+            weir_contract::Label::new("run", run.clone()),
+        ];
+        if let Some(t) = tenant_label {
+            labels.push(weir_contract::Label::new("tenant", t));
+        }
+        let mut s = weir_contract::Series::new(
+            "tenancy_test",
+            labels,
+            vec![weir_contract::Sample::new(ts, 1.0)],
+        );
+        s.tenant = tenant_field.map(str::to_string);
+        s
+    };
+    // One record mixing every case: the writer must cut it into per-tenant requests.
+    let record = weir_contract::avro::BatchEncoder::encode(&weir_contract::MetricsBatch {
+        series: vec![
+            series("a", Some("acme"), None),
+            series("b", Some("globex"), None),
+            series("c", None, Some("globex")),
+            series("d", Some("initech"), None),
+            series("e", None, None),
+            series("f", Some("../../admin"), None),
+            series("g", Some("acme"), None),
+        ],
+    });
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .create()
+        .unwrap();
+    producer
+        .send(
+            BaseRecord::<(), [u8]>::to(&raw)
+                .partition(0)
+                .payload(&record),
+        )
+        .unwrap();
+    producer.flush(Duration::from_secs(10)).unwrap();
+    let writer = Service::spawn(
+        &["tsdb-writer", "-f", topo.path.to_str().unwrap()],
+        "tsdb-writer listening",
+    );
+    writer.wait_ready(Duration::from_secs(30));
+    let selector = format!("{{run=\"{run}\"}}");
+    let got = vm.wait_for(&selector, Duration::from_secs(60), |g| g.len() >= 6);
+    let key = |host: &str, routed: &str, tenant: Option<&str>| {
+        let tenant = tenant
+            .map(|t| format!(",tenant=\"{t}\""))
+            .unwrap_or_default();
+        format!("tenancy_test{{host=\"{host}\",routed=\"{routed}\",run=\"{run}\"{tenant}}}")
+    };
+    let want: Vec<String> = vec![
+        key("a", "42", Some("acme")),
+        key("b", "globex", Some("globex")),
+        key("c", "globex", None),
+        key("d", "own", Some("initech")),
+        key("e", "default", None),
+        key("g", "42", Some("acme")),
+    ];
+    let mut want_sorted = want.clone();
+    want_sorted.sort();
+    assert_eq!(got.keys().cloned().collect::<Vec<_>>(), want_sorted);
+    let dead = read_topic(&dlq, 1, Duration::from_secs(30), |r| !r.is_empty());
+    assert_eq!(dead.len(), 1);
+    let headers = dlq_headers(&dlq);
+    assert_eq!(
+        headers.get("weir.error.kind").map(String::as_str),
+        Some("invalid_tenant")
+    );
+    let batch = weir_contract::avro::Decoder::new()
+        .decode(&dead[0].payload)
+        .unwrap();
+    assert_eq!(batch.series.len(), 1);
+    assert_eq!(batch.series[0].labels[0].value, "f");
+    assert_eq!(
+        metric(
+            &writer,
+            "weir_tsdb_writer_tenant_samples_total{tenant=\"acme\"} "
+        ),
+        2.0
+    );
+}

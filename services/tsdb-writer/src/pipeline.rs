@@ -9,7 +9,9 @@
 //! partition is paused. When
 //! the receiver refuses a batch as unwritable (4xx), the batch is split in halves until
 //! the refused series are alone; those go to the dead-letter topic, the rest is written.
-//! Only then is the offset after the batch stored for commit.
+//! Only then is the offset after the batch stored for commit. With tenancy on, each
+//! series is tagged with its tenant's route as it is read, and a batch goes out as one
+//! request per tenant (see [`crate::tenancy`]).
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,6 +37,7 @@ use weir_runtime::role::{RoleOps, RoleSpec};
 use weir_runtime::Topology;
 
 use crate::sink::{series_of, RemoteWriteSink, SendError};
+use crate::tenancy::{Route, Router, Unrouted};
 
 type Consumer_ = StreamConsumer<GroupContext<Draining>>;
 
@@ -48,6 +51,7 @@ pub async fn run(topology: Topology, shutdown: CancellationToken) -> anyhow::Res
         .with_context(|| format!("consumer group {} names no sink", cfg.group))?;
     role.declared("dead_letter_topic", &cfg.dead_letter_topic)?;
     let sink = RemoteWriteSink::new(sink_spec, cfg.request_timeout)?;
+    let router = Router::new(&topology, sink, cfg.request_timeout)?;
     let assignment = Arc::new(Assignment::default());
     let context = GroupContext {
         group: cfg.group.clone(),
@@ -70,7 +74,7 @@ pub async fn run(topology: Topology, shutdown: CancellationToken) -> anyhow::Res
 
     let ops = RoleOps::serve(cfg.listen, "starting").await?;
     ops.health.set_ready();
-    tracing::info!(addr = %ops.addr, group = %cfg.group, topics = ?topics, sink = sink.shown_url(), "tsdb-writer listening");
+    tracing::info!(addr = %ops.addr, group = %cfg.group, topics = ?topics, sink = router.shown_url(), tenancy = router.enabled(), "tsdb-writer listening");
     // Gauges that change only on events start at 0, so a dashboard shows 0, not "no data".
     metrics::gauge!("weir_tsdb_writer_paused_partitions").set(0.0);
     metrics::gauge!("weir_tsdb_writer_in_flight_requests").set(0.0);
@@ -78,7 +82,6 @@ pub async fn run(topology: Topology, shutdown: CancellationToken) -> anyhow::Res
     let (done_tx, done_rx) = mpsc::unbounded_channel();
     let shared = Arc::new(Shared {
         consumer: consumer.clone(),
-        sink,
         dlq,
         cfg: cfg.clone(),
         assignment,
@@ -89,6 +92,8 @@ pub async fn run(topology: Topology, shutdown: CancellationToken) -> anyhow::Res
         shared: shared.clone(),
         decoder: topology.decoder(),
         checks: InputChecks::new(cfg.max_sample_future).check_partition(cfg.check_partition),
+        router,
+        unrouted: Unrouted::default(),
         partitions: HashMap::new(),
         lanes: HashMap::new(),
         permits: Arc::new(Semaphore::new(cfg.max_in_flight)),
@@ -104,7 +109,6 @@ pub async fn run(topology: Topology, shutdown: CancellationToken) -> anyhow::Res
 
 struct Shared {
     consumer: Arc<Consumer_>,
-    sink: RemoteWriteSink,
     dlq: DeadLetters,
     cfg: TsdbWriterConfig,
     assignment: Arc<Assignment>,
@@ -120,6 +124,18 @@ struct Span {
     start: usize,
     end: usize,
     offset: i64,
+    /// The tenant route of the series (always 0 with tenancy off).
+    route: u32,
+    /// Its samples (per-tenant counts; fits beside `route` at no cost).
+    samples: u32,
+}
+
+/// The part of a batch that goes to one route, as one request (or more, when the
+/// receiver refuses some of it).
+struct Part {
+    route: Arc<Route>,
+    body: Vec<u8>,
+    spans: Vec<Span>,
 }
 
 /// A partition's buffer. Series are transcoded from Avro straight into remote-write
@@ -152,6 +168,8 @@ struct Writer {
     shared: Arc<Shared>,
     decoder: Decoder,
     checks: InputChecks,
+    router: Router,
+    unrouted: Unrouted,
     /// Each topic's partition count, for the partition check; read again after a
     /// rebalance, since partitions may have been added.
     partitions: HashMap<String, Option<u32>>,
@@ -209,27 +227,34 @@ impl Writer {
         lane.last_offset = Some(offset);
         let (body_len, spans_len) = (lane.body.len(), lane.spans.len());
         let mut samples = 0;
-        let checks = &mut self.checks;
+        let (checks, router, unrouted) = (&mut self.checks, &mut self.router, &mut self.unrouted);
         checks.start(placement);
         let visited = self.decoder.visit(payload, |s| {
             let kept = checks.within(&s);
             if kept.is_empty() {
                 return;
             }
+            let route = match router.route_of(&s) {
+                Ok(r) => r,
+                Err(why) => return unrouted.push(&s, kept, why),
+            };
             let start = lane.body.len();
             push_timeseries(&mut lane.body, s.name, s.labels, kept);
             lane.spans.push(Span {
                 start,
                 end: lane.body.len(),
                 offset,
+                route,
+                samples: kept.len().min(u32::MAX as usize) as u32,
             });
             samples += kept.len();
         });
-        let cut = match &visited {
-            Ok(_) => checks.finish(),
+        let (cut, unrouted) = match &visited {
+            Ok(_) => (checks.finish(), unrouted.finish()),
             Err(_) => {
                 checks.reset();
-                None
+                unrouted.reset();
+                (None, None)
             }
         };
         if let Err(e) = visited {
@@ -247,6 +272,9 @@ impl Writer {
             // goes on to the TSDB.
             self.dead_letter_durably(m, &cut.payload, cut.kind, &cut.error)
                 .await;
+        }
+        if let Some((payload, kind, error)) = unrouted {
+            self.dead_letter_durably(m, &payload, kind, &error).await;
         }
         let lane = lane_of(&mut self.lanes, &mut self.generations, &p);
         metrics::counter!("weir_tsdb_writer_samples_total", "outcome" => "read")
@@ -400,12 +428,18 @@ impl Writer {
         self.in_flight += 1;
         metrics::gauge!("weir_tsdb_writer_in_flight_requests").set(self.in_flight as f64);
         let generation = lane.generation;
+        let parts = split_by_route(&self.router, body, spans);
         let shared = self.shared.clone();
         let tx = self.done_tx.clone();
         let p = p.clone();
         shared.assignment.begin(&p);
         tokio::spawn(async move {
-            let ok = deliver(&shared, &p, body, spans).await;
+            // The tenants' requests of one batch go out together; the batch is done
+            // when every one of them is.
+            let delivered =
+                futures::future::join_all(parts.into_iter().map(|part| deliver(&shared, &p, part)))
+                    .await;
+            let ok = delivered.into_iter().all(|ok| ok);
             let mut stored = None;
             if ok {
                 metrics::counter!("weir_tsdb_writer_samples_total", "outcome" => "acknowledged")
@@ -511,10 +545,47 @@ fn lane_of<'l>(
     })
 }
 
-/// Writes one batch: retries what may succeed later, splits what the receiver refuses
-/// until the refused series are alone and dead-letters those. `false` only when a hard
-/// stop interrupted it (the batch is then neither acknowledged nor stored).
-async fn deliver(shared: &Shared, p: &PartitionId, body: Vec<u8>, spans: Vec<Span>) -> bool {
+/// Cuts a batch into one part per route: as it is when every series has the same route
+/// (always, with tenancy off), else by copying each series' bytes to its route's part,
+/// in order, so a series' samples keep their order within its tenant's request.
+fn split_by_route(router: &Router, body: Vec<u8>, spans: Vec<Span>) -> Vec<Part> {
+    let first = spans.first().map_or(0, |s| s.route);
+    if spans.iter().all(|s| s.route == first) {
+        return vec![Part {
+            route: router.route(first).clone(),
+            body,
+            spans,
+        }];
+    }
+    let mut parts: Vec<Part> = Vec::new();
+    let mut index: HashMap<u32, usize> = HashMap::new();
+    for span in spans {
+        let i = *index.entry(span.route).or_insert_with(|| {
+            parts.push(Part {
+                route: router.route(span.route).clone(),
+                body: Vec::new(),
+                spans: Vec::new(),
+            });
+            parts.len() - 1
+        });
+        let part = &mut parts[i];
+        let start = part.body.len();
+        part.body.extend_from_slice(&body[span.start..span.end]);
+        part.spans.push(Span {
+            start,
+            end: part.body.len(),
+            ..span
+        });
+    }
+    parts
+}
+
+/// Writes one tenant's part of a batch: retries what may succeed later, splits what the
+/// receiver refuses until the refused series are alone and dead-letters those. `false`
+/// only when a hard stop interrupted it (the batch is then neither acknowledged nor
+/// stored).
+async fn deliver(shared: &Shared, p: &PartitionId, part: Part) -> bool {
+    let Part { route, body, spans } = part;
     let cfg = &shared.cfg;
     // Ranges of `spans`, each sent as one request; consecutive spans are contiguous
     // bytes, so a range's request body is one slice of `body`.
@@ -528,12 +599,17 @@ async fn deliver(shared: &Shared, p: &PartitionId, body: Vec<u8>, spans: Vec<Spa
         );
         let mut backoff = Backoff::new(cfg.retry_initial, cfg.retry_max);
         loop {
-            match shared.sink.send(compressed.clone()).await {
+            match route.sink.send_to(&route.target, compressed.clone()).await {
                 Ok(()) => {
                     metrics::counter!("weir_tsdb_writer_requests_total", "outcome" => "ok")
                         .increment(1);
+                    if !route.tenant.is_empty() {
+                        let samples: u64 = spans[i..j].iter().map(|s| u64::from(s.samples)).sum();
+                        metrics::counter!("weir_tsdb_writer_tenant_samples_total", "tenant" => route.tenant.clone())
+                            .increment(samples);
+                    }
                     if !shared.health.is_ready() {
-                        tracing::info!(sink = shared.sink.shown_url(), "sink is writable again");
+                        tracing::info!(sink = route.target.shown_url(), "sink is writable again");
                         shared.health.set_ready();
                     }
                     break;

@@ -61,6 +61,11 @@ pub async fn run(
     // topology at all.
     let spec = match &r.sink {
         Some(s) => s.clone(),
+        // Replay writes one sink; routing tenants apart is the live writer's.
+        None if cfg.tenancy.enabled => anyhow::bail!(
+            "tsdb_writer.tenancy is on: replay one tenant at a time with --sink (that tenant's sink) and --select '{}=\"<tenant>\"'",
+            cfg.tenancy.label
+        ),
         None => {
             let role = RoleSpec::resolve(&topology, "tsdb_writer", &cfg.group, Role::TsdbWriter)?;
             role.sink.cloned().with_context(|| {

@@ -22,10 +22,28 @@ pub enum SendError {
 
 pub struct RemoteWriteSink {
     client: reqwest::Client,
+    /// May hold `{tenant}` (see [`Target`]).
+    url: String,
+    /// Headers whose value holds `{tenant}`; the others are the client's defaults.
+    tenant_headers: Vec<(HeaderName, String)>,
+    auth: Credentials,
+    /// The target of every request when nothing is templated.
+    fixed: Target,
+}
+
+/// Where one request goes: the sink's URL and headers with `{tenant}` replaced.
+#[derive(Debug, Clone)]
+pub struct Target {
     url: String,
     /// `url` without credentials or query: what logs and errors show.
     shown: String,
-    auth: Credentials,
+    headers: HeaderMap,
+}
+
+impl Target {
+    pub fn shown_url(&self) -> &str {
+        &self.shown
+    }
 }
 
 impl RemoteWriteSink {
@@ -50,10 +68,16 @@ impl RemoteWriteSink {
             "x-prometheus-remote-write-version",
             HeaderValue::from_static("0.1.0"),
         );
+        let mut tenant_headers = Vec::new();
         for (k, v) in headers {
+            let name = HeaderName::from_bytes(k.as_bytes())
+                .map_err(|e| anyhow::anyhow!("sink header {k:?}: {e}"))?;
+            if v.contains(TENANT) {
+                tenant_headers.push((name, v.clone()));
+                continue;
+            }
             default_headers.insert(
-                HeaderName::from_bytes(k.as_bytes())
-                    .map_err(|e| anyhow::anyhow!("sink header {k:?}: {e}"))?,
+                name,
                 HeaderValue::from_str(v).map_err(|e| anyhow::anyhow!("sink header {k:?}: {e}"))?,
             );
         }
@@ -65,28 +89,71 @@ impl RemoteWriteSink {
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(5)))
             .build()?;
+        let fixed = Target {
+            url: url.clone(),
+            shown: redact_url(url),
+            headers: HeaderMap::new(),
+        };
         Ok(Self {
             client,
             url: url.clone(),
-            shown: redact_url(url),
+            tenant_headers,
             auth,
+            fixed,
         })
     }
 
-    /// The sink's URL as it may be shown (no credentials, no query).
+    /// The sink's URL as it may be shown (no credentials, no query; `{tenant}` as is).
     pub fn shown_url(&self) -> &str {
-        &self.shown
+        &self.fixed.shown
     }
 
-    /// Sends one snappy-compressed `WriteRequest`.
+    /// Whether requests differ per tenant (`{tenant}` in the URL or a header).
+    pub fn is_templated(&self) -> bool {
+        self.url.contains(TENANT) || !self.tenant_headers.is_empty()
+    }
+
+    /// The target of a tenant's requests: `{tenant}` replaced by `id`, which the caller
+    /// checked with `check_tenant_id` (it cannot leave the path or break a header).
+    pub fn target(&self, id: &str) -> anyhow::Result<Target> {
+        if !self.is_templated() {
+            return Ok(self.fixed.clone());
+        }
+        let url = self.url.replace(TENANT, id);
+        let mut headers = HeaderMap::new();
+        for (name, v) in &self.tenant_headers {
+            let v = v.replace(TENANT, id);
+            headers.insert(
+                name.clone(),
+                HeaderValue::from_str(&v)
+                    .map_err(|e| anyhow::anyhow!("sink header {name}: {e}"))?,
+            );
+        }
+        Ok(Target {
+            shown: redact_url(&url),
+            url,
+            headers,
+        })
+    }
+
+    /// Sends one snappy-compressed `WriteRequest` to the sink's untemplated target.
     pub async fn send(&self, body: bytes::Bytes) -> Result<(), SendError> {
-        let req = self.auth.apply(self.client.post(&self.url).body(body));
+        self.send_to(&self.fixed, body).await
+    }
+
+    /// Sends one snappy-compressed `WriteRequest` to `to`.
+    pub async fn send_to(&self, to: &Target, body: bytes::Bytes) -> Result<(), SendError> {
+        let mut req = self.client.post(&to.url).body(body);
+        if !to.headers.is_empty() {
+            req = req.headers(to.headers.clone());
+        }
+        let req = self.auth.apply(req);
         let started = Instant::now();
         let resp = req.send().await;
         metrics::histogram!("weir_tsdb_writer_request_duration_seconds")
             .record(started.elapsed().as_secs_f64());
         let resp =
-            resp.map_err(|e| SendError::Retryable(format!("{}: {}", self.shown, e.without_url())))?;
+            resp.map_err(|e| SendError::Retryable(format!("{}: {}", to.shown, e.without_url())))?;
         let status = resp.status();
         if status.is_success() {
             return Ok(());
@@ -100,11 +167,14 @@ impl RemoteWriteSink {
             }),
             s => Err(SendError::Retryable(format!(
                 "{} answered {s}: {body}",
-                self.shown
+                to.shown
             ))),
         }
     }
 }
+
+/// The placeholder a sink's URL and header values may hold.
+const TENANT: &str = "{tenant}";
 
 /// Reads back one `WriteRequest.timeseries` entry (as the lanes hold them) into a
 /// series, for the rare dead letter.
@@ -204,6 +274,32 @@ mod tests {
         std::env::set_var("WEIR_TEST_SINK_TOKEN", "tok-123");
         let head = request_head(&[], None, Some("env:WEIR_TEST_SINK_TOKEN")).await;
         assert!(head.contains("authorization: bearer tok-123"), "{head}");
+    }
+
+    #[test]
+    fn a_tenant_target_replaces_the_placeholder_in_url_and_headers() {
+        let spec = SinkSpec::PrometheusRemoteWrite {
+            url: "http://vminsert:8480/insert/{tenant}/prometheus/api/v1/write".into(),
+            headers: BTreeMap::from([
+                ("X-Scope-OrgID".to_string(), "{tenant}".to_string()),
+                ("X-Fixed".to_string(), "same".to_string()),
+            ]),
+            basic_auth: None,
+            bearer_token: None,
+            tls: Default::default(),
+        };
+        let sink = RemoteWriteSink::new(&spec, Duration::from_secs(5)).unwrap();
+        assert!(sink.is_templated());
+        let t = sink.target("42:0").unwrap();
+        assert_eq!(
+            t.url,
+            "http://vminsert:8480/insert/42:0/prometheus/api/v1/write"
+        );
+        assert_eq!(t.headers.get("x-scope-orgid").unwrap(), "42:0");
+        assert!(
+            t.headers.get("x-fixed").is_none(),
+            "fixed headers are the client's"
+        );
     }
 
     #[test]

@@ -27,7 +27,7 @@ pub use rollup::{RollupConfig, TierConfig};
 pub use sinks::{BasicAuth, SinkSpec};
 pub use tls::{ClientAuthMode, ClientAuthOptions, TlsClientOptions, TlsServerOptions};
 pub use topics::{CleanupPolicy, Compression, TopicSpec};
-pub use tsdb_writer::TsdbWriterConfig;
+pub use tsdb_writer::{check_tenant_id, TenancyConfig, TsdbWriterConfig};
 
 /// The topology the quick start runs, as committed in `topologies/local.yaml`.
 pub const LOCAL_TOPOLOGY: &str = include_str!("../../../../topologies/local.yaml");
@@ -239,12 +239,64 @@ impl Topology {
         self.tsdb_writer
             .validate()
             .map_err(|(f, m)| err(format!("tsdb_writer.{f}"), m))?;
+        self.validate_tenancy()
+            .map_err(|(f, m)| err(format!("tsdb_writer.tenancy.{f}"), m))?;
         self.rollup
             .validate()
             .map_err(|(f, m)| err(format!("rollup.{f}"), m))?;
         self.alerter
             .validate()
             .map_err(|(f, m)| err(format!("alerter.{f}"), m))?;
+        Ok(())
+    }
+
+    /// The writer's tenant sinks exist and are remote-write sinks, and tenancy on does
+    /// something: a sink names `{tenant}` or a tenant has a sink of its own.
+    fn validate_tenancy(&self) -> Result<(), (String, String)> {
+        let t = &self.tsdb_writer.tenancy;
+        let templated = |s: &SinkSpec| match s {
+            SinkSpec::PrometheusRemoteWrite { url, headers, .. } => {
+                url.contains("{tenant}") || headers.values().any(|v| v.contains("{tenant}"))
+            }
+            _ => false,
+        };
+        let group_sink = self
+            .consumer_groups
+            .get(&self.tsdb_writer.group)
+            .and_then(|g| g.sink.as_ref())
+            .and_then(|s| self.sinks.get(s));
+        if !t.enabled {
+            if group_sink.is_some_and(templated) {
+                return Err((
+                    "enabled".into(),
+                    "is false, but the writer's sink holds {tenant}: turn tenancy on".into(),
+                ));
+            }
+            return Ok(());
+        }
+        for (tenant, sink) in &t.sinks {
+            match self.sinks.get(sink) {
+                Some(SinkSpec::PrometheusRemoteWrite { .. }) => {}
+                Some(_) => {
+                    return Err((
+                        format!("sinks.{tenant}"),
+                        format!("sink {sink:?} is not of type prometheus_remote_write"),
+                    ))
+                }
+                None => {
+                    return Err((
+                        format!("sinks.{tenant}"),
+                        format!("sink {sink:?} is not declared under sinks"),
+                    ))
+                }
+            }
+        }
+        if t.sinks.is_empty() && !group_sink.is_some_and(templated) {
+            return Err((
+                "enabled".into(),
+                "is true, but the writer's sink holds no {tenant} in its url or headers and tenancy.sinks is empty: every tenant would be written alike".into(),
+            ));
+        }
         Ok(())
     }
 

@@ -145,3 +145,52 @@ fn api_keys_need_a_tenant_and_one_of_key_and_hash() {
     );
     assert_eq!(field_of(&y), "gateway.auth.keys");
 }
+
+#[test]
+fn writer_tenancy_is_checked_against_its_sinks() {
+    let base = |sink_url: &str, tenancy: &str| {
+        format!(
+            "version: 1\nkafka: {{bootstrap_servers: 'localhost:9092'}}\ntopics: {{metrics.raw: {{partitions: 1}}, metrics.dlq: {{partitions: 1}}}}\nconsumer_groups: {{tsdb-writers: {{role: tsdb-writer, topics: [metrics.raw], sink: vm}}}}\nsinks:\n  vm: {{type: prometheus_remote_write, url: '{sink_url}'}}\n  ch: {{type: clickhouse, url: 'http://ch:8123', database: weir}}\ntsdb_writer: {{tenancy: {tenancy}}}\n"
+        )
+    };
+    let field = |yaml: String| {
+        Topology::from_yaml_str(&yaml, "t.yaml")
+            .err()
+            .map(|e| (e.field().unwrap_or_default().to_string(), e.to_string()))
+    };
+    assert_eq!(
+        field(base(
+            "http://vm/insert/{tenant}/prometheus/api/v1/write",
+            "{enabled: true, ids: {acme: '42:0'}}"
+        )),
+        None
+    );
+    let (f, m) = field(base("http://vm/api/v1/write", "{enabled: true}")).unwrap();
+    assert_eq!(f, "tsdb_writer.tenancy.enabled");
+    assert!(m.contains("{tenant}"), "{m}");
+    let (f, _) = field(base("http://vm/{tenant}/write", "{enabled: false}")).unwrap();
+    assert_eq!(f, "tsdb_writer.tenancy.enabled");
+    let (f, m) = field(base(
+        "http://vm/api/v1/write",
+        "{enabled: true, sinks: {acme: ch}}",
+    ))
+    .unwrap();
+    assert_eq!(f, "tsdb_writer.tenancy.sinks.acme");
+    assert!(m.contains("prometheus_remote_write"), "{m}");
+    let (f, _) = field(base(
+        "http://vm/api/v1/write",
+        "{enabled: true, sinks: {acme: nope}}",
+    ))
+    .unwrap();
+    assert_eq!(f, "tsdb_writer.tenancy.sinks.acme");
+    let (f, _) = field(base(
+        "http://vm/{tenant}",
+        "{enabled: true, ids: {acme: '../x'}}",
+    ))
+    .unwrap();
+    assert_eq!(f, "tsdb_writer.tenancy.ids.acme");
+    assert!(super::check_tenant_id("42:0").is_ok());
+    for bad in ["", ".", "..", "a/b", "a b", "a\nb"] {
+        assert!(super::check_tenant_id(bad).is_err(), "{bad:?}");
+    }
+}

@@ -1,3 +1,4 @@
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -45,6 +46,92 @@ pub struct TsdbWriterConfig {
     /// elsewhere is dead-lettered, kind `wrong_partition`). Turn off only to replay a log
     /// written before partitions were added to its topic.
     pub check_partition: bool,
+    /// Writing each tenant's series apart: to its own sink, or with its own URL path or
+    /// headers (Mimir's `X-Scope-OrgID`, VictoriaMetrics cluster's `/insert/<id>/`).
+    pub tenancy: TenancyConfig,
+}
+
+/// How the writer tells tenants apart downstream. A series' tenant is its contract
+/// `tenant` field, else its `label` label, else `default_tenant`. With `enabled`, the
+/// group's sink may hold `{tenant}` in its URL and header values; each request then
+/// carries one tenant's series, with `{tenant}` replaced by the tenant's id.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TenancyConfig {
+    pub enabled: bool,
+    /// The label the gateway sets (`gateway.auth.tenant_label`).
+    pub label: String,
+    /// The tenant of series that carry none.
+    pub default_tenant: String,
+    /// What `{tenant}` becomes for a tenant, when not its name (VictoriaMetrics cluster
+    /// wants `accountID[:projectID]`, e.g. `acme: "42:0"`).
+    pub ids: BTreeMap<String, String>,
+    /// Tenants written to another sink (a key of `sinks`) instead of the group's.
+    pub sinks: BTreeMap<String, String>,
+    /// Distinct tenants one writer keeps routes for; series of further tenants go to the
+    /// dead-letter topic (kind `too_many_tenants`): a direct producer inventing tenants
+    /// cannot grow the writer without bound.
+    pub max_tenants: usize,
+}
+
+impl Default for TenancyConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            label: "tenant".into(),
+            default_tenant: "default".into(),
+            ids: BTreeMap::new(),
+            sinks: BTreeMap::new(),
+            max_tenants: 10_000,
+        }
+    }
+}
+
+impl TenancyConfig {
+    pub(super) fn validate(&self) -> Result<(), (String, String)> {
+        if !self.enabled {
+            if !self.ids.is_empty() || !self.sinks.is_empty() {
+                return Err((
+                    "tenancy.enabled".into(),
+                    "is false, but tenancy.ids or tenancy.sinks are set: turn it on or remove them"
+                        .into(),
+                ));
+            }
+            return Ok(());
+        }
+        if self.label.is_empty() {
+            return Err(("tenancy.label".into(), "must not be empty".into()));
+        }
+        check_tenant_id(&self.default_tenant)
+            .map_err(|m| ("tenancy.default_tenant".to_string(), m))?;
+        for (t, id) in &self.ids {
+            check_tenant_id(id).map_err(|m| (format!("tenancy.ids.{t}"), m))?;
+        }
+        if self.max_tenants == 0 {
+            return Err(("tenancy.max_tenants".into(), "must be above zero".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Whether `id` may be put into a URL path or a header for `{tenant}`: 1 to 128 of
+/// `A-Z a-z 0-9 _ - . :`, not `.` or `..` — so no tenant value can reach another path.
+pub fn check_tenant_id(id: &str) -> Result<(), String> {
+    let ok = !id.is_empty()
+        && id.len() <= 128
+        && id != "."
+        && id != ".."
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "tenant {:?} cannot go into a URL or header: use 1-128 of A-Z a-z 0-9 _ - . :",
+            id.chars().take(64).collect::<String>()
+        ))
+    }
 }
 
 impl Default for TsdbWriterConfig {
@@ -64,6 +151,7 @@ impl Default for TsdbWriterConfig {
             retry_max: Duration::from_secs(10),
             max_sample_future: Duration::from_secs(600),
             check_partition: true,
+            tenancy: TenancyConfig::default(),
         }
     }
 }
@@ -94,6 +182,6 @@ impl TsdbWriterConfig {
         if self.retry_max < self.retry_initial {
             return Err(("retry_max".into(), "must be at least retry_initial".into()));
         }
-        Ok(())
+        self.tenancy.validate()
     }
 }
