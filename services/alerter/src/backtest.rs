@@ -51,19 +51,15 @@ pub struct Backtest {
 
 /// The rules of a backtest, loaded as the alerter loads them.
 pub fn load_rules(topology: &Topology, files: &[PathBuf]) -> anyhow::Result<RuleSet> {
-    let files = if files.is_empty() {
-        topology.alerter.rule_files.clone()
-    } else {
-        files.to_vec()
-    };
+    let cfg = &topology.alerter;
     if files.is_empty() {
-        anyhow::bail!("no rule file: give --rules FILE (alerter.rule_files is empty too)");
+        if cfg.rule_files.is_empty() && cfg.tenant_rule_files.is_empty() {
+            anyhow::bail!("no rule file: give --rules FILE (alerter.rule_files and tenant_rule_files are empty too)");
+        }
+        return RuleSet::of_config(cfg).context("loading the rule files");
     }
-    RuleSet::load(
-        &files,
-        topology.alerter.evaluation_interval.as_millis() as i64,
-    )
-    .context("loading the rule files")
+    RuleSet::load(files, cfg.evaluation_interval.as_millis() as i64)
+        .context("loading the rule files")
 }
 
 /// How long before the range a backtest starts evaluating by default: long enough for an

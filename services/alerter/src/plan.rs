@@ -204,6 +204,23 @@ impl Plan {
         }
     }
 
+    /// Scopes the plan to one tenant: its selector also requires `label="tenant"`, and
+    /// `absent` results carry it.
+    pub fn scope_to(&mut self, label: &str, tenant: &str) {
+        let selector = match self {
+            Plan::Series(s) | Plan::Aggregate { series: s, .. } => &mut s.selector,
+            Plan::Absent {
+                selector, labels, ..
+            } => {
+                labels.set(label, tenant);
+                selector
+            }
+        };
+        selector
+            .matchers
+            .push(Matcher::new(MatchOp::Equal, label, tenant));
+    }
+
     pub fn selector(&self) -> &Selector {
         match self {
             Plan::Series(s) | Plan::Aggregate { series: s, .. } => &s.selector,

@@ -9,6 +9,24 @@ use serde::Deserialize;
 use crate::plan::{Plan, PlanError};
 use crate::template::{Template, TemplateError};
 
+impl Group {
+    /// Scopes every rule to `tenant` (see [`Plan::scope_to`]); their alerts carry the
+    /// tenant label, whatever the rule set for it.
+    pub fn scope_to(&mut self, label: &str, tenant: &str) -> Result<(), RuleError> {
+        let static_tenant = Template::parse(tenant).map_err(|e| RuleError::Group {
+            path: self.file.clone(),
+            group: self.name.clone(),
+            problem: format!("tenant {tenant:?} as a label: {e}"),
+        })?;
+        for r in &mut self.rules {
+            r.plan.scope_to(label, tenant);
+            r.labels.retain(|(k, _)| k != label);
+            r.labels.push((label.to_string(), static_tenant.clone()));
+        }
+        Ok(())
+    }
+}
+
 /// Prometheus' default group interval.
 pub const DEFAULT_INTERVAL_MS: i64 = 60_000;
 

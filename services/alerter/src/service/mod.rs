@@ -73,12 +73,11 @@ struct Batch {
 
 pub async fn run(topology: Topology, shutdown: CancellationToken) -> anyhow::Result<()> {
     let cfg: AlerterConfig = topology.alerter.clone();
-    if cfg.rule_files.is_empty() {
-        anyhow::bail!("alerter.rule_files names no rule file");
+    if cfg.rule_files.is_empty() && cfg.tenant_rule_files.is_empty() {
+        anyhow::bail!("alerter.rule_files and alerter.tenant_rule_files name no rule file");
     }
     let rules = Arc::new(
-        RuleSet::load(&cfg.rule_files, cfg.evaluation_interval.as_millis() as i64)
-            .context("loading alerter.rule_files")?,
+        RuleSet::of_config(&cfg).context("loading alerter.rule_files and tenant_rule_files")?,
     );
     let role = RoleSpec::resolve(&topology, "alerter", &cfg.group, Role::Alerter)?;
     let sink = match role.sink {

@@ -22,6 +22,12 @@ pub struct AlerterConfig {
     pub workers: usize,
     /// Prometheus alerting-rule files; relative paths from the working directory.
     pub rule_files: Vec<PathBuf>,
+    /// Rule files of one tenant each (`acme: [rules/acme.yml]`). Every selector of
+    /// their rules gets the matcher `<tenant_label>="<tenant>"` and every alert the
+    /// label, so a tenant's rules see its series only, whatever they select.
+    pub tenant_rule_files: BTreeMap<String, Vec<PathBuf>>,
+    /// The label that carries the tenant (the gateway's `auth.tenant_label`).
+    pub tenant_label: String,
     /// The step of groups that name no `interval` (Prometheus' evaluation_interval).
     #[serde(with = "humantime_serde")]
     pub evaluation_interval: Duration,
@@ -76,6 +82,8 @@ impl Default for AlerterConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 9303)),
             workers: 2,
             rule_files: Vec::new(),
+            tenant_rule_files: BTreeMap::new(),
+            tenant_label: "tenant".into(),
             evaluation_interval: Duration::from_secs(60),
             out_of_orderness: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
@@ -100,6 +108,23 @@ impl AlerterConfig {
     pub(super) fn validate(&self) -> Result<(), (String, String)> {
         if self.workers == 0 {
             return Err(("workers".into(), "must be at least 1".into()));
+        }
+        if !self.tenant_rule_files.is_empty() && self.tenant_label.is_empty() {
+            return Err(("tenant_label".into(), "must not be empty".into()));
+        }
+        for (t, files) in &self.tenant_rule_files {
+            if t.is_empty() {
+                return Err((
+                    "tenant_rule_files".into(),
+                    "a tenant must not be empty".into(),
+                ));
+            }
+            if files.is_empty() {
+                return Err((
+                    format!("tenant_rule_files.{t}"),
+                    "names no rule file".into(),
+                ));
+            }
         }
         if self.evaluation_interval.as_millis() == 0 {
             return Err(("evaluation_interval".into(), "must be positive".into()));
