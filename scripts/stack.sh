@@ -108,7 +108,10 @@ start_clickhouse() {
       -e '/<listen_host>::1<\/listen_host>/d' \
       -e 's#<interserver_http_port>9009</interserver_http_port>#<interserver_http_port>9009</interserver_http_port><interserver_http_host>127.0.0.1</interserver_http_host>#' \
       /etc/clickhouse-server/config.xml >"$dir/etc/config.xml"
-  cp /etc/clickhouse-server/users.xml "$dir/etc/users.xml"
+  # Beside the passwordless `default`: a user with a password, so the ClickHouse sink's
+  # credentials are tested against the server (tests/e2e/sink_tls.rs). Loopback only.
+  sed -e 's#</users>#<weir_auth_test><password_sha256_hex>e21fcc731caf68ed0ba2c1b3de7650e67805914cf156c871e974d1c78c01af3a</password_sha256_hex><networks><ip>127.0.0.1</ip><ip>::1</ip></networks><profile>default</profile><quota>default</quota></weir_auth_test></users>#' \
+      /etc/clickhouse-server/users.xml >"$dir/etc/users.xml"
   spawn clickhouse clickhouse-server --config-file="$dir/etc/config.xml"
 }
 

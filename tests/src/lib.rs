@@ -662,6 +662,8 @@ pub struct Vm {
     pub port: u16,
     dir: tempfile::TempDir,
     dedup: bool,
+    /// Basic auth it demands (`-httpAuth.*`), which `export` then sends.
+    auth: Option<(String, String)>,
 }
 
 impl Vm {
@@ -677,9 +679,35 @@ impl Vm {
             port: free_port(),
             dir: tempfile::tempdir().unwrap(),
             dedup,
+            auth: None,
         };
         vm.restart();
         vm
+    }
+
+    /// One that demands basic auth on every endpoint.
+    pub fn start_with_basic_auth(user: &str, password: &str) -> Self {
+        let mut vm = Self {
+            child: None,
+            port: free_port(),
+            dir: tempfile::tempdir().unwrap(),
+            dedup: true,
+            auth: Some((user.into(), password.into())),
+        };
+        vm.restart();
+        vm
+    }
+
+    fn get(
+        &self,
+        client: &reqwest::blocking::Client,
+        path: &str,
+    ) -> reqwest::blocking::RequestBuilder {
+        let req = client.get(self.url(path));
+        match &self.auth {
+            Some((u, p)) => req.basic_auth(u, Some(p)),
+            None => req,
+        }
     }
 
     /// Starts it (again) on the same port and data directory.
@@ -694,6 +722,12 @@ impl Vm {
                 "-loggerLevel=ERROR",
             ])
             .args(self.dedup.then_some("-dedup.minScrapeInterval=1ms"))
+            .args(self.auth.iter().flat_map(|(u, p)| {
+                [
+                    format!("-httpAuth.username={u}"),
+                    format!("-httpAuth.password={p}"),
+                ]
+            }))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -701,8 +735,8 @@ impl Vm {
         self.child = Some(child);
         let client = http().build().unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
-        while client
-            .get(self.url("/health"))
+        while self
+            .get(&client, "/health")
             .send()
             .map(|r| !r.status().is_success())
             .unwrap_or(true)
@@ -729,9 +763,9 @@ impl Vm {
     /// after a flush so that everything written is visible.
     pub fn export(&self, selector: &str) -> BTreeMap<String, Vec<(i64, f64)>> {
         let client = http().build().unwrap();
-        let _ = client.get(self.url("/internal/force_flush")).send();
-        let text = client
-            .get(self.url("/api/v1/export"))
+        let _ = self.get(&client, "/internal/force_flush").send();
+        let text = self
+            .get(&client, "/api/v1/export")
             .query(&[("match[]", selector)])
             .send()
             .and_then(|r| r.text())

@@ -135,11 +135,48 @@ impl Stunnel {
     }
 
     pub fn start_on(dir: &Path, name: &str, port: u16, server: &Issued, connect: &str) -> Self {
+        Self::spawn(dir, name, port, server, connect, None)
+    }
+
+    /// One that refuses clients without a certificate of `client_ca`.
+    pub fn start_verifying(
+        dir: &Path,
+        name: &str,
+        server: &Issued,
+        connect: &str,
+        client_ca: &Path,
+    ) -> Self {
+        Self::spawn(
+            dir,
+            name,
+            crate::free_port(),
+            server,
+            connect,
+            Some(client_ca),
+        )
+    }
+
+    fn spawn(
+        dir: &Path,
+        name: &str,
+        port: u16,
+        server: &Issued,
+        connect: &str,
+        client_ca: Option<&Path>,
+    ) -> Self {
         let conf = dir.join(format!("stunnel-{name}.conf"));
+        let verify = client_ca
+            .map(|ca| {
+                format!(
+                    "verifyChain = yes\nrequireCert = yes\nCAfile = {}\n",
+                    ca.display()
+                )
+            })
+            .unwrap_or_default();
         std::fs::write(
             &conf,
             format!(
-                "foreground = yes\npid =\ndebug = warning\n[{name}]\naccept = 127.0.0.1:{port}\nconnect = {connect}\ncert = {}\nkey = {}\n",
+                "foreground = yes\npid =\ndebug = warning\n[{name}]\naccept = 127.0.0.1:{port}\nconnect = {connect}\ncert = {}\nkey = {}\n{verify}",
                 server.cert.display(),
                 server.key.display()
             ),
