@@ -6,6 +6,7 @@ pub mod influx;
 pub mod json_push;
 pub mod remote_write;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -126,7 +127,12 @@ pub(crate) async fn serve(
         Ok(w) => ok(&w),
         Err(e) => {
             if e.status.is_server_error() || e.status == StatusCode::TOO_MANY_REQUESTS {
-                tracing::warn!(protocol = proto.name, status = %e.status, error = %e.message, "request not written");
+                // A tenant at 10x its limit or a broker outage refuses thousands of
+                // requests a second: one line a second, with how many it stands for
+                // (weir_gateway_requests_total counts every one).
+                if let Some(suppressed) = NOT_WRITTEN_LOG.admit() {
+                    tracing::warn!(protocol = proto.name, status = %e.status, error = %e.message, suppressed, "request not written");
+                }
             } else {
                 tracing::debug!(protocol = proto.name, status = %e.status, error = %e.message, "request refused");
             }
@@ -141,6 +147,58 @@ pub(crate) async fn serve(
     resp
 }
 
+static NOT_WRITTEN_LOG: LogSampler = LogSampler::new();
+
+/// Lets one log line a second through; counts the ones it held back.
+struct LogSampler {
+    last_second: AtomicU64,
+    suppressed: AtomicU64,
+}
+
+impl LogSampler {
+    const fn new() -> Self {
+        Self {
+            last_second: AtomicU64::new(0),
+            suppressed: AtomicU64::new(0),
+        }
+    }
+
+    /// `Some(lines held back since the last one)` when this one may be logged.
+    fn admit(&self) -> Option<u64> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let last = self.last_second.load(Ordering::Relaxed);
+        if now > last
+            && self
+                .last_second
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            return Some(self.suppressed.swap(0, Ordering::Relaxed));
+        }
+        self.suppressed.fetch_add(1, Ordering::Relaxed);
+        None
+    }
+}
+
 pub(crate) fn no_content(_: &Written) -> Response {
     StatusCode::NO_CONTENT.into_response()
+}
+
+#[cfg(test)]
+mod log_sampler_tests {
+    use super::LogSampler;
+
+    #[test]
+    fn one_line_a_second_and_the_count_of_the_rest() {
+        let s = LogSampler::new();
+        assert_eq!(s.admit(), Some(0));
+        for _ in 0..1000 {
+            assert_eq!(s.admit(), None);
+        }
+        // The next second's first line says how many it stands for.
+        s.last_second.store(0, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(s.admit(), Some(1000));
+    }
 }
