@@ -33,14 +33,23 @@ impl Pipeline {
 
     /// A pipeline on the given brokers; its topics are not created.
     fn on_kafka(bootstrap: &str, sink_url: &str, partitions: u32) -> Self {
+        Self::with_sinks(
+            bootstrap,
+            partitions,
+            &format!("vm: {{type: prometheus_remote_write, url: '{sink_url}'}}"),
+            "max_batch_samples: 500, max_buffered_samples: 1000, retry_max: 2s",
+        )
+    }
+
+    /// A pipeline whose writer writes to the sink `vm` of `sinks` (YAML, one sink a
+    /// line at two spaces), with `writer` (YAML flow entries) added to its settings.
+    fn with_sinks(bootstrap: &str, partitions: u32, sinks: &str, writer: &str) -> Self {
         let raw = unique("test.raw");
         let dlq = unique("test.dlq");
         let group = unique("test.tsdb-writers");
         let run = unique("run").replace('.', "_");
         let yaml = format!(
-            "version: 1\nkafka: {{bootstrap_servers: '{}', consumer: {{session.timeout.ms: '4000', heartbeat.interval.ms: '1000', max.poll.interval.ms: '20000'}}}}\ntopics:\n  {raw}: {{partitions: {partitions}, compression: lz4}}\n  {dlq}: {{partitions: 1}}\nconsumer_groups:\n  {group}: {{role: tsdb-writer, topics: [{raw}], sink: vm}}\nsinks:\n  vm: {{type: prometheus_remote_write, url: '{}'}}\ngateway: {{listen: '127.0.0.1:0', topic: {raw}}}\ntsdb_writer: {{group: {group}, listen: '127.0.0.1:0', dead_letter_topic: {dlq}, max_batch_delay: 200ms, max_batch_samples: 500, max_buffered_samples: 1000, retry_max: 2s}}\n",
-            bootstrap,
-            sink_url
+            "version: 1\nkafka: {{bootstrap_servers: '{bootstrap}', consumer: {{session.timeout.ms: '4000', heartbeat.interval.ms: '1000', max.poll.interval.ms: '20000'}}}}\ntopics:\n  {raw}: {{partitions: {partitions}, compression: lz4}}\n  {dlq}: {{partitions: 1}}\nconsumer_groups:\n  {group}: {{role: tsdb-writer, topics: [{raw}], sink: vm}}\nsinks:\n  {sinks}\ngateway: {{listen: '127.0.0.1:0', topic: {raw}}}\ntsdb_writer: {{group: {group}, listen: '127.0.0.1:0', dead_letter_topic: {dlq}, max_batch_delay: 200ms, {writer}}}\n",
         );
         let topo = TestTopology::from_yaml(&yaml, raw.clone(), partitions);
         Self {
@@ -219,10 +228,6 @@ fn a_poison_record_goes_to_the_dead_letter_topic_and_the_rest_is_written() {
     ensure_stack();
     let vm = Vm::start();
     let p = Pipeline::new(&vm, 1);
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap())
-        .create()
-        .unwrap();
     let ts = now_ms() - 10_000;
     let good = |v: f64, t: i64| {
         weir_contract::avro::BatchEncoder::encode(&weir_contract::MetricsBatch {
@@ -234,16 +239,7 @@ fn a_poison_record_goes_to_the_dead_letter_topic_and_the_rest_is_written() {
         })
     };
     let poison = b"\xc3\x01 this is not avro at all".to_vec();
-    for payload in [good(1.0, ts), poison.clone(), good(2.0, ts + 1000)] {
-        producer
-            .send(
-                BaseRecord::<(), [u8]>::to(&p.raw)
-                    .partition(0)
-                    .payload(&payload),
-            )
-            .unwrap();
-    }
-    producer.flush(Duration::from_secs(10)).unwrap();
+    produce_to_partition_0(&p.raw, &[&good(1.0, ts), &poison, &good(2.0, ts + 1000)]);
     let _writer = p.writer();
     let key = format!(r#"poison_test{{run="{}"}}"#, p.run);
     let mut want = Expected::new();
@@ -274,6 +270,24 @@ fn a_poison_record_goes_to_the_dead_letter_topic_and_the_rest_is_written() {
         .get("weir.error")
         .is_some_and(|e| e.contains("fingerprint")));
     assert_eq!(headers.get("weir.consumer.group"), Some(&p.group));
+}
+
+/// Writes `payloads` to partition 0 of `topic`, as a direct producer would.
+fn produce_to_partition_0(topic: &str, payloads: &[&[u8]]) {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .create()
+        .unwrap();
+    for payload in payloads {
+        producer
+            .send(
+                BaseRecord::<(), [u8]>::to(topic)
+                    .partition(0)
+                    .payload(*payload),
+            )
+            .unwrap();
+    }
+    producer.flush(Duration::from_secs(10)).unwrap();
 }
 
 fn dlq_headers(topic: &str) -> BTreeMap<String, String> {
@@ -555,18 +569,7 @@ fn a_series_the_receiver_refuses_goes_to_the_dead_letter_topic_and_the_rest_is_w
             series("c", now - 10_000),
         ],
     });
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap())
-        .create()
-        .unwrap();
-    producer
-        .send(
-            BaseRecord::<(), [u8]>::to(&p.raw)
-                .partition(0)
-                .payload(&record),
-        )
-        .unwrap();
-    producer.flush(Duration::from_secs(10)).unwrap();
+    produce_to_partition_0(&p.raw, &[&record]);
     let _writer = p.writer();
 
     let dead = read_topic(&p.dlq, 1, Duration::from_secs(60), |r| !r.is_empty());
@@ -616,23 +619,20 @@ fn a_series_the_receiver_refuses_goes_to_the_dead_letter_topic_and_the_rest_is_w
 fn each_tenant_is_written_to_its_own_route() {
     ensure_stack();
     let vm = Vm::start();
-    let raw = unique("test.raw");
-    let dlq = unique("test.dlq");
-    let group = unique("test.tsdb-writers");
-    let run = unique("run").replace('.', "_");
-    let yaml = format!(
-        "version: 1\nkafka: {{bootstrap_servers: '{}', consumer: {{session.timeout.ms: '4000', heartbeat.interval.ms: '1000'}}}}\ntopics:\n  {raw}: {{partitions: 1}}\n  {dlq}: {{partitions: 1}}\nconsumer_groups:\n  {group}: {{role: tsdb-writer, topics: [{raw}], sink: vm}}\nsinks:\n  vm: {{type: prometheus_remote_write, url: '{}?extra_label=routed={{tenant}}', headers: {{X-Scope-OrgID: '{{tenant}}'}}}}\n  own: {{type: prometheus_remote_write, url: '{}?extra_label=routed=own'}}\ngateway: {{listen: '127.0.0.1:0', topic: {raw}}}\ntsdb_writer: {{group: {group}, listen: '127.0.0.1:0', dead_letter_topic: {dlq}, max_batch_delay: 200ms, tenancy: {{enabled: true, ids: {{acme: '42'}}, sinks: {{initech: own}}}}}}\n",
-        bootstrap(),
-        vm.url("/api/v1/write"),
-        vm.url("/api/v1/write"),
+    let write = vm.url("/api/v1/write");
+    let p = Pipeline::with_sinks(
+        &bootstrap(),
+        1,
+        &format!("vm: {{type: prometheus_remote_write, url: '{write}?extra_label=routed={{tenant}}', headers: {{X-Scope-OrgID: '{{tenant}}'}}}}\n  own: {{type: prometheus_remote_write, url: '{write}?extra_label=routed=own'}}"),
+        "tenancy: {enabled: true, ids: {acme: '42'}, sinks: {initech: own}}",
     );
-    let topo = TestTopology::from_yaml(&yaml, raw.clone(), 1);
-    topo.apply();
+    p.topo.apply();
+    let (raw, dlq, run) = (&p.raw, &p.dlq, &p.run);
     let ts = now_ms() - 10_000;
     let series = |host: &str, tenant_label: Option<&str>, tenant_field: Option<&str>| {
         let mut labels = vec![
             weir_contract::Label::new("host", host),
-            weir_contract::Label::new("run", run.clone()),
+            weir_contract::Label::new("run", run.as_str()),
         ];
         if let Some(t) = tenant_label {
             labels.push(weir_contract::Label::new("tenant", t));
@@ -657,25 +657,9 @@ fn each_tenant_is_written_to_its_own_route() {
             series("g", Some("acme"), None),
         ],
     });
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap())
-        .create()
-        .unwrap();
-    producer
-        .send(
-            BaseRecord::<(), [u8]>::to(&raw)
-                .partition(0)
-                .payload(&record),
-        )
-        .unwrap();
-    producer.flush(Duration::from_secs(10)).unwrap();
-    let writer = Service::spawn(
-        &["tsdb-writer", "-f", topo.path.to_str().unwrap()],
-        "tsdb-writer listening",
-    );
-    writer.wait_ready(Duration::from_secs(30));
-    let selector = format!("{{run=\"{run}\"}}");
-    let got = vm.wait_for(&selector, Duration::from_secs(60), |g| g.len() >= 6);
+    produce_to_partition_0(raw, &[&record]);
+    let writer = p.writer();
+    let got = vm.wait_for(&p.selector(), Duration::from_secs(60), |g| g.len() >= 6);
     let key = |host: &str, routed: &str, tenant: Option<&str>| {
         let tenant = tenant
             .map(|t| format!(",tenant=\"{t}\""))
@@ -693,9 +677,9 @@ fn each_tenant_is_written_to_its_own_route() {
     let mut want_sorted = want.clone();
     want_sorted.sort();
     assert_eq!(got.keys().cloned().collect::<Vec<_>>(), want_sorted);
-    let dead = read_topic(&dlq, 1, Duration::from_secs(30), |r| !r.is_empty());
+    let dead = read_topic(dlq, 1, Duration::from_secs(30), |r| !r.is_empty());
     assert_eq!(dead.len(), 1);
-    let headers = dlq_headers(&dlq);
+    let headers = dlq_headers(dlq);
     assert_eq!(
         headers.get("weir.error.kind").map(String::as_str),
         Some("invalid_tenant")
