@@ -8,72 +8,10 @@ use std::time::{Duration, Instant};
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use weir_contract::remote_write::{Label, Sample as PSample, TimeSeries, WriteRequest};
+use weir_e2e::pipeline::Pipeline;
 use weir_e2e::*;
 
 type Expected = BTreeMap<String, Vec<(i64, f64)>>;
-
-struct Pipeline {
-    topo: TestTopology,
-    raw: String,
-    dlq: String,
-    group: String,
-    run: String,
-}
-
-impl Pipeline {
-    fn new(vm: &Vm, partitions: u32) -> Self {
-        Self::with_sink(&vm.url("/api/v1/write"), partitions)
-    }
-
-    fn with_sink(sink_url: &str, partitions: u32) -> Self {
-        let p = Self::on_kafka(&bootstrap(), sink_url, partitions);
-        p.topo.apply();
-        p
-    }
-
-    /// A pipeline on the given brokers; its topics are not created.
-    fn on_kafka(bootstrap: &str, sink_url: &str, partitions: u32) -> Self {
-        Self::with_sinks(
-            bootstrap,
-            partitions,
-            &format!("vm: {{type: prometheus_remote_write, url: '{sink_url}'}}"),
-            "max_batch_samples: 500, max_buffered_samples: 1000, retry_max: 2s",
-        )
-    }
-
-    /// A pipeline whose writer writes to the sink `vm` of `sinks` (YAML, one sink a
-    /// line at two spaces), with `writer` (YAML flow entries) added to its settings.
-    fn with_sinks(bootstrap: &str, partitions: u32, sinks: &str, writer: &str) -> Self {
-        let raw = unique("test.raw");
-        let dlq = unique("test.dlq");
-        let group = unique("test.tsdb-writers");
-        let run = unique("run").replace('.', "_");
-        let yaml = format!(
-            "version: 1\nkafka: {{bootstrap_servers: '{bootstrap}', consumer: {{session.timeout.ms: '4000', heartbeat.interval.ms: '1000', max.poll.interval.ms: '20000'}}}}\ntopics:\n  {raw}: {{partitions: {partitions}, compression: lz4}}\n  {dlq}: {{partitions: 1}}\nconsumer_groups:\n  {group}: {{role: tsdb-writer, topics: [{raw}], sink: vm}}\nsinks:\n  {sinks}\ngateway: {{listen: '127.0.0.1:0', topic: {raw}}}\ntsdb_writer: {{group: {group}, listen: '127.0.0.1:0', dead_letter_topic: {dlq}, max_batch_delay: 200ms, {writer}}}\n",
-        );
-        let topo = TestTopology::from_yaml(&yaml, raw.clone(), partitions);
-        Self {
-            topo,
-            raw,
-            dlq,
-            group,
-            run,
-        }
-    }
-
-    fn writer(&self) -> Service {
-        let s = Service::spawn(
-            &["tsdb-writer", "-f", self.topo.path.to_str().unwrap()],
-            "tsdb-writer listening",
-        );
-        s.wait_ready(Duration::from_secs(30));
-        s
-    }
-
-    fn selector(&self) -> String {
-        format!("{{run=\"{}\"}}", self.run)
-    }
-}
 
 fn lbl(n: &str, v: &str) -> Label {
     Label {

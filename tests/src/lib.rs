@@ -17,6 +17,7 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use weir_contract::{MetricsBatch, Sample};
 
 pub mod alerts;
+pub mod pipeline;
 pub mod rollup;
 pub mod tls;
 

@@ -56,6 +56,35 @@ pub enum ErrorStyle {
     Text,
     /// `{"code": "...", "message": "..."}` as InfluxDB v2 and JSON clients expect.
     Json,
+    /// OTLP/HTTP: a `google.rpc.Status`, protobuf-encoded.
+    OtlpProtobuf,
+    /// OTLP/HTTP: a `google.rpc.Status` in OTLP's JSON.
+    OtlpJson,
+}
+
+/// `google.rpc.Status` without details: what OTLP/HTTP answers a failed request with.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RpcStatus {
+    #[prost(int32, tag = "1")]
+    pub code: i32,
+    #[prost(string, tag = "2")]
+    pub message: String,
+}
+
+impl ApiError {
+    /// The gRPC status code of this error (OTLP's `Status.code`).
+    pub fn grpc_code(&self) -> i32 {
+        match self.status {
+            StatusCode::BAD_REQUEST
+            | StatusCode::PAYLOAD_TOO_LARGE
+            | StatusCode::UNSUPPORTED_MEDIA_TYPE => 3, // INVALID_ARGUMENT
+            StatusCode::UNAUTHORIZED => 16,        // UNAUTHENTICATED
+            StatusCode::FORBIDDEN => 7,            // PERMISSION_DENIED
+            StatusCode::TOO_MANY_REQUESTS => 8,    // RESOURCE_EXHAUSTED
+            StatusCode::SERVICE_UNAVAILABLE => 14, // UNAVAILABLE
+            _ => 13,                               // INTERNAL
+        }
+    }
 }
 
 impl ApiError {
@@ -77,6 +106,23 @@ impl ApiError {
                 )
                     .into_response()
             }
+            ErrorStyle::OtlpProtobuf => {
+                let body = prost::Message::encode_to_vec(&RpcStatus {
+                    code: self.grpc_code(),
+                    message: self.message.clone(),
+                });
+                (
+                    self.status,
+                    [(header::CONTENT_TYPE, "application/x-protobuf")],
+                    body,
+                )
+                    .into_response()
+            }
+            ErrorStyle::OtlpJson => (
+                self.status,
+                axum::Json(serde_json::json!({"code": self.grpc_code(), "message": self.message})),
+            )
+                .into_response(),
         };
         if let Some(after) = self.retry_after {
             let secs = after.as_secs().max(1).to_string();

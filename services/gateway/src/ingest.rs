@@ -25,6 +25,8 @@ pub struct Written {
     pub records: usize,
     pub rejected: usize,
     pub dropped: usize,
+    /// The first rejection's reason, when samples were rejected.
+    pub first_rejection: Option<String>,
 }
 
 pub struct Ingest {
@@ -272,8 +274,8 @@ impl Ingest {
     }
 
     /// Produces an encoded request and waits for Kafka. `Ok` when everything valid was
-    /// acknowledged and nothing was rejected; a 400 naming the first rejection when some
-    /// samples were refused (the valid ones are written and acknowledged first).
+    /// acknowledged, with what was rejected (the protocol decides whether that is a 400
+    /// or a partial success).
     pub async fn write(&self, protocol: &'static str, e: Encoded) -> Result<Written, ApiError> {
         metrics::counter!("weir_gateway_samples_total", "protocol" => protocol, "outcome" => "rejected")
             .increment(e.rejected.samples as u64);
@@ -285,6 +287,7 @@ impl Ingest {
             records: e.records.len(),
             rejected: e.rejected.samples,
             dropped: e.dropped,
+            first_rejection: None,
         };
         self.produce(e.records).await?;
         drop(e.reservation);
@@ -292,14 +295,10 @@ impl Ingest {
             .increment(e.samples as u64);
         metrics::counter!("weir_gateway_series_total", "protocol" => protocol)
             .increment(e.series as u64);
-        if let Some(first) = e.rejected.first {
-            let total = e.samples + e.rejected.samples + e.dropped;
-            return Err(ApiError::bad_request(format!(
-                "rejected {} of {total} samples ({} written); first: {first}",
-                e.rejected.samples, e.samples
-            )));
-        }
-        Ok(written)
+        Ok(Written {
+            first_rejection: e.rejected.first,
+            ..written
+        })
     }
 
     async fn produce(&self, records: Vec<(i32, Vec<u8>)>) -> Result<(), ApiError> {

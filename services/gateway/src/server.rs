@@ -19,7 +19,7 @@ use crate::auth::{Auth, CertTenants};
 use crate::body::BodyLimits;
 use crate::http::ServeOptions;
 use crate::ingest::{Ingest, IngestSettings};
-use crate::protocols::{influx, json_push, remote_write};
+use crate::protocols::{influx, json_push, otlp, remote_write};
 use crate::tenants::TenantLimiter;
 use crate::validate::Validator;
 
@@ -31,6 +31,7 @@ pub struct Gateway {
     pub body_limits: BodyLimits,
     /// Line protocol: fields on one line.
     pub max_fields_per_line: usize,
+    pub otlp: Arc<otlp::Translation>,
 }
 
 /// The ingest routes, one per protocol.
@@ -40,6 +41,7 @@ pub fn ingest_router(gw: Arc<Gateway>) -> Router {
         .route("/write", post(influx::handler))
         .route("/api/v2/write", post(influx::handler))
         .route("/api/v1/push", post(json_push::handler))
+        .route("/v1/metrics", post(otlp::handler))
         // Bodies are read with our own limits and messages (see `body`).
         .layer(DefaultBodyLimit::disable())
         .with_state(gw)
@@ -97,6 +99,7 @@ pub async fn run(
             read_timeout: cfg.limits.body_read_timeout,
         },
         max_fields_per_line: cfg.limits.max_fields_per_line,
+        otlp: Arc::new(otlp::Translation::of_config(&cfg.otlp)),
     });
 
     let watcher = tokio::spawn(watch_metadata(gw.clone(), health.clone(), shutdown.clone()));

@@ -32,6 +32,7 @@ use crate::validate::LabelRef;
 pub const PROTOCOL: Protocol = Protocol {
     name: "influx",
     errors: ErrorStyle::Json,
+    partial_success: false,
 };
 
 /// Timestamp precision of the request (`precision` query parameter).

@@ -37,6 +37,7 @@ use crate::validate::LabelRef;
 pub const PROTOCOL: Protocol = Protocol {
     name: "json",
     errors: ErrorStyle::Json,
+    partial_success: false,
 };
 
 const SHAPE: &str = r#"JSON push must be {"labels":{...},"metrics":[{"name":..,"value":..,"timestamp":..}]} or an array of those"#;

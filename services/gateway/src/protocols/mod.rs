@@ -4,6 +4,7 @@
 //! once, here and in `ingest`.
 pub mod influx;
 pub mod json_push;
+pub mod otlp;
 pub mod remote_write;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,6 +27,9 @@ pub struct Protocol {
     /// Metrics label and log field.
     pub name: &'static str,
     pub errors: ErrorStyle,
+    /// Whether a request some of whose samples were rejected is answered as a success
+    /// that says so (OTLP's partial success) rather than a 400 naming the first.
+    pub partial_success: bool,
 }
 
 /// The content type without parameters, lower-cased.
@@ -115,7 +119,18 @@ pub(crate) async fn serve(
         gw.tenants
             .admit(limits_key, encoded.samples, &encoded.series_hashes)?;
         let samples = encoded.samples;
-        let w = gw.ingest.write(proto.name, encoded).await;
+        let w = gw.ingest.write(proto.name, encoded).await.and_then(|w| {
+            match &w.first_rejection {
+                Some(first) if !proto.partial_success => {
+                    let total = w.samples + w.rejected + w.dropped;
+                    Err(ApiError::bad_request(format!(
+                        "rejected {} of {total} samples ({} written); first: {first}",
+                        w.rejected, w.samples
+                    )))
+                }
+                _ => Ok(w),
+            }
+        });
         if w.is_ok() || w.as_ref().is_err_and(|e| e.status == StatusCode::BAD_REQUEST) {
             metrics::counter!("weir_gateway_tenant_samples_total", "tenant" => limits_key.to_string())
                 .increment(samples as u64);

@@ -25,6 +25,8 @@ pub struct GatewayConfig {
     pub auth: AuthConfig,
     /// Per-tenant rate and series limits.
     pub tenants: TenantsConfig,
+    /// How OTLP metrics (`POST /v1/metrics`) become series.
+    pub otlp: OtlpConfig,
     /// How long a request waits for Kafka to acknowledge its records before 503.
     #[serde(with = "humantime_serde")]
     pub delivery_timeout: Duration,
@@ -41,6 +43,7 @@ impl Default for GatewayConfig {
             validation: ValidationConfig::default(),
             auth: AuthConfig::default(),
             tenants: TenantsConfig::default(),
+            otlp: OtlpConfig::default(),
             delivery_timeout: Duration::from_secs(30),
         }
     }
@@ -140,6 +143,27 @@ impl Default for ValidationConfig {
             non_finite: NonFinitePolicy::Accept,
         }
     }
+}
+
+/// OTLP translation, as Prometheus' `otlp:` settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OtlpConfig {
+    pub translation_strategy: OtlpTranslationStrategy,
+    /// Resource attributes added as labels to every series of their resource (they are
+    /// in `target_info` in any case), e.g. `[k8s.namespace.name, cloud.region]`.
+    pub promote_resource_attributes: Vec<String>,
+}
+
+/// Prometheus' names for the two translations the data contract allows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum OtlpTranslationStrategy {
+    /// Characters outside `[a-zA-Z0-9_:]` become `_`; unit and `_total`/`_ratio`
+    /// suffixes are added (Prometheus' default).
+    #[default]
+    UnderscoreEscapingWithSuffixes,
+    /// The same escaping, no suffixes.
+    UnderscoreEscapingWithoutSuffixes,
 }
 
 /// Bearer API keys, each mapped to a tenant that is added to every series as a label.

@@ -19,8 +19,8 @@ use serde::Deserialize;
 
 pub use alerter::AlerterConfig;
 pub use gateway::{
-    ApiKey, AuthConfig, GatewayConfig, GatewayLimits, KeysFile, NonFinitePolicy,
-    TenantLimitOverrides, TenantLimits, TenantsConfig, ValidationConfig,
+    ApiKey, AuthConfig, GatewayConfig, GatewayLimits, KeysFile, NonFinitePolicy, OtlpConfig,
+    OtlpTranslationStrategy, TenantLimitOverrides, TenantLimits, TenantsConfig, ValidationConfig,
 };
 pub use kafka::{KafkaConfig, SchemasConfig};
 pub use rollup::{RollupConfig, TierConfig};

@@ -26,6 +26,7 @@ use crate::validate::{describe, LabelRef};
 pub const PROTOCOL: Protocol = Protocol {
     name: "remote_write",
     errors: ErrorStyle::Text,
+    partial_success: false,
 };
 
 pub async fn handler(State(gw): State<Arc<Gateway>>, call: Call) -> Response {

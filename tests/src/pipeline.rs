@@ -1,0 +1,69 @@
+//! A TSDB-writer pipeline of a test's own: a topic, a dead-letter topic, a writer group
+//! and a gateway on an ephemeral port, writing to a VictoriaMetrics (`Vm`) of the test.
+use std::time::Duration;
+
+use crate::{bootstrap, unique, Service, TestTopology, Vm};
+
+/// One pipeline's topology and names; `run` is a label value unique to it.
+pub struct Pipeline {
+    pub topo: TestTopology,
+    pub raw: String,
+    pub dlq: String,
+    pub group: String,
+    pub run: String,
+}
+
+impl Pipeline {
+    pub fn new(vm: &Vm, partitions: u32) -> Self {
+        Self::with_sink(&vm.url("/api/v1/write"), partitions)
+    }
+
+    pub fn with_sink(sink_url: &str, partitions: u32) -> Self {
+        let p = Self::on_kafka(&bootstrap(), sink_url, partitions);
+        p.topo.apply();
+        p
+    }
+
+    /// A pipeline on the given brokers; its topics are not created.
+    pub fn on_kafka(bootstrap: &str, sink_url: &str, partitions: u32) -> Self {
+        Self::with_sinks(
+            bootstrap,
+            partitions,
+            &format!("vm: {{type: prometheus_remote_write, url: '{sink_url}'}}"),
+            "max_batch_samples: 500, max_buffered_samples: 1000, retry_max: 2s",
+        )
+    }
+
+    /// A pipeline whose writer writes to the sink `vm` of `sinks` (YAML, one sink a
+    /// line at two spaces), with `writer` (YAML flow entries) added to its settings.
+    pub fn with_sinks(bootstrap: &str, partitions: u32, sinks: &str, writer: &str) -> Self {
+        let raw = unique("test.raw");
+        let dlq = unique("test.dlq");
+        let group = unique("test.tsdb-writers");
+        let run = unique("run").replace('.', "_");
+        let yaml = format!(
+            "version: 1\nkafka: {{bootstrap_servers: '{bootstrap}', consumer: {{session.timeout.ms: '4000', heartbeat.interval.ms: '1000', max.poll.interval.ms: '20000'}}}}\ntopics:\n  {raw}: {{partitions: {partitions}, compression: lz4}}\n  {dlq}: {{partitions: 1}}\nconsumer_groups:\n  {group}: {{role: tsdb-writer, topics: [{raw}], sink: vm}}\nsinks:\n  {sinks}\ngateway: {{listen: '127.0.0.1:0', topic: {raw}}}\ntsdb_writer: {{group: {group}, listen: '127.0.0.1:0', dead_letter_topic: {dlq}, max_batch_delay: 200ms, {writer}}}\n",
+        );
+        let topo = TestTopology::from_yaml(&yaml, raw.clone(), partitions);
+        Self {
+            topo,
+            raw,
+            dlq,
+            group,
+            run,
+        }
+    }
+
+    pub fn writer(&self) -> Service {
+        let s = Service::spawn(
+            &["tsdb-writer", "-f", self.topo.path.to_str().unwrap()],
+            "tsdb-writer listening",
+        );
+        s.wait_ready(Duration::from_secs(30));
+        s
+    }
+
+    pub fn selector(&self) -> String {
+        format!("{{run=\"{}\"}}", self.run)
+    }
+}
