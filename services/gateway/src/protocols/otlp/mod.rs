@@ -88,7 +88,8 @@ pub fn decode_request(plain: &[u8], json: bool) -> Result<ExportMetricsServiceRe
     }
 }
 
-fn parse(
+/// Feeds every data point of a (decompressed) request body to `batch`.
+pub fn parse(
     plain: &[u8],
     json: bool,
     t: &Translation,
