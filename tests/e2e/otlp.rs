@@ -87,6 +87,29 @@ fn landed(vm: &Vm, instance: &str) -> BTreeMap<String, f64> {
 }
 
 #[test]
+fn the_python_sdk_over_otlp_grpc_lands_as_over_http() {
+    ensure_stack();
+    let vm = Vm::start();
+    let port = free_port();
+    let p = Pipeline::with_gateway(
+        &vm,
+        2,
+        &format!("otlp: {{grpc_listen: '127.0.0.1:{port}'}}"),
+    );
+    let gw = Gateway::start(&p.topo);
+    let _writer = p.writer();
+    let instance = format!("{}-grpc", p.run);
+    send("grpc", &format!("127.0.0.1:{port}"), &instance, &[]);
+    assert_eq!(landed(&vm, &instance), expected(&instance));
+    assert!(
+        metric(
+            &gw,
+            "weir_gateway_samples_total{protocol=\"otlp_grpc\",outcome=\"accepted\"} "
+        ) >= 10.0
+    );
+}
+
+#[test]
 fn the_python_sdk_over_otlp_http_lands_as_prometheus_translates_it() {
     ensure_stack();
     let vm = Vm::start();

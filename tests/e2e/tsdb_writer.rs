@@ -563,6 +563,7 @@ fn each_tenant_is_written_to_its_own_route() {
         1,
         &format!("vm: {{type: prometheus_remote_write, url: '{write}?extra_label=routed={{tenant}}', headers: {{X-Scope-OrgID: '{{tenant}}'}}}}\n  own: {{type: prometheus_remote_write, url: '{write}?extra_label=routed=own'}}"),
         "tenancy: {enabled: true, ids: {acme: '42'}, sinks: {initech: own}}",
+        "",
     );
     p.topo.apply();
     let (raw, dlq, run) = (&p.raw, &p.dlq, &p.run);

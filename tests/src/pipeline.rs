@@ -31,18 +31,48 @@ impl Pipeline {
             partitions,
             &format!("vm: {{type: prometheus_remote_write, url: '{sink_url}'}}"),
             "max_batch_samples: 500, max_buffered_samples: 1000, retry_max: 2s",
+            "",
         )
     }
 
+    /// A pipeline into `vm` whose gateway also gets `gateway` (YAML flow entries); its
+    /// topics are created.
+    pub fn with_gateway(vm: &Vm, partitions: u32, gateway: &str) -> Self {
+        let p = Self::with_sinks(
+            &bootstrap(),
+            partitions,
+            &format!(
+                "vm: {{type: prometheus_remote_write, url: '{}'}}",
+                vm.url("/api/v1/write")
+            ),
+            "max_batch_samples: 500, max_buffered_samples: 1000, retry_max: 2s",
+            gateway,
+        );
+        p.topo.apply();
+        p
+    }
+
     /// A pipeline whose writer writes to the sink `vm` of `sinks` (YAML, one sink a
-    /// line at two spaces), with `writer` (YAML flow entries) added to its settings.
-    pub fn with_sinks(bootstrap: &str, partitions: u32, sinks: &str, writer: &str) -> Self {
+    /// line at two spaces), with `writer` and `gateway` (YAML flow entries, each empty
+    /// or ending in no comma) added to their settings.
+    pub fn with_sinks(
+        bootstrap: &str,
+        partitions: u32,
+        sinks: &str,
+        writer: &str,
+        gateway: &str,
+    ) -> Self {
+        let gateway = if gateway.is_empty() {
+            String::new()
+        } else {
+            format!(", {gateway}")
+        };
         let raw = unique("test.raw");
         let dlq = unique("test.dlq");
         let group = unique("test.tsdb-writers");
         let run = unique("run").replace('.', "_");
         let yaml = format!(
-            "version: 1\nkafka: {{bootstrap_servers: '{bootstrap}', consumer: {{session.timeout.ms: '4000', heartbeat.interval.ms: '1000', max.poll.interval.ms: '20000'}}}}\ntopics:\n  {raw}: {{partitions: {partitions}, compression: lz4}}\n  {dlq}: {{partitions: 1}}\nconsumer_groups:\n  {group}: {{role: tsdb-writer, topics: [{raw}], sink: vm}}\nsinks:\n  {sinks}\ngateway: {{listen: '127.0.0.1:0', topic: {raw}}}\ntsdb_writer: {{group: {group}, listen: '127.0.0.1:0', dead_letter_topic: {dlq}, max_batch_delay: 200ms, {writer}}}\n",
+            "version: 1\nkafka: {{bootstrap_servers: '{bootstrap}', consumer: {{session.timeout.ms: '4000', heartbeat.interval.ms: '1000', max.poll.interval.ms: '20000'}}}}\ntopics:\n  {raw}: {{partitions: {partitions}, compression: lz4}}\n  {dlq}: {{partitions: 1}}\nconsumer_groups:\n  {group}: {{role: tsdb-writer, topics: [{raw}], sink: vm}}\nsinks:\n  {sinks}\ngateway: {{listen: '127.0.0.1:0', topic: {raw}{gateway}}}\ntsdb_writer: {{group: {group}, listen: '127.0.0.1:0', dead_letter_topic: {dlq}, max_batch_delay: 200ms, {writer}}}\n",
         );
         let topo = TestTopology::from_yaml(&yaml, raw.clone(), partitions);
         Self {

@@ -131,7 +131,11 @@ pub fn decode_content(
 
 /// Inflates in steps, charging the buffer's capacity to the reservation before each,
 /// so neither a bomb nor a run of large honest bodies takes more memory than the budget.
-fn gunzip(body: &[u8], max: usize, reservation: &mut Reservation) -> Result<Vec<u8>, ApiError> {
+pub(crate) fn gunzip(
+    body: &[u8],
+    max: usize,
+    reservation: &mut Reservation,
+) -> Result<Vec<u8>, ApiError> {
     const STEP: usize = 256 << 10;
     let mut out: Vec<u8> = Vec::new();
     // Read one byte past the limit to tell "exactly at the limit" from "over it".

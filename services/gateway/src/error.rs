@@ -60,6 +60,8 @@ pub enum ErrorStyle {
     OtlpProtobuf,
     /// OTLP/HTTP: a `google.rpc.Status` in OTLP's JSON.
     OtlpJson,
+    /// OTLP/gRPC: a trailers-only gRPC status.
+    Grpc,
 }
 
 /// `google.rpc.Status` without details: what OTLP/HTTP answers a failed request with.
@@ -118,6 +120,7 @@ impl ApiError {
                 )
                     .into_response()
             }
+            ErrorStyle::Grpc => return crate::protocols::otlp::grpc::error_response(&self),
             ErrorStyle::OtlpJson => (
                 self.status,
                 axum::Json(serde_json::json!({"code": self.grpc_code(), "message": self.message})),

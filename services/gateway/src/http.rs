@@ -26,6 +26,7 @@ use weir_runtime::tls::ServerTls;
 use crate::auth::{CertTenants, PeerIdentity};
 
 /// How connections are served.
+#[derive(Clone)]
 pub struct ServeOptions {
     pub max_connections: usize,
     pub tls: Option<ServerTls>,

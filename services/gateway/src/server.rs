@@ -141,20 +141,39 @@ pub async fn run(
         Some(_) => ingest_router(gw.clone()),
         None => router(gw.clone(), health.clone()),
     };
-    crate::http::serve(
-        listener,
-        routes,
-        ServeOptions {
-            max_connections: cfg.limits.max_connections,
-            tls,
-            cert_tenants,
-            handshake_timeout: cfg.limits.body_read_timeout,
-            drain_timeout: cfg.delivery_timeout + Duration::from_secs(5),
-        },
-        shutdown.clone(),
-    )
-    .await
-    .context("serving HTTP")?;
+    let options = ServeOptions {
+        max_connections: cfg.limits.max_connections,
+        tls,
+        cert_tenants,
+        handshake_timeout: cfg.limits.body_read_timeout,
+        drain_timeout: cfg.delivery_timeout + Duration::from_secs(5),
+    };
+    // OTLP/gRPC on its own port, with the same TLS, auth and ingest.
+    let grpc = match cfg.otlp.grpc_listen {
+        Some(a) => {
+            let l = tokio::net::TcpListener::bind(a)
+                .await
+                .with_context(|| format!("cannot listen on gateway.otlp.grpc_listen {a}"))?;
+            tracing::info!(addr = %l.local_addr()?, "otlp grpc listening");
+            let (routes, options, shutdown) = (
+                otlp::grpc::router(gw.clone()),
+                options.clone(),
+                shutdown.clone(),
+            );
+            Some(tokio::spawn(async move {
+                crate::http::serve(l, routes, options, shutdown).await
+            }))
+        }
+        None => None,
+    };
+    crate::http::serve(listener, routes, options, shutdown.clone())
+        .await
+        .context("serving HTTP")?;
+    if let Some(g) = grpc {
+        g.await
+            .context("the OTLP/gRPC server task")?
+            .context("serving OTLP/gRPC")?;
+    }
     if let Some(k) = keys_watch {
         k.abort();
     }

@@ -153,6 +153,9 @@ pub struct OtlpConfig {
     /// Resource attributes added as labels to every series of their resource (they are
     /// in `target_info` in any case), e.g. `[k8s.namespace.name, cloud.region]`.
     pub promote_resource_attributes: Vec<String>,
+    /// Where OTLP/gRPC (`MetricsService/Export`) is served, with the gateway's TLS and
+    /// auth; 4317 by convention. Unset: no gRPC listener.
+    pub grpc_listen: Option<SocketAddr>,
 }
 
 /// Prometheus' names for the two translations the data contract allows.

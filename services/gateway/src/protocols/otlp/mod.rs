@@ -8,6 +8,7 @@
 //! why (delta temporality, exponential histograms, series the data contract refuses);
 //! 400 with a `google.rpc.Status` for a body no retry can fix; 429 or 503 with
 //! `Retry-After` for what a retry can.
+pub mod grpc;
 pub mod names;
 pub mod translate;
 
