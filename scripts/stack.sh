@@ -39,7 +39,7 @@ install_tansu() {
 
 install_python() {
   if [ -x "$WEIR_PYTHON" ] && [ -x "$WEIR_VENV/bin/hadolint" ] \
-    && "$WEIR_PYTHON" -c 'import confluent_kafka, fastavro, snappy, kubernetes_validate, podman_compose, cloudcoil.models.keda, yaml, opentelemetry.sdk, opentelemetry.exporter.otlp.proto.http, opentelemetry.exporter.otlp.proto.grpc' 2>/dev/null; then
+    && "$WEIR_PYTHON" -c 'import confluent_kafka, fastavro, snappy, kubernetes_validate, podman_compose, cloudcoil.models.keda, yaml, opentelemetry.sdk, opentelemetry.exporter.otlp.proto.http, opentelemetry.exporter.otlp.proto.grpc, grpc_tools.protoc' 2>/dev/null; then
     return 0
   fi
   log "creating the Python venv (producer example, independent decoder, manifest linters, podman-compose; about 1 minute)"

@@ -7,6 +7,13 @@ mod generated {
 }
 pub use generated::*;
 
+/// Prometheus remote write 2.0 (`io.prometheus.write.v2.Request`), generated from
+/// `schemas/proto/remote_v2.proto`.
+#[allow(clippy::all, missing_docs)]
+pub mod v2 {
+    include!(concat!(env!("OUT_DIR"), "/io.prometheus.write.v2.rs"));
+}
+
 use crate::model::Sample as ModelSample;
 
 fn varint_len(v: u64) -> usize {

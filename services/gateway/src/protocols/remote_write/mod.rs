@@ -1,11 +1,15 @@
 //! `POST /api/v1/write`: Prometheus remote write 1.0 — a snappy-compressed protobuf
-//! `WriteRequest` (`Content-Type: application/x-protobuf`, `Content-Encoding: snappy`).
+//! `WriteRequest` (`Content-Type: application/x-protobuf`, `Content-Encoding: snappy`) —
+//! and 2.0 ([`v2`], `Content-Type: application/x-protobuf;proto=io.prometheus.write.v2.Request`),
+//! told apart by the content type's `proto` parameter as the 2.0 specification says; any
+//! other `proto` is answered 415.
 //!
 //! The request is read by a small zero-copy protobuf reader ([`wire`]) rather than the
 //! prost types generated from `schemas/proto/remote.proto`: prost allocates two strings
 //! per label, which was most of the gateway's CPU per sample. Labels stay borrowed from
 //! the decompressed body until they are encoded into Avro. The prost types remain the
 //! reference: the tests check this reader against them.
+pub mod v2;
 mod wire;
 
 use std::collections::HashMap;
@@ -29,8 +33,26 @@ pub const PROTOCOL: Protocol = Protocol {
     partial_success: false,
 };
 
+const V1_PROTO: &str = "prometheus.writerequest";
+const V2_PROTO: &str = "io.prometheus.write.v2.request";
+
 pub async fn handler(State(gw): State<Arc<Gateway>>, call: Call) -> Response {
-    serve(gw, &PROTOCOL, call, decode, parse, no_content).await
+    if proto_param(&call.headers).as_deref() == Some(V2_PROTO) {
+        serve(gw, &v2::PROTOCOL, call, decode, v2::parse, v2::respond).await
+    } else {
+        serve(gw, &PROTOCOL, call, decode, parse, no_content).await
+    }
+}
+
+/// The content type's `proto` parameter, lower-cased.
+fn proto_param(headers: &HeaderMap) -> Option<String> {
+    let ct = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    ct.split(';').skip(1).find_map(|p| {
+        let (k, v) = p.split_once('=')?;
+        k.trim()
+            .eq_ignore_ascii_case("proto")
+            .then(|| v.trim().trim_matches('"').to_ascii_lowercase())
+    })
 }
 
 fn decode(
@@ -39,11 +61,6 @@ fn decode(
     max: usize,
     reservation: &mut Reservation,
 ) -> Result<Bytes, ApiError> {
-    let full_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_ascii_lowercase();
     match content_type(headers).as_deref() {
         Some("application/x-protobuf") => {}
         other => {
@@ -53,10 +70,13 @@ fn decode(
             )))
         }
     }
-    if full_type.contains("io.prometheus.write.v2") {
-        return Err(ApiError::unsupported_media(
-            "remote write 2.0 is not supported; send remote write 1.0 (prometheus.WriteRequest)",
-        ));
+    match proto_param(headers).as_deref() {
+        None | Some(V1_PROTO) | Some(V2_PROTO) => {}
+        Some(other) => {
+            return Err(ApiError::unsupported_media(format!(
+                "proto={other} is not supported: send prometheus.WriteRequest (remote write 1.0) or io.prometheus.write.v2.Request (2.0)"
+            )))
+        }
     }
     let enc = headers
         .get(header::CONTENT_ENCODING)
@@ -90,7 +110,9 @@ pub fn parse(plain: &[u8], batch: &mut BatchBuilder<'_>) -> Result<(), ApiError>
     let mut labels: Vec<LabelRef<'_>> = Vec::with_capacity(16);
     let mut samples: Vec<Sample> = Vec::with_capacity(16);
     let mut result = Ok(());
+    let mut series = 0usize;
     wire::for_each_series(plain, &mut labels, &mut samples, |ts, labels, samples| {
+        series += 1;
         if result.is_err() {
             return;
         }
@@ -125,6 +147,12 @@ pub fn parse(plain: &[u8], batch: &mut BatchBuilder<'_>) -> Result<(), ApiError>
         result = batch.add(name, labels, samples, t, unit);
     })
     .map_err(malformed)?;
+    if series == 0 && families.is_empty() && !plain.is_empty() {
+        // Remote write 2.0 reserves 1.0's field numbers: its Request reads as nothing.
+        return Err(ApiError::bad_request(
+            "body holds no prometheus.WriteRequest fields (a remote write 2.0 Request?); send it with Content-Type: application/x-protobuf;proto=io.prometheus.write.v2.Request",
+        ));
+    }
     result
 }
 
