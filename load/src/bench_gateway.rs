@@ -22,7 +22,7 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 
 use crate::proc_stat::cpu_seconds;
 use crate::process::{free_port, spawn_weir, Proc};
-use crate::workload::remote_write_bodies;
+use crate::workload::{bodies, Wire};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Mode {
@@ -40,6 +40,9 @@ pub enum Mode {
     /// The TLS cost: the mock cluster with plain HTTP/1.1, HTTPS over HTTP/1.1 and
     /// HTTPS over HTTP/2 (ALPN), one after another in one session.
     Tls,
+    /// The protocols: the same workload as remote write 1.0, remote write 2.0 and OTLP
+    /// into the mock cluster, one after another in one session.
+    Protocols,
 }
 
 /// How the load generator reaches the gateway.
@@ -85,29 +88,34 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     }
     let modes = match a.mode {
         Mode::Both => vec![
-            (Mode::Mock, Transport::Plain),
-            (Mode::Tansu, Transport::Plain),
+            (Mode::Mock, Transport::Plain, Wire::Rw1),
+            (Mode::Tansu, Transport::Plain, Wire::Rw1),
         ],
         Mode::All => vec![
-            (Mode::Mock, Transport::Plain),
-            (Mode::Tansu, Transport::Plain),
-            (Mode::Vmagent, Transport::Plain),
+            (Mode::Mock, Transport::Plain, Wire::Rw1),
+            (Mode::Tansu, Transport::Plain, Wire::Rw1),
+            (Mode::Vmagent, Transport::Plain, Wire::Rw1),
         ],
         Mode::Tls => vec![
-            (Mode::Mock, Transport::Plain),
-            (Mode::Mock, Transport::TlsHttp1),
-            (Mode::Mock, Transport::TlsHttp2),
+            (Mode::Mock, Transport::Plain, Wire::Rw1),
+            (Mode::Mock, Transport::TlsHttp1, Wire::Rw1),
+            (Mode::Mock, Transport::TlsHttp2, Wire::Rw1),
         ],
-        m => vec![(m, Transport::Plain)],
+        Mode::Protocols => vec![
+            (Mode::Mock, Transport::Plain, Wire::Rw1),
+            (Mode::Mock, Transport::Plain, Wire::Rw2),
+            (Mode::Mock, Transport::Plain, Wire::Otlp),
+        ],
+        m => vec![(m, Transport::Plain, Wire::Rw1)],
     };
     let certs = tempfile::tempdir()?;
-    let tls = if modes.iter().any(|(_, t)| *t != Transport::Plain) {
+    let tls = if modes.iter().any(|(_, t, _)| *t != Transport::Plain) {
         Some(crate::certs::server_certificate(certs.path())?)
     } else {
         None
     };
-    for (m, t) in modes {
-        bench(&a, m, t, tls.as_ref()).await?;
+    for (m, t, w) in modes {
+        bench(&a, m, t, w, tls.as_ref()).await?;
     }
     Ok(())
 }
@@ -187,6 +195,7 @@ async fn bench(
     a: &BenchArgs,
     mode: Mode,
     transport: Transport,
+    wire: Wire,
     tls: Option<&crate::certs::ServerCert>,
 ) -> anyhow::Result<()> {
     let topic = format!(
@@ -266,7 +275,8 @@ async fn bench(
     };
 
     let warmup = (a.requests / 10).max(1);
-    let bodies = remote_write_bodies(
+    let bodies = bodies(
+        wire,
         warmup + a.requests,
         a.series_per_request,
         a.samples_per_series,
@@ -278,13 +288,16 @@ async fn bench(
     } else {
         gw.addr.to_string()
     };
-    let url = format!("{scheme}://{host}/api/v1/write");
+    let (path, content_type, encoding) = wire.request();
+    let url = format!("{scheme}://{host}{path}");
     let rw_bytes: usize = bodies[warmup..].iter().map(|(b, _)| b.len()).sum();
 
-    send_all(&http, &url, &bodies[..warmup], a.concurrency).await?;
+    let send = (content_type, encoding);
+    send_all(&http, &url, send, &bodies[..warmup], a.concurrency).await?;
     let cpu0 = cpu_seconds(gw.proc.id())?;
     let t0 = Instant::now();
-    let (ok_samples, mut lat) = send_all(&http, &url, &bodies[warmup..], a.concurrency).await?;
+    let (ok_samples, mut lat) =
+        send_all(&http, &url, send, &bodies[warmup..], a.concurrency).await?;
     let wall = t0.elapsed().as_secs_f64();
     let cpu = cpu_seconds(gw.proc.id())? - cpu0;
     lat.sort_by(f64::total_cmp);
@@ -296,6 +309,12 @@ async fn bench(
         }
         (Mode::Mock, Transport::TlsHttp2) => {
             "weir gateway over HTTPS (HTTP/2, ALPN) -> Kafka, librdkafka mock cluster (broker isolated)"
+        }
+        (Mode::Mock, _) if wire == Wire::Rw2 => {
+            "weir gateway, remote write 2.0 -> Kafka, librdkafka mock cluster (broker isolated)"
+        }
+        (Mode::Mock, _) if wire == Wire::Otlp => {
+            "weir gateway, OTLP/HTTP protobuf + gzip -> Kafka, librdkafka mock cluster (broker isolated)"
         }
         (Mode::Mock, _) => "weir gateway -> Kafka, librdkafka mock cluster (broker isolated)",
         (Mode::Tansu, _) => "weir gateway -> Kafka, tansu on loopback (end to end)",
@@ -327,7 +346,8 @@ async fn bench(
         topic_bytes(&bootstrap, &topic, a.partitions, total_samples)?;
     drop(gw);
     println!(
-        "   bytes/sample: remote write (snappy protobuf) {:.2}; metrics.raw Avro {:.2} uncompressed, {:.2} after lz4 over 1 MiB per-partition batches ({records} records, {kafka_samples} samples read back)",
+        "   bytes/sample: {} {:.2}; metrics.raw Avro {:.2} uncompressed, {:.2} after lz4 over 1 MiB per-partition batches ({records} records, {kafka_samples} samples read back)",
+        wire.name(),
         rw_bytes as f64 / (a.requests * a.series_per_request * a.samples_per_series) as f64,
         avro as f64 / kafka_samples as f64,
         lz4 as f64 / kafka_samples as f64,
@@ -338,6 +358,7 @@ async fn bench(
 async fn send_all(
     http: &reqwest::Client,
     url: &str,
+    (content_type, encoding): (&str, &str),
     bodies: &[(Vec<u8>, usize)],
     concurrency: usize,
 ) -> anyhow::Result<(usize, Vec<f64>)> {
@@ -346,8 +367,8 @@ async fn send_all(
         .map(|(body, n)| {
             let req = http
                 .post(url)
-                .header("Content-Type", "application/x-protobuf")
-                .header("Content-Encoding", "snappy")
+                .header("Content-Type", content_type)
+                .header("Content-Encoding", encoding)
                 .body(body.clone());
             let n = *n;
             async move {
@@ -360,7 +381,18 @@ async fn send_all(
                         r.text().await.unwrap_or_default()
                     );
                 }
-                Ok((n, t.elapsed().as_secs_f64()))
+                // OTLP answers 200 also when it refused part: count only what it took.
+                let body = r.bytes().await?;
+                let elapsed = t.elapsed().as_secs_f64();
+                if !body.is_empty() {
+                    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
+                    if let Ok(resp) = <ExportMetricsServiceResponse as prost::Message>::decode(&body[..]) {
+                        if let Some(p) = resp.partial_success.filter(|p| p.rejected_data_points > 0) {
+                            bail!("the gateway refused {} points: {}", p.rejected_data_points, p.error_message);
+                        }
+                    }
+                }
+                Ok((n, elapsed))
             }
         })
         .buffer_unordered(concurrency)
