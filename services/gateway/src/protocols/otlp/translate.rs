@@ -805,6 +805,72 @@ mod tests {
     }
 
     #[test]
+    fn a_summary_becomes_quantile_sum_and_count_series() {
+        use opentelemetry_proto::tonic::metrics::v1::{
+            summary_data_point::ValueAtQuantile, Summary, SummaryDataPoint,
+        };
+        let req = ExportMetricsServiceRequest {
+            resource_metrics: vec![ResourceMetrics {
+                scope_metrics: vec![ScopeMetrics {
+                    metrics: vec![Metric {
+                        name: "rpc.duration".into(),
+                        unit: "s".into(),
+                        data: Some(metric::Data::Summary(Summary {
+                            data_points: vec![SummaryDataPoint {
+                                time_unix_nano: 1_700_000_000_000_000_000,
+                                count: 10,
+                                sum: 2.5,
+                                quantile_values: vec![
+                                    ValueAtQuantile {
+                                        quantile: 0.5,
+                                        value: 0.2,
+                                    },
+                                    ValueAtQuantile {
+                                        quantile: 0.99,
+                                        value: 0.9,
+                                    },
+                                ],
+                                attributes: vec![kv("rpc.method", "Get")],
+                                ..Default::default()
+                            }],
+                        })),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let got = run(&req, &Translation::default());
+        let names: Vec<(String, Vec<(String, String)>, f64)> = got
+            .series
+            .iter()
+            .map(|(n, l, s, t, _)| {
+                assert_eq!(*t, MetricType::Summary);
+                (n.clone(), l.clone(), s[0].1)
+            })
+            .collect();
+        let l = |extra: Option<&str>| {
+            let mut v = vec![("rpc_method".to_string(), "Get".to_string())];
+            if let Some(q) = extra {
+                v.push(("quantile".to_string(), q.to_string()));
+            }
+            v.sort();
+            v
+        };
+        // No resource: no job, instance or target_info.
+        assert_eq!(
+            names,
+            vec![
+                ("rpc_duration_seconds".to_string(), l(Some("0.5")), 0.2),
+                ("rpc_duration_seconds".to_string(), l(Some("0.99")), 0.9),
+                ("rpc_duration_seconds_sum".to_string(), l(None), 2.5),
+                ("rpc_duration_seconds_count".to_string(), l(None), 10.0),
+            ]
+        );
+    }
+
+    #[test]
     fn attributes_that_map_to_one_label_are_joined_in_key_order() {
         let l = labels_of([kv("a.b", "dot"), kv("a_b", "underscore")].iter());
         assert_eq!(l, vec![("a_b".to_string(), "dot;underscore".to_string())]);
