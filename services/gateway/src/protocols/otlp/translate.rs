@@ -315,16 +315,13 @@ fn metric(
             }
         }
         Data::Sum(s) => {
-            if s.aggregation_temporality != AggregationTemporality::Cumulative as i32 {
-                refuse_points(
-                    sink,
-                    s.data_points.len(),
-                    format!(
-                        "metric {:?}: {} temporality is not supported; export cumulative sums (the SDK's temporality preference)",
-                        m.name,
-                        temporality(s.aggregation_temporality)
-                    ),
-                );
+            if !cumulative(
+                sink,
+                &m.name,
+                "sums",
+                s.aggregation_temporality,
+                s.data_points.len(),
+            ) {
                 return Ok(None);
             }
             let (kind, mt) = if s.is_monotonic {
@@ -340,16 +337,13 @@ fn metric(
             }
         }
         Data::Histogram(h) => {
-            if h.aggregation_temporality != AggregationTemporality::Cumulative as i32 {
-                refuse_points(
-                    sink,
-                    h.data_points.len(),
-                    format!(
-                        "histogram {:?}: {} temporality is not supported; export cumulative histograms",
-                        m.name,
-                        temporality(h.aggregation_temporality)
-                    ),
-                );
+            if !cumulative(
+                sink,
+                &m.name,
+                "histograms",
+                h.aggregation_temporality,
+                h.data_points.len(),
+            ) {
                 return Ok(None);
             }
             let base = metric_name(&m.name, &m.unit, Kind::Histogram, t.strategy);
@@ -469,6 +463,23 @@ fn metric(
         }
     }
     Ok(latest)
+}
+
+/// Whether a sum's or histogram's points are cumulative; when not, all `points` are
+/// refused with the reason.
+fn cumulative(sink: &mut impl Sink, name: &str, what: &str, t: i32, points: usize) -> bool {
+    if t == AggregationTemporality::Cumulative as i32 {
+        return true;
+    }
+    refuse_points(
+        sink,
+        points,
+        format!(
+            "metric {name:?}: {} temporality is not supported; export cumulative {what} (the SDK's temporality preference)",
+            temporality(t)
+        ),
+    );
+    false
 }
 
 /// Refuses a metric's `n` points, if it has any.
@@ -842,7 +853,8 @@ mod tests {
             }],
         };
         let got = run(&req, &Translation::default());
-        let names: Vec<(String, Vec<(String, String)>, f64)> = got
+        type Row = (String, Vec<(String, String)>, f64);
+        let names: Vec<Row> = got
             .series
             .iter()
             .map(|(n, l, s, t, _)| {
