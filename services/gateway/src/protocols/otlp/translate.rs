@@ -372,36 +372,36 @@ fn metric(
                     cumulative = cumulative.saturating_add(*c);
                     let mut l = labels.clone();
                     l.push(("le".into(), float_string(*bound)));
-                    sink.series(
+                    point(
+                        sink,
                         &bucket,
                         &l,
-                        &[Sample::new(ts, cumulative as f64)],
+                        ts,
+                        cumulative as f64,
                         MetricType::Histogram,
                         unit,
                     )?;
                 }
                 let mut l = labels.clone();
                 l.push(("le".into(), "+Inf".into()));
-                sink.series(
+                point(
+                    sink,
                     &bucket,
                     &l,
-                    &[Sample::new(ts, p.count as f64)],
+                    ts,
+                    p.count as f64,
                     MetricType::Histogram,
                     unit,
                 )?;
                 if let Some(s) = p.sum {
-                    sink.series(
-                        &sum,
-                        &labels,
-                        &[Sample::new(ts, s)],
-                        MetricType::Histogram,
-                        unit,
-                    )?;
+                    point(sink, &sum, &labels, ts, s, MetricType::Histogram, unit)?;
                 }
-                sink.series(
+                point(
+                    sink,
                     &count,
                     &labels,
-                    &[Sample::new(ts, p.count as f64)],
+                    ts,
+                    p.count as f64,
                     MetricType::Histogram,
                     unit,
                 )?;
@@ -426,25 +426,15 @@ fn metric(
                 for q in &p.quantile_values {
                     let mut l = labels.clone();
                     l.push(("quantile".into(), float_string(q.quantile)));
-                    sink.series(
-                        &base,
-                        &l,
-                        &[Sample::new(ts, q.value)],
-                        MetricType::Summary,
-                        unit,
-                    )?;
+                    point(sink, &base, &l, ts, q.value, MetricType::Summary, unit)?;
                 }
-                sink.series(
-                    &sum,
-                    &labels,
-                    &[Sample::new(ts, p.sum)],
-                    MetricType::Summary,
-                    unit,
-                )?;
-                sink.series(
+                point(sink, &sum, &labels, ts, p.sum, MetricType::Summary, unit)?;
+                point(
+                    sink,
                     &count,
                     &labels,
-                    &[Sample::new(ts, p.count as f64)],
+                    ts,
+                    p.count as f64,
                     MetricType::Summary,
                     unit,
                 )?;
@@ -463,6 +453,19 @@ fn metric(
         }
     }
     Ok(latest)
+}
+
+/// One sample of one series.
+fn point(
+    sink: &mut impl Sink,
+    name: &str,
+    labels: &[(String, String)],
+    ts: i64,
+    v: f64,
+    kind: MetricType,
+    unit: Option<&str>,
+) -> Result<(), ApiError> {
+    sink.series(name, labels, &[Sample::new(ts, v)], kind, unit)
 }
 
 /// Whether a sum's or histogram's points are cumulative; when not, all `points` are
