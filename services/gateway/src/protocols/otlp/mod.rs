@@ -110,7 +110,12 @@ fn respond(w: &Written, json: bool) -> Response {
         });
     let resp = ExportMetricsServiceResponse { partial_success };
     if json {
-        (StatusCode::OK, axum::Json(resp)).into_response()
+        // An empty response is `{}`, not `{"partialSuccess": null}`.
+        let body = match resp.partial_success {
+            None => serde_json::json!({}),
+            Some(_) => serde_json::to_value(&resp).unwrap_or_else(|_| serde_json::json!({})),
+        };
+        (StatusCode::OK, axum::Json(body)).into_response()
     } else {
         (
             StatusCode::OK,
