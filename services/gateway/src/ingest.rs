@@ -29,6 +29,20 @@ pub struct Written {
     pub first_rejection: Option<String>,
 }
 
+impl Written {
+    /// What a 400 for a partly refused request says, when samples were refused.
+    pub fn refusal(&self) -> Option<String> {
+        self.first_rejection.as_ref().map(|first| {
+            format!(
+                "rejected {} of {} samples ({} written); first: {first}",
+                self.rejected,
+                self.samples + self.rejected + self.dropped,
+                self.samples
+            )
+        })
+    }
+}
+
 pub struct Ingest {
     producer: FutureProducer,
     topic: String,

@@ -120,14 +120,8 @@ pub(crate) async fn serve(
             .admit(limits_key, encoded.samples, &encoded.series_hashes)?;
         let samples = encoded.samples;
         let w = gw.ingest.write(proto.name, encoded).await.and_then(|w| {
-            match &w.first_rejection {
-                Some(first) if !proto.partial_success => {
-                    let total = w.samples + w.rejected + w.dropped;
-                    Err(ApiError::bad_request(format!(
-                        "rejected {} of {total} samples ({} written); first: {first}",
-                        w.rejected, w.samples
-                    )))
-                }
+            match w.refusal() {
+                Some(why) if !proto.partial_success => Err(ApiError::bad_request(why)),
                 _ => Ok(w),
             }
         });

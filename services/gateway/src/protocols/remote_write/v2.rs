@@ -120,18 +120,9 @@ fn map_type(t: i32) -> MetricType {
 
 /// 204, or 400 naming the first refusal; both with the written counts.
 pub fn respond(w: &Written) -> Response {
-    let mut resp = match &w.first_rejection {
+    let mut resp = match w.refusal() {
         None => StatusCode::NO_CONTENT.into_response(),
-        Some(first) => (
-            StatusCode::BAD_REQUEST,
-            format!(
-                "rejected {} of {} samples ({} written); first: {first}\n",
-                w.rejected,
-                w.samples + w.rejected + w.dropped,
-                w.samples
-            ),
-        )
-            .into_response(),
+        Some(why) => (StatusCode::BAD_REQUEST, format!("{why}\n")).into_response(),
     };
     let h = resp.headers_mut();
     h.insert(
