@@ -363,36 +363,26 @@ fn metric(
                     );
                     continue;
                 };
-                let labels = point_labels(&p.attributes, r);
+                let mut labels = point_labels(&p.attributes, r);
                 // As Prometheus: a bucket per bound that has a count, `+Inf` the point's
                 // count (so counts and bounds of unequal length still give the buckets
-                // both describe).
+                // both describe). One label list, its last entry the bucket's `le`.
+                labels.push(("le".into(), String::new()));
                 let mut cumulative = 0u64;
-                for (bound, c) in p.explicit_bounds.iter().zip(&p.bucket_counts) {
-                    cumulative = cumulative.saturating_add(*c);
-                    let mut l = labels.clone();
-                    l.push(("le".into(), float_string(*bound)));
-                    point(
-                        sink,
-                        &bucket,
-                        &l,
-                        ts,
-                        cumulative as f64,
-                        MetricType::Histogram,
-                        unit,
-                    )?;
+                let buckets = p.explicit_bounds.iter().zip(&p.bucket_counts);
+                for (le, v) in buckets
+                    .map(|(bound, c)| {
+                        cumulative = cumulative.saturating_add(*c);
+                        (float_string(*bound), cumulative as f64)
+                    })
+                    .chain([("+Inf".to_string(), p.count as f64)])
+                {
+                    if let Some(last) = labels.last_mut() {
+                        last.1 = le;
+                    }
+                    point(sink, &bucket, &labels, ts, v, MetricType::Histogram, unit)?;
                 }
-                let mut l = labels.clone();
-                l.push(("le".into(), "+Inf".into()));
-                point(
-                    sink,
-                    &bucket,
-                    &l,
-                    ts,
-                    p.count as f64,
-                    MetricType::Histogram,
-                    unit,
-                )?;
+                labels.pop();
                 if let Some(s) = p.sum {
                     point(sink, &sum, &labels, ts, s, MetricType::Histogram, unit)?;
                 }
@@ -422,12 +412,15 @@ fn metric(
                     );
                     continue;
                 };
-                let labels = point_labels(&p.attributes, r);
+                let mut labels = point_labels(&p.attributes, r);
+                labels.push(("quantile".into(), String::new()));
                 for q in &p.quantile_values {
-                    let mut l = labels.clone();
-                    l.push(("quantile".into(), float_string(q.quantile)));
-                    point(sink, &base, &l, ts, q.value, MetricType::Summary, unit)?;
+                    if let Some(last) = labels.last_mut() {
+                        last.1 = float_string(q.quantile);
+                    }
+                    point(sink, &base, &labels, ts, q.value, MetricType::Summary, unit)?;
                 }
+                labels.pop();
                 point(sink, &sum, &labels, ts, p.sum, MetricType::Summary, unit)?;
                 point(
                     sink,
