@@ -3,7 +3,7 @@
 #![no_main]
 use axum::http::{header, HeaderMap, HeaderValue};
 use libfuzzer_sys::fuzz_target;
-use weir_gateway::ingest::Reservation;
+use weir_ingest::Reservation;
 
 fuzz_target!(|data: &[u8]| {
     let mut headers = HeaderMap::new();

@@ -1,7 +1,7 @@
 //! JSON push through the gateway's batch builder.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use weir_gateway::ingest::testing::run;
+use weir_ingest::testing::run;
 use weir_gateway::protocols::json_push::parse;
 
 fuzz_target!(|data: &[u8]| {

@@ -2,7 +2,7 @@
 //! into the gateway's batch builder.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use weir_gateway::ingest::testing::run;
+use weir_ingest::testing::run;
 use weir_gateway::protocols::otlp::{parse, Translation};
 
 fuzz_target!(|data: &[u8]| {

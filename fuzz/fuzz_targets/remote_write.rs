@@ -3,8 +3,8 @@
 //! record the builder makes decodes again.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use weir_gateway::ingest::testing::run;
-use weir_gateway::ingest::Reservation;
+use weir_ingest::testing::run;
+use weir_ingest::Reservation;
 use weir_gateway::protocols::remote_write;
 
 fuzz_target!(|data: &[u8]| {

@@ -10,7 +10,7 @@ use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 
 use crate::error::ApiError;
-use crate::ingest::Reservation;
+use weir_ingest::Reservation;
 
 #[derive(Debug, Clone, Copy)]
 pub struct BodyLimits {

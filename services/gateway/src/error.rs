@@ -1,53 +1,8 @@
-//! What the gateway answers when it does not answer 2xx.
-use std::time::Duration;
-
+//! How the gateway answers an [`ApiError`] (the shared ingest path's error) in the style
+//! each protocol's clients expect.
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-
-/// An error answer: status, a message naming the problem, and Retry-After when the
-/// client should try again later.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{status}: {message}")]
-pub struct ApiError {
-    pub status: StatusCode,
-    pub message: String,
-    pub retry_after: Option<Duration>,
-}
-
-impl ApiError {
-    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            message: message.into(),
-            retry_after: None,
-        }
-    }
-
-    pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, message)
-    }
-
-    pub fn too_large(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::PAYLOAD_TOO_LARGE, message)
-    }
-
-    pub fn unsupported_media(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, message)
-    }
-
-    pub fn unauthorized(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, message)
-    }
-
-    /// The client should retry after `after` (full queues, Kafka unavailable).
-    pub fn retry(status: StatusCode, message: impl Into<String>, after: Duration) -> Self {
-        Self {
-            status,
-            message: message.into(),
-            retry_after: Some(after),
-        }
-    }
-}
+pub use weir_ingest::ApiError;
 
 /// How a protocol's clients expect errors to look.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,9 +28,15 @@ pub struct RpcStatus {
     pub message: String,
 }
 
-impl ApiError {
+/// An [`ApiError`] as an HTTP answer.
+pub trait Answer {
     /// The gRPC status code of this error (OTLP's `Status.code`).
-    pub fn grpc_code(&self) -> i32 {
+    fn grpc_code(&self) -> i32;
+    fn into_response_with(self, style: ErrorStyle) -> Response;
+}
+
+impl Answer for ApiError {
+    fn grpc_code(&self) -> i32 {
         match self.status {
             StatusCode::BAD_REQUEST
             | StatusCode::PAYLOAD_TOO_LARGE
@@ -87,10 +48,8 @@ impl ApiError {
             _ => 13,                               // INTERNAL
         }
     }
-}
 
-impl ApiError {
-    pub fn into_response_with(self, style: ErrorStyle) -> Response {
+    fn into_response_with(self, style: ErrorStyle) -> Response {
         let mut resp = match style {
             ErrorStyle::Text => (self.status, format!("{}\n", self.message)).into_response(),
             ErrorStyle::Json => {

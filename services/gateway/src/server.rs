@@ -8,9 +8,10 @@ use anyhow::Context;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::post;
 use axum::Router;
-use rdkafka::producer::{FutureProducer, Producer};
 use tokio::sync::oneshot;
-use weir_runtime::kafka::{partition_count, producer_config};
+use weir_ingest::kafka::ProducerLimits;
+use weir_ingest::validate::Validator;
+use weir_ingest::{Ingest, IngestSettings};
 use weir_runtime::ops::{self, Health};
 use weir_runtime::shutdown::Shutdown;
 use weir_runtime::Topology;
@@ -18,10 +19,8 @@ use weir_runtime::Topology;
 use crate::auth::{Auth, CertTenants};
 use crate::body::BodyLimits;
 use crate::http::ServeOptions;
-use crate::ingest::{Ingest, IngestSettings};
 use crate::protocols::{influx, json_push, otlp, remote_write};
 use crate::tenants::TenantLimiter;
-use crate::validate::Validator;
 
 /// State every handler shares.
 pub struct Gateway {
@@ -63,11 +62,15 @@ pub async fn run(
     let topic_spec = topology
         .topic(&cfg.topic)
         .with_context(|| format!("gateway.topic {} is not declared", cfg.topic))?;
-    let mut producer_cfg = producer_config(&topology.kafka, topic_spec);
-    let queue = fit_producer_to_limits(&mut producer_cfg, &cfg.limits)?;
-    let producer: FutureProducer = producer_cfg
-        .create()
-        .context("creating the Kafka producer")?;
+    let (producer, queue) = weir_ingest::kafka::producer(
+        &topology.kafka,
+        topic_spec,
+        &ProducerLimits {
+            max_inflight_bytes: cfg.limits.max_inflight_bytes.as_u64(),
+            max_record_bytes: cfg.limits.max_record_bytes.as_u64(),
+            record_bytes_setting: "gateway.limits.max_record_bytes",
+        },
+    )?;
     // Serve /healthz at once; /readyz and the ingest routes answer 503 until the metadata
     // watcher has reached Kafka and learned the partition count.
     let health = Health::new();
@@ -102,7 +105,12 @@ pub async fn run(
         otlp: Arc::new(otlp::Translation::of_config(&cfg.otlp)),
     });
 
-    let watcher = tokio::spawn(watch_metadata(gw.clone(), health.clone(), shutdown.clone()));
+    let watcher = {
+        let (gw, health, shutdown) = (gw.clone(), health.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            weir_ingest::kafka::watch_metadata(&gw.ingest, &health, "gateway", shutdown).await
+        })
+    };
     let keys_watch = gw.auth.spawn_watch(shutdown.clone());
     let tls = match &cfg.tls {
         Some(t) => {
@@ -185,81 +193,7 @@ pub async fn run(
     // but flush anyway so nothing acknowledged-by-librdkafka is left behind.
     health.set_not_ready("shutting down");
     watcher.abort();
-    let p = producer.clone();
-    tokio::task::spawn_blocking(move || p.flush(Duration::from_secs(30)))
-        .await
-        .context("flush task")?
-        .context("flushing the Kafka producer")?;
+    weir_ingest::kafka::flush(&producer).await?;
     tracing::info!("gateway stopped; producer flushed");
     Ok(())
-}
-
-/// Makes the producer's queue hold whatever the gateway admits, and checks that the
-/// largest record it builds is one Kafka client accepts: admission (the in-flight
-/// budget) is then what refuses load, before a request is read, and a full queue or an
-/// oversized record can no longer fail a request half-way. Returns the queue's record
-/// limit, which requests are checked against whole before any record is enqueued.
-fn fit_producer_to_limits(
-    c: &mut rdkafka::ClientConfig,
-    l: &weir_runtime::config::GatewayLimits,
-) -> anyhow::Result<usize> {
-    let num = |c: &rdkafka::ClientConfig, key: &str| -> anyhow::Result<u64> {
-        c.get(key)
-            .unwrap_or("0")
-            .parse::<u64>()
-            .with_context(|| format!("kafka.producer.{key} is not a number"))
-    };
-    let budget_kib = l.max_inflight_bytes.as_u64().div_ceil(1024) + 1024;
-    if num(c, "queue.buffering.max.kbytes")? < budget_kib {
-        c.set("queue.buffering.max.kbytes", budget_kib.to_string());
-    }
-    let max_message = num(c, "message.max.bytes")?;
-    if l.max_record_bytes.as_u64() + 1024 > max_message {
-        anyhow::bail!(
-            "gateway.limits.max_record_bytes ({}) must be at least 1KiB below the producer's message.max.bytes ({max_message}): records that large would be refused by Kafka",
-            l.max_record_bytes
-        );
-    }
-    Ok(num(c, "queue.buffering.max.messages")?.max(1) as usize)
-}
-
-/// Keeps readiness and the partition count current: every second until Kafka first
-/// answers, then every 5 s.
-async fn watch_metadata(gw: Arc<Gateway>, health: Health, shutdown: Shutdown) {
-    let mut first = true;
-    loop {
-        if !first {
-            let every = if gw.ingest.partitions() == 0 { 1 } else { 5 };
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(Duration::from_secs(every)) => {}
-            }
-        }
-        first = false;
-        let p = gw.ingest.producer().clone();
-        let topic = gw.ingest.topic().to_string();
-        let r = tokio::task::spawn_blocking(move || {
-            partition_count(p.client(), &topic, Duration::from_secs(5))
-        })
-        .await;
-        match r {
-            Ok(Ok(n)) => {
-                gw.ingest.set_partitions(n);
-                metrics::gauge!("weir_gateway_partitions").set(n as f64);
-                metrics::gauge!("weir_gateway_kafka_up").set(1.0);
-                if !health.is_ready() {
-                    tracing::info!(topic = %gw.ingest.topic(), partitions = n, "connected to Kafka");
-                }
-                health.set_ready();
-            }
-            Ok(Err(e)) => {
-                metrics::gauge!("weir_gateway_kafka_up").set(0.0);
-                if health.is_ready() || gw.ingest.partitions() == 0 {
-                    tracing::warn!(error = %e, "Kafka unreachable; answering 503 until it is back");
-                }
-                health.set_not_ready(e.to_string());
-            }
-            Err(e) => tracing::error!(error = %e, "metadata task failed"),
-        }
-    }
 }

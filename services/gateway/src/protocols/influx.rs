@@ -24,10 +24,10 @@ use weir_contract::names::{sanitize_label_name, sanitize_metric_name};
 use weir_contract::{MetricType, Sample};
 
 use super::{content_type, no_content, serve, Call, Protocol};
-use crate::error::{ApiError, ErrorStyle};
-use crate::ingest::{BatchBuilder, Reservation};
+use crate::error::{Answer, ApiError, ErrorStyle};
 use crate::server::Gateway;
-use crate::validate::LabelRef;
+use weir_ingest::validate::LabelRef;
+use weir_ingest::{BatchBuilder, Reservation};
 
 pub const PROTOCOL: Protocol = Protocol {
     name: "influx",
@@ -271,9 +271,9 @@ impl<'t> Run<'t> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ingest::testing::{run, run_with, Limits};
+    use weir_ingest::testing::{run, run_with, Limits};
 
-    fn parse_all(body: &[u8], p: Precision, now: i64) -> crate::ingest::testing::Outcome {
+    fn parse_all(body: &[u8], p: Precision, now: i64) -> weir_ingest::testing::Outcome {
         run(|b| parse(body, p, now, 1_000, b)).unwrap()
     }
 

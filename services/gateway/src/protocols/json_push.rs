@@ -30,9 +30,9 @@ use weir_contract::{MetricType, Sample};
 
 use super::{content_type, serve, Call, Protocol};
 use crate::error::{ApiError, ErrorStyle};
-use crate::ingest::{BatchBuilder, LabelSet, Reservation, Written};
 use crate::server::Gateway;
-use crate::validate::LabelRef;
+use weir_ingest::validate::LabelRef;
+use weir_ingest::{BatchBuilder, LabelSet, Reservation, Written};
 
 pub const PROTOCOL: Protocol = Protocol {
     name: "json",
@@ -293,7 +293,7 @@ impl<'de> Visitor<'de> for Metrics<'_, '_, '_, '_, '_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ingest::testing::{run, run_with, Limits, Outcome};
+    use weir_ingest::testing::{run, run_with, Limits, Outcome};
 
     fn parse_ok(body: &[u8], now: i64) -> Outcome {
         run(|b| parse(body, now, b)).unwrap()

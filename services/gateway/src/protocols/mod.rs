@@ -1,5 +1,5 @@
 //! One module per push protocol. Each decodes a request body and feeds the series it
-//! finds, as it parses them, to the shared [`BatchBuilder`](crate::ingest::BatchBuilder);
+//! finds, as it parses them, to the shared [`BatchBuilder`](weir_ingest::BatchBuilder);
 //! everything else (auth, admission, limits, validation, partitioning, Kafka) is done
 //! once, here and in `ingest`.
 pub mod influx;
@@ -18,9 +18,9 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 
 use crate::auth::PeerIdentity;
-use crate::error::{ApiError, ErrorStyle};
-use crate::ingest::{BatchBuilder, Reservation, Written};
+use crate::error::{Answer, ApiError, ErrorStyle};
 use crate::server::Gateway;
+use weir_ingest::{BatchBuilder, Reservation, Written};
 
 /// How one protocol is served.
 pub struct Protocol {

@@ -31,10 +31,10 @@ use opentelemetry_proto::tonic::collector::metrics::v1::{
 use prost::Message;
 
 use super::parse;
-use crate::error::{ApiError, ErrorStyle};
-use crate::ingest::{Reservation, Written};
+use crate::error::{Answer, ApiError, ErrorStyle};
 use crate::protocols::{serve, Call, Protocol};
 use crate::server::Gateway;
+use weir_ingest::{Reservation, Written};
 
 pub const PATH: &str = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export";
 

@@ -25,9 +25,9 @@ use prost::Message;
 
 use super::{content_type, serve, Call, Protocol};
 use crate::error::{ApiError, ErrorStyle};
-use crate::ingest::{BatchBuilder, Reservation, Written};
 use crate::server::Gateway;
 pub use translate::Translation;
+use weir_ingest::{BatchBuilder, Reservation, Written};
 
 const PROTOBUF: Protocol = Protocol {
     name: "otlp",

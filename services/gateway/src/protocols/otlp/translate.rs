@@ -34,8 +34,8 @@ use weir_contract::{MetricType, Sample};
 
 use super::names::{label_name, metric_name, Kind, Strategy};
 use crate::error::ApiError;
-use crate::ingest::BatchBuilder;
-use crate::validate::LabelRef;
+use weir_ingest::validate::LabelRef;
+use weir_ingest::BatchBuilder;
 
 const FLAG_NO_RECORDED_VALUE: u32 = 1;
 

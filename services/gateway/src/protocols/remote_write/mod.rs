@@ -23,9 +23,9 @@ use weir_contract::{MetricType, Sample};
 
 use super::{content_type, no_content, serve, Call, Protocol};
 use crate::error::{ApiError, ErrorStyle};
-use crate::ingest::{BatchBuilder, Reservation};
 use crate::server::Gateway;
-use crate::validate::{describe, LabelRef};
+use weir_ingest::validate::{describe, LabelRef};
+use weir_ingest::{BatchBuilder, Reservation};
 
 pub const PROTOCOL: Protocol = Protocol {
     name: "remote_write",

@@ -17,9 +17,9 @@ use weir_contract::remote_write::v2::{metadata::MetricType as V2Type, Request};
 use weir_contract::{MetricType, Sample};
 
 use crate::error::{ApiError, ErrorStyle};
-use crate::ingest::{BatchBuilder, Written};
 use crate::protocols::Protocol;
-use crate::validate::{describe, LabelRef};
+use weir_ingest::validate::{describe, LabelRef};
+use weir_ingest::{BatchBuilder, Written};
 
 pub const PROTOCOL: Protocol = Protocol {
     name: "remote_write_v2",
@@ -143,8 +143,8 @@ pub fn respond(w: &Written) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ingest::testing::run;
     use weir_contract::remote_write::v2 as pb;
+    use weir_ingest::testing::run;
 
     fn request() -> pb::Request {
         let symbols: Vec<String> = [

@@ -4,8 +4,8 @@ use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use axum::http::StatusCode;
 use futures::future::join_all;
+use http::StatusCode;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio::sync::Semaphore;
@@ -692,7 +692,7 @@ impl<'i> BatchBuilder<'i> {
 /// Runs a protocol's parser against a real batch builder and decodes the records it
 /// would produce, for the protocols' tests and the fuzz targets (nothing is sent: the
 /// producer points at a closed port and is never used).
-#[cfg(any(test, feature = "fuzzing"))]
+#[cfg(any(test, feature = "testing"))]
 pub mod testing {
     use super::*;
     use weir_contract::avro::Decoder;
