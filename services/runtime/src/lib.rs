@@ -9,6 +9,7 @@
 //! - [`dead_letter`]: the dead-letter topic, with the reason and origin in headers;
 //! - [`input_checks`]: what consumers check on every decoded series (contract, event time);
 //! - [`produce`]: batches produced so that a retry resends only what failed;
+//! - [`relabel`]: Prometheus relabeling (every action), for scrape and ingest;
 //! - [`backoff`]: the retry delay every retry loop uses;
 //! - [`topics`]: `weir topics apply` — create what is missing, report drift;
 //! - [`telemetry`]: structured `tracing` logs and the Prometheus metrics recorder;
@@ -26,6 +27,7 @@ pub mod input_checks;
 pub mod kafka;
 pub mod ops;
 pub mod produce;
+pub mod relabel;
 pub mod replay;
 pub mod role;
 pub mod selector;
