@@ -7,6 +7,7 @@ mod alerter;
 mod gateway;
 mod kafka;
 mod rollup;
+mod scrape;
 mod sinks;
 mod tls;
 mod topics;
@@ -24,6 +25,7 @@ pub use gateway::{
 };
 pub use kafka::{KafkaConfig, SchemasConfig};
 pub use rollup::{RollupConfig, TierConfig};
+pub use scrape::{ScrapeLimits, ScrapeRoleConfig, ShardingConfig};
 pub use sinks::{BasicAuth, SinkSpec};
 pub use tls::{ClientAuthMode, ClientAuthOptions, TlsClientOptions, TlsServerOptions};
 pub use topics::{CleanupPolicy, Compression, TopicSpec};
@@ -111,6 +113,8 @@ pub struct Topology {
     pub rollup: RollupConfig,
     #[serde(default)]
     pub alerter: AlerterConfig,
+    #[serde(default)]
+    pub scrape: ScrapeRoleConfig,
 }
 
 impl Topology {
@@ -236,6 +240,17 @@ impl Topology {
         self.gateway
             .validate()
             .map_err(|(f, m)| err(format!("gateway.{f}"), m))?;
+        self.scrape
+            .validate()
+            .map_err(|(f, m)| err(format!("scrape.{f}"), m))?;
+        // Checked only where scrape is set up: other topologies need not declare its topic.
+        let scrapes = self.scrape.config_file.is_some() || self.scrape.prometheus.is_some();
+        if scrapes && !self.topics.contains_key(&self.scrape.topic) {
+            return Err(err(
+                "scrape.topic".into(),
+                format!("topic {:?} is not declared under topics", self.scrape.topic),
+            ));
+        }
         self.tsdb_writer
             .validate()
             .map_err(|(f, m)| err(format!("tsdb_writer.{f}"), m))?;
