@@ -53,6 +53,8 @@ impl TopologyArgs {
 enum Command {
     /// Ingest gateway: Prometheus remote write, Influx line protocol and JSON push into metrics.raw
     Gateway(commands::gateway::GatewayArgs),
+    /// Scrape: Prometheus-compatible pull collection (scrape_configs) into metrics.raw, sharded across replicas
+    Scrape(commands::scrape::ScrapeArgs),
     /// TSDB writer: metrics.raw to a Prometheus remote-write receiver (VictoriaMetrics, Mimir, ...)
     TsdbWriter(commands::tsdb_writer::TsdbWriterArgs),
     /// Rollup: metrics.raw to 1m/5m/1h aggregates in ClickHouse and metrics.rollup.<tier>
@@ -102,6 +104,7 @@ fn main() -> ExitCode {
     let result = rt.block_on(async {
         match cli.command {
             Command::Gateway(a) => commands::gateway::run(a).await,
+            Command::Scrape(a) => commands::scrape::run(a).await,
             Command::TsdbWriter(a) => commands::tsdb_writer::run(a).await,
             Command::Rollup(a) => commands::rollup::run(a).await,
             Command::Alerter(a) => commands::alerter::run(a).await,

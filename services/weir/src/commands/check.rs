@@ -14,6 +14,15 @@ pub struct CheckArgs {
 pub fn run(a: CheckArgs) -> anyhow::Result<ExitCode> {
     match Topology::from_file(&a.file) {
         Ok(t) => {
+            if t.scrape.config_file.is_some() || t.scrape.prometheus.is_some() {
+                match weir_scrape::service::check(&t) {
+                    Ok(c) => println!("scrape: ok ({} jobs)", c.jobs.len()),
+                    Err(e) => {
+                        eprintln!("error: {e:#}");
+                        return Ok(ExitCode::from(2));
+                    }
+                }
+            }
             println!(
                 "{}: ok ({} topics, {} consumer groups, {} sinks)",
                 a.file.display(),

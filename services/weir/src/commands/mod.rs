@@ -9,6 +9,7 @@ pub mod replay;
 pub mod rollup;
 pub mod rules;
 pub mod schema;
+pub mod scrape;
 pub mod tail;
 pub mod topics;
 pub mod tsdb_writer;
