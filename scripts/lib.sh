@@ -20,7 +20,7 @@ PY_PACKAGES=(confluent-kafka==2.16.1 fastavro==1.13.1 python-snappy==0.7.3 hadol
   grpcio-tools==1.76.0 protobuf==6.33.6)
 # stunnel4 and openssl: the TLS tests put a TLS endpoint (stunnel) with a test-made CA
 # (openssl) in front of the broker and the sinks.
-DEB_PACKAGES=(victoria-metrics clickhouse-server prometheus-alertmanager prometheus curl stunnel4 openssl)
+DEB_PACKAGES=(victoria-metrics clickhouse-server prometheus-alertmanager prometheus prometheus-node-exporter curl stunnel4 openssl)
 
 # Loopback ports of the local stack.
 KAFKA_ADDR="127.0.0.1:9092"
@@ -32,6 +32,7 @@ GATEWAY_URL="http://127.0.0.1:8080"
 WRITER_URL="http://127.0.0.1:9301"
 ROLLUP_URL="http://127.0.0.1:9302"
 ALERTER_URL="http://127.0.0.1:9303"
+SCRAPE_URL="http://127.0.0.1:9304"
 
 export WEIR_CACHE_DIR WEIR_STATE_DIR WEIR_PYTHON TANSU_BIN
 

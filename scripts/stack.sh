@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The local stack on loopback: tansu (Kafka protocol, sqlite storage), VictoriaMetrics,
-# ClickHouse, Alertmanager and Prometheus.
+# ClickHouse, Alertmanager, Prometheus and a node_exporter.
 #
 #   scripts/stack.sh install   install what is missing (Debian packages, tansu, Python venv)
 #   scripts/stack.sh start     install if needed, start what is not running, wait until healthy
@@ -17,7 +17,7 @@ LOGS="$WEIR_STATE_DIR/logs"
 
 install_debian() {
   local missing=()
-  for bin in victoria-metrics clickhouse-server prometheus-alertmanager prometheus promtool curl stunnel4 openssl; do
+  for bin in victoria-metrics clickhouse-server prometheus-alertmanager prometheus promtool prometheus-node-exporter curl stunnel4 openssl; do
     command -v "$bin" >/dev/null || missing+=("$bin")
   done
   [ ${#missing[@]} -eq 0 ] && return 0
@@ -163,6 +163,12 @@ YAML
     --web.listen-address=127.0.0.1:9090 --web.enable-lifecycle
 }
 
+# node_exporter: a real host's metrics for `weir scrape` in the demo (the tests start
+# their own). Only collectors that read /proc and /sys of this machine.
+start_node_exporter() {
+  spawn node-exporter prometheus-node-exporter --web.listen-address=127.0.0.1:9100
+}
+
 cmd_start() {
   cmd_install
   ensure tansu start_tansu kafka_metadata_ok "$KAFKA_ADDR"
@@ -170,6 +176,7 @@ cmd_start() {
   ensure clickhouse start_clickhouse http_ok "$CH_URL/ping"
   ensure alertmanager start_alertmanager http_ok "$AM_URL/-/ready"
   ensure prometheus start_prometheus http_ok "$PROM_URL/-/ready"
+  ensure node-exporter start_node_exporter http_ok "http://127.0.0.1:9100/metrics"
   log "stack is up; state, data and logs in $WEIR_STATE_DIR"
 }
 

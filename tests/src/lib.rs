@@ -19,6 +19,7 @@ use weir_contract::{MetricsBatch, Sample};
 pub mod alerts;
 pub mod pipeline;
 pub mod rollup;
+pub mod scrape;
 pub mod tls;
 
 /// A blocking HTTP client builder. reqwest is built without a TLS provider of its
@@ -313,6 +314,15 @@ impl Service {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// Sends a signal by name (`HUP`, `TERM`, ...) without waiting.
+    pub fn signal(&self, name: &str) {
+        let s = Command::new("kill")
+            .args([&format!("-{name}"), &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(s.success(), "kill -{name}");
     }
 
     /// SIGKILL: the process gets no chance to drain or commit.
@@ -763,11 +773,30 @@ impl Vm {
     /// Series key → (timestamp, value) pairs for every series matching `selector`,
     /// after a flush so that everything written is visible.
     pub fn export(&self, selector: &str) -> BTreeMap<String, Vec<(i64, f64)>> {
+        self.export_query(&[("match[]", selector)])
+    }
+
+    /// [`Vm::export`] of the samples from `start` to `end` (milliseconds, inclusive).
+    pub fn export_range(
+        &self,
+        selector: &str,
+        start: i64,
+        end: i64,
+    ) -> BTreeMap<String, Vec<(i64, f64)>> {
+        let (s, e) = (
+            format!("{:.3}", start as f64 / 1000.0),
+            format!("{:.3}", end as f64 / 1000.0),
+        );
+        self.export_query(&[("match[]", selector), ("start", &s), ("end", &e)])
+    }
+
+    /// Staleness markers come back as JSON `null`; they are returned as the marker's NaN.
+    fn export_query(&self, query: &[(&str, &str)]) -> BTreeMap<String, Vec<(i64, f64)>> {
         let client = http().build().unwrap();
         let _ = self.get(&client, "/internal/force_flush").send();
         let text = self
             .get(&client, "/api/v1/export")
-            .query(&[("match[]", selector)])
+            .query(query)
             .send()
             .and_then(|r| r.text())
             .unwrap_or_default();
@@ -788,7 +817,15 @@ impl Vm {
             let mut points: Vec<(i64, f64)> = ts
                 .iter()
                 .zip(vals)
-                .map(|(t, x)| (t.as_i64().unwrap(), x.as_f64().unwrap()))
+                .map(|(t, x)| {
+                    let v = match x {
+                        serde_json::Value::Null => {
+                            f64::from_bits(weir_contract::model::STALE_NAN_BITS)
+                        }
+                        x => x.as_f64().unwrap(),
+                    };
+                    (t.as_i64().unwrap(), v)
+                })
                 .collect();
             points.sort_by_key(|p| p.0);
             out.insert(key, points);

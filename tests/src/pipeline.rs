@@ -84,6 +84,66 @@ impl Pipeline {
         }
     }
 
+    /// A pipeline into `vm` whose topology also runs `weir scrape` on the Prometheus
+    /// configuration `config_file`, into the pipeline's raw topic: scrape replicas share
+    /// the consumer group `<group>.scrape` on a shards topic of `shards` partitions, and
+    /// `scrape` (YAML flow entries, empty or ending in no comma) is added to the section.
+    /// Its topics are created.
+    pub fn with_scrape(
+        vm: &Vm,
+        partitions: u32,
+        config_file: &std::path::Path,
+        shards: u32,
+        scrape: &str,
+    ) -> Self {
+        let mut p = Self::with_sinks(
+            &bootstrap(),
+            partitions,
+            &format!(
+                "vm: {{type: prometheus_remote_write, url: '{}'}}",
+                vm.url("/api/v1/write")
+            ),
+            "max_batch_samples: 5000, max_buffered_samples: 100000, retry_max: 2s",
+            "",
+        );
+        let shards_topic = format!("{}.shards", p.raw);
+        let group = format!("{}.scrape", p.group);
+        let extra = if scrape.is_empty() {
+            String::new()
+        } else {
+            format!(", {scrape}")
+        };
+        let yaml = std::fs::read_to_string(&p.topo.path).unwrap();
+        let yaml = yaml.replacen(
+            &format!("  {}: {{partitions: 1}}\n", p.dlq),
+            &format!("  {}: {{partitions: 1}}\n  {shards_topic}: {{partitions: {shards}}}\n", p.dlq),
+            1,
+        ) + &format!(
+            "scrape: {{listen: '127.0.0.1:0', topic: {}, config_file: '{}', sharding: {{group: {group}, topic: {shards_topic}, session_timeout: 6s}}{extra}}}\n",
+            p.raw,
+            config_file.display()
+        );
+        p.topo = TestTopology::from_yaml(&yaml, p.raw.clone(), partitions);
+        p.topo.apply();
+        p
+    }
+
+    /// Starts a `weir scrape` replica of this pipeline and waits until it is ready
+    /// (Kafka reached, shards assigned).
+    pub fn scrape(&self) -> Service {
+        let s = self.spawn_scrape();
+        s.wait_ready(Duration::from_secs(60));
+        s
+    }
+
+    /// Starts a `weir scrape` replica and waits only until it listens.
+    pub fn spawn_scrape(&self) -> Service {
+        Service::spawn(
+            &["scrape", "-f", self.topo.path.to_str().unwrap()],
+            "scrape ops and /api/v1/targets listening",
+        )
+    }
+
     pub fn writer(&self) -> Service {
         let s = Service::spawn(
             &["tsdb-writer", "-f", self.topo.path.to_str().unwrap()],
