@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The quick start: installs and starts the local stack, builds weir, creates the topics,
-# runs the pipeline (gateway, tsdb-writer, rollup, alerter) and pushes a simulated fleet
+# runs the pipeline (gateway, tsdb-writer, rollup, alerter, and scrape pulling the local
+# stack's own /metrics and a node_exporter, per scrape/local.yml) and pushes a simulated fleet
 # of devices through it — one device overheats for a minute, one goes silent — then
 # prints what flowed and the alerts it raised. Services keep running afterwards; `scripts/stack.sh stop`
 # ends them.
@@ -47,6 +48,8 @@ start_service weir-tsdb-writer "$WRITER_URL/readyz" tsdb-writer
 start_service weir-rollup "$ROLLUP_URL/readyz" rollup
 # Rules from rules/fleet.rules.yml (the embedded topology names it, relative to here).
 start_service weir-alerter "$ALERTER_URL/readyz" alerter
+# Pull collection: scrape/local.yml (Prometheus' format) names the stack's servers.
+start_service weir-scrape "$SCRAPE_URL/readyz" scrape
 
 log "pushing a fleet of $DEMO_DEVICES devices for $DEMO_DURATION (JSON, Influx line protocol, remote write)"
 # dev-00003 runs hot from +10s for 60s (DeviceOverheating fires, then resolves);
@@ -67,6 +70,15 @@ echo "-- rollup counters ($ROLLUP_URL/metrics)"
 curl -fsS "$ROLLUP_URL/metrics" | grep -E '^weir_rollup_(samples_total|rows_total|watermark_seconds)' | sort
 echo "-- alerter counters ($ALERTER_URL/metrics)"
 curl -fsS "$ALERTER_URL/metrics" | grep -E '^weir_alerter_(samples_total|steps_total|events_total|notifications_total)' | sort
+echo "-- scrape: targets ($SCRAPE_URL/api/v1/targets) and what they gave"
+curl -fsS "$SCRAPE_URL/api/v1/targets" | python3 -c '
+import json, sys
+for t in json.load(sys.stdin)["data"]["activeTargets"]:
+    print("%-16s %-34s %-7s %s" % (t["scrapePool"], t["scrapeUrl"], t["health"], t["lastError"]))'
+curl -fsS "$VM_URL/internal/force_flush" >/dev/null
+echo "-- VictoriaMetrics: scraped series per job (through weir scrape -> metrics.raw -> tsdb-writer)"
+curl -fsS "$VM_URL/api/v1/query" --data-urlencode 'query=sort_desc(sum by (job) (scrape_samples_post_metric_relabeling))'
+echo
 echo "-- Kafka topics (records per partition)"
 "$WEIR" topics describe | grep -E '^(metrics\.(raw|dlq|late|rollup)|alerts\.)'
 echo "-- one decoded record of metrics.raw, as JSON (weir tail)"
@@ -141,6 +153,7 @@ The pipeline keeps running on loopback:
   tsdb-writer    $WRITER_URL   (metrics.raw -> VictoriaMetrics; GET /metrics)
   rollup         $ROLLUP_URL   (metrics.raw -> 1m/5m/1h in ClickHouse weir.rollup_* and metrics.rollup.*)
   alerter        $ALERTER_URL   (rules/fleet.rules.yml on event time -> alerts.triggered and Alertmanager)
+  scrape         $SCRAPE_URL   (scrape/local.yml -> metrics.raw; GET /api/v1/targets; kill -HUP reloads)
   Alertmanager   $AM_URL   (curl -s $AM_URL/api/v2/alerts; events: $WEIR tail --topic alerts.triggered --from-beginning)
   ClickHouse     $CH_URL   (echo 'SELECT * FROM weir.rollup_1m FINAL LIMIT 5' | curl -s $CH_URL/ --data-binary @-)
   VictoriaMetrics $VM_URL  (curl '$VM_URL/api/v1/query?query=temperature_celsius')

@@ -9,9 +9,11 @@
 //! - `bench-window`: the window engine (rollup dataflow) in process.
 //! - `bench-rollup`: the rollup end to end through tansu into ClickHouse.
 //! - `bench-alerter`: alert latency of the alerter against Prometheus, same samples.
+//! - `bench-scrape`: `weir scrape` against vmagent scraping the same targets.
 mod bench_alerter;
 mod bench_gateway;
 mod bench_rollup;
+mod bench_scrape;
 mod bench_tenants;
 mod bench_window;
 mod bench_writer;
@@ -50,6 +52,8 @@ enum Command {
     BenchRollup(bench_rollup::RollupBenchArgs),
     /// Measure alert latency: weir's alerter against Prometheus on the same samples
     BenchAlerter(bench_alerter::AlerterBenchArgs),
+    /// Measure samples scraped per CPU-second: weir scrape against vmagent, same targets
+    BenchScrape(bench_scrape::ScrapeBenchArgs),
 }
 
 #[tokio::main]
@@ -70,6 +74,7 @@ async fn main() -> anyhow::Result<()> {
         Command::BenchAlerter(a) => {
             tokio::task::spawn_blocking(move || bench_alerter::run(a)).await?
         }
+        Command::BenchScrape(a) => bench_scrape::run(a).await,
         Command::BenchWindow(a) => {
             tokio::task::spawn_blocking(move || bench_window::run(a)).await?
         }
