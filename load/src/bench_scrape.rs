@@ -6,8 +6,8 @@
 //! a path, named by `__metrics_path__` in a file_sd file, as both scrapers read it): `N`
 //! targets of `S` series each, five labels a series, text format 0.0.4. CPU time is
 //! each scraper's own (/proc/PID/stat, all threads), over a window after every target
-//! was scraped; samples are what each says it scraped (`weir_scrape_samples_total`,
-//! vmagent's `vm_promscrape_scraped_samples_sum`).
+//! was scraped; samples are what each says it scraped in the bodies
+//! (`weir_scrape_samples_scraped_total`, vmagent's `vm_promscrape_scraped_samples_sum`).
 use std::ffi::OsStr;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -175,7 +175,7 @@ fn one_run(a: &ScrapeBenchArgs, setup: &Setup) -> anyhow::Result<Vec<(String, f6
             name: "weir scrape -> Kafka (tansu)",
             proc: weir_proc,
             metrics_url: format!("http://{weir_addr}/metrics"),
-            samples_prefix: "weir_scrape_samples_total",
+            samples_prefix: "weir_scrape_samples_scraped_total",
         },
         Scraper {
             name: "vmagent -> VictoriaMetrics",

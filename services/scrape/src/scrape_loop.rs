@@ -365,6 +365,10 @@ impl ScrapeLoop {
         self.add_report(&mut batch, ts, 1.0, started.elapsed(), &counts)
             .map_err(Ok)?;
         let written = ingest.write("scrape", batch.finish()).await.map_err(Ok)?;
+        // Samples in the bodies (before relabeling), as vmagent's
+        // vm_promscrape_scraped_samples counts them.
+        metrics::counter!("weir_scrape_samples_scraped_total", "job" => self.target.job.name.clone())
+            .increment(counts.scraped as u64);
         self.account(&written);
         Ok(cur)
     }
