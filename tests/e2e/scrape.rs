@@ -26,21 +26,24 @@ fn exposition(path: &str, vanish: bool) -> Option<Response> {
     let (p, query) = path.split_once('?').unwrap_or((path, ""));
     let sec = now_ms() / 1000;
     let mut common = format!(
-        "# HELP test_second_gauge The second it was served in.\n# TYPE test_second_gauge gauge\ntest_second_gauge{{kind=\"a\"}} {sec}\ntest_second_gauge{{kind=\"b\"}} {}\n# TYPE test_latency_seconds histogram\ntest_latency_seconds_bucket{{le=\"0.1\"}} 1\ntest_latency_seconds_bucket{{le=\"+Inf\"}} 2\ntest_latency_seconds_sum 0.3\ntest_latency_seconds_count 2\n# TYPE test_untyped untyped\ntest_untyped{{path=\"a\\\"b\\\\c\"}} 3\ntest_request_params{{query=\"{query}\"}} 1\n",
+        "# HELP test_second_gauge The second it was served in.\n# TYPE test_second_gauge gauge\ntest_second_gauge{{kind=\"a\"}} {sec}\ntest_second_gauge{{kind=\"b\"}} {}\n# TYPE test_latency_seconds histogram\ntest_latency_seconds_bucket{{le=\"0.1\"}} 1\ntest_latency_seconds_bucket{{le=\"+Inf\"}} 2\ntest_latency_seconds_sum 0.3\ntest_latency_seconds_count 2\n",
         sec * 2
     );
+    if !query.is_empty() {
+        common.push_str(&format!("test_request_params{{query=\"{query}\"}} 1\n"));
+    }
     if !vanish {
         common.push_str("# TYPE test_vanishing gauge\ntest_vanishing 7\n");
     }
     match p {
         "/text" | "/gz" | "/metrics" => Some(Response {
             content_type: TEXT,
-            body: format!("# TYPE test_requests_total counter\ntest_requests_total{{code=\"200\",job=\"exposed\"}} 5\ntest_requests_total{{code=\"500\"}} 1\n{common}"),
+            body: format!("# TYPE test_requests_total counter\ntest_requests_total{{code=\"200\",job=\"exposed\"}} 5\ntest_requests_total{{code=\"500\"}} 1\n# TYPE test_untyped untyped\ntest_untyped{{path=\"a\\\"b\\\\c\"}} 3\n{common}"),
             gzip: p == "/gz",
         }),
         "/om" => Some(Response {
             content_type: OPENMETRICS,
-            body: format!("# TYPE test_requests counter\n# UNIT test_requests requests\ntest_requests_total{{code=\"200\",job=\"exposed\"}} 5 # {{trace_id=\"abc\"}} 1\ntest_requests_created{{code=\"200\",job=\"exposed\"}} 1700000000\n{}# EOF\n", common.replace("# TYPE test_untyped untyped", "# TYPE test_untyped unknown")),
+            body: format!("# TYPE test_requests counter\ntest_requests_total{{code=\"200\",job=\"exposed\"}} 5 # {{trace_id=\"abc\"}} 1\ntest_requests_created{{code=\"200\",job=\"exposed\"}} 1700000000\n# TYPE test_size_bytes gauge\n# UNIT test_size_bytes bytes\ntest_size_bytes 1024\n# TYPE test_untyped unknown\ntest_untyped{{path=\"a\\\"b\\\\c\"}} 3\n{common}# EOF\n"),
             gzip: false,
         }),
         _ => None,
