@@ -96,17 +96,36 @@ impl Pipeline {
         shards: u32,
         scrape: &str,
     ) -> Self {
-        let mut p = Self::with_sinks(
+        let p = Self::scrape_on_kafka(
             &bootstrap(),
+            &vm.url("/api/v1/write"),
             partitions,
-            &format!(
-                "vm: {{type: prometheus_remote_write, url: '{}'}}",
-                vm.url("/api/v1/write")
-            ),
+            config_file,
+            shards,
+            scrape,
+        );
+        p.topo.apply();
+        p
+    }
+
+    /// [`Pipeline::with_scrape`] on the given brokers; its topics (and the shards topic,
+    /// [`Pipeline::shards_topic`]) are not created.
+    pub fn scrape_on_kafka(
+        bootstrap: &str,
+        sink_url: &str,
+        partitions: u32,
+        config_file: &std::path::Path,
+        shards: u32,
+        scrape: &str,
+    ) -> Self {
+        let mut p = Self::with_sinks(
+            bootstrap,
+            partitions,
+            &format!("vm: {{type: prometheus_remote_write, url: '{sink_url}'}}"),
             "max_batch_samples: 5000, max_buffered_samples: 100000, retry_max: 2s",
             "",
         );
-        let shards_topic = format!("{}.shards", p.raw);
+        let shards_topic = p.shards_topic();
         let group = format!("{}.scrape", p.group);
         let extra = if scrape.is_empty() {
             String::new()
@@ -124,8 +143,12 @@ impl Pipeline {
             config_file.display()
         );
         p.topo = TestTopology::from_yaml(&yaml, p.raw.clone(), partitions);
-        p.topo.apply();
         p
+    }
+
+    /// The topic whose partitions are the scrape replicas' shards.
+    pub fn shards_topic(&self) -> String {
+        format!("{}.shards", self.raw)
     }
 
     /// Starts a `weir scrape` replica of this pipeline and waits until it is ready
