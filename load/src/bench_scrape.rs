@@ -104,7 +104,7 @@ fn setup(a: &ScrapeBenchArgs, weir: &std::path::Path, target: SocketAddr) -> any
     )?;
     let raw = format!("bench.scrape.{}", std::process::id());
     let yaml = format!(
-        "version: 1\nkafka: {{bootstrap_servers: '{}'}}\ntopics:\n  {raw}: {{partitions: 8, compression: lz4}}\nscrape: {{listen: '127.0.0.1:0', topic: {raw}, config_file: '{}', limits: {{max_concurrent_scrapes: 64}}}}\n",
+        "version: 1\nkafka: {{bootstrap_servers: '{}'}}\ntopics:\n  {raw}: {{partitions: 8, compression: lz4}}\ngateway: {{topic: {raw}}}\nscrape: {{listen: '127.0.0.1:0', topic: {raw}, config_file: '{}', limits: {{max_concurrent_scrapes: 64}}}}\n",
         a.kafka,
         config.display()
     );
@@ -151,7 +151,7 @@ fn one_run(a: &ScrapeBenchArgs, setup: &Setup) -> anyhow::Result<Vec<(String, f6
     let (weir_proc, weir_addr) = spawn_weir(
         &a.weir,
         weir_args,
-        "warn",
+        "warn,weir_scrape::service=info",
         "scrape ops and /api/v1/targets listening",
     )?;
     let vm_port = free_port()?;

@@ -14,7 +14,19 @@ pub struct CheckArgs {
 pub fn run(a: CheckArgs) -> anyhow::Result<ExitCode> {
     match Topology::from_file(&a.file) {
         Ok(t) => {
-            if t.scrape.config_file.is_some() || t.scrape.prometheus.is_some() {
+            // A relative scrape file is found from the working directory `weir scrape`
+            // runs in, which need not be this one: said, not failed, when it is not here.
+            let elsewhere = t
+                .scrape
+                .config_file
+                .as_ref()
+                .filter(|f| f.is_relative() && !f.exists());
+            if let Some(f) = elsewhere {
+                println!(
+                    "scrape: {} is not found from here (relative to the working directory of weir scrape); not checked",
+                    f.display()
+                );
+            } else if t.scrape.config_file.is_some() || t.scrape.prometheus.is_some() {
                 match weir_scrape::service::check(&t) {
                     Ok(c) => println!("scrape: ok ({} jobs)", c.jobs.len()),
                     Err(e) => {
