@@ -132,6 +132,18 @@ impl SideBySide {
         );
     }
 
+    /// Waits until Prometheus and weir each hold at least `n` samples of every series of
+    /// `selector` (and at least one series) since `since`.
+    fn wait_samples(&self, what: &str, selector: &str, since: i64, n: usize) {
+        wait_until(what, Duration::from_secs(60), || {
+            let now = now_ms();
+            let window = Duration::from_millis((now - since).max(1) as u64);
+            let (prom, weir) = self.both(selector, now, window);
+            let enough = |m: &Samples| !m.is_empty() && m.values().all(|v| v.len() >= n);
+            enough(&prom) && enough(&weir)
+        });
+    }
+
     /// (Prometheus, weir) samples of `selector` in the `window` before `end`.
     fn both(&self, selector: &str, end: i64, window: Duration) -> (Samples, Samples) {
         let prom = self.prom.samples(selector, end, window);
@@ -193,7 +205,13 @@ scrape_configs:
     let all = r#"{job=~"node|stack|test|test_om|down|files"}"#;
     s.wait_up(all, 6);
     let from = now_ms();
-    std::thread::sleep(Duration::from_secs(10));
+    let group = |g: &str| format!(r#"test_second_gauge{{job="files",group="{g}",kind="a"}}"#);
+    s.wait_samples(
+        "both scraped the file_sd target four times",
+        &group("one"),
+        from,
+        4,
+    );
     // The file_sd file changes mid-run: its target moves to another path and group.
     write_atomic(
         &sd,
@@ -201,8 +219,14 @@ scrape_configs:
             r#"[{{"targets": ["{t}"], "labels": {{"__metrics_path__": "/om", "group": "two"}}}}]"#
         ),
     );
-    std::thread::sleep(Duration::from_secs(10));
-    // Long enough for the last scrapes to reach VictoriaMetrics through Kafka.
+    let changed = now_ms();
+    s.wait_samples(
+        "both scraped the moved target four times",
+        &group("two"),
+        changed,
+        4,
+    );
+    // Leaves out the last scrapes, which may not have reached VictoriaMetrics yet.
     let end = now_ms() - 3_000;
     let window = Duration::from_millis((end - from - 2_000) as u64);
     let (prom, weir) = s.both(all, end, window);
@@ -355,7 +379,13 @@ fn relabeling_gives_what_prometheus_gives_for_every_action() {
         "honor",
     ];
     s.wait_up(r#"{job=~"r_.*|m_.*|honor"}"#, jobs.len());
-    std::thread::sleep(Duration::from_secs(5));
+    // Seven scrapes of each since: the 4 s compared end 3 s before now.
+    s.wait_samples(
+        "seven scrapes of every case by both",
+        r#"up{job=~"r_.*|m_.*|honor"}"#,
+        now_ms(),
+        7,
+    );
     let end = now_ms() - 3_000;
     for job in jobs {
         let (prom, weir) = s.both(&format!(r#"{{job="{job}"}}"#), end, Duration::from_secs(4));
@@ -432,7 +462,18 @@ fn a_series_or_target_that_goes_away_gets_a_staleness_marker() {
     );
     // Its other series go on.
     let gauge_one = r#"test_second_gauge{group="one",job="files",kind="a"}"#;
-    std::thread::sleep(Duration::from_secs(3));
+    let goes_on = |since: i64| {
+        vm.export(gauge_one)
+            .values()
+            .next()
+            .is_some_and(|p| p.iter().filter(|(t, _)| *t > since).count() >= 2)
+    };
+    let marked = now_ms();
+    wait_until(
+        "two scrapes of the other series after the marker",
+        Duration::from_secs(30),
+        || goes_on(marked),
+    );
     assert!(!last_is_stale(gauge_one));
 
     write_atomic(&sd, &groups(false));
@@ -446,7 +487,12 @@ fn a_series_or_target_that_goes_away_gets_a_staleness_marker() {
             || last_is_stale(sel),
         );
     }
-    std::thread::sleep(Duration::from_secs(3));
+    let removed = now_ms();
+    wait_until(
+        "two scrapes of the remaining target after the removal",
+        Duration::from_secs(30),
+        || goes_on(removed),
+    );
     assert!(
         !last_is_stale(gauge_one),
         "the remaining target is not marked"
@@ -510,7 +556,15 @@ fn two_replicas(
             ta.len() + tb.len() == 100 && ta.is_disjoint(&tb) && !ta.is_empty() && !tb.is_empty()
         },
     );
-    std::thread::sleep(interval * 2);
+    // And the split holds for two intervals.
+    weir_e2e::holds_until(
+        "the split of the 100 targets",
+        std::time::Instant::now() + interval * 2,
+        || {
+            let (ta, tb) = (active_targets(&a), active_targets(&b));
+            ta.len() + tb.len() == 100 && ta.is_disjoint(&tb)
+        },
+    );
     let (ta, tb) = (active_targets(&a), active_targets(&b));
     assert!(
         ta.len() + tb.len() == 100 && ta.is_disjoint(&tb),
@@ -521,7 +575,18 @@ fn two_replicas(
 
     // Three intervals: each target scraped exactly three times, never twice at once.
     let from = now_ms();
-    std::thread::sleep(interval * 3);
+    let scraped_thrice = || {
+        let mut n: BTreeMap<String, usize> = BTreeMap::new();
+        for h in target.hits().into_iter().filter(|h| h.at_ms >= from) {
+            *n.entry(h.path).or_default() += 1;
+        }
+        n.len() == 100 && n.values().all(|c| *c >= 3)
+    };
+    wait_until(
+        "three scrapes of every target",
+        interval * 5,
+        scraped_thrice,
+    );
     let to = now_ms();
     let mut by_path: BTreeMap<String, Vec<i64>> = BTreeMap::new();
     for h in target
@@ -705,7 +770,9 @@ fn unsupported_options_are_refused_naming_job_and_option_and_sighup_reloads() {
     // A broken file on SIGHUP keeps the running configuration.
     std::fs::write(&bad, "scrape_configs: [{job_name: x, bogus: 1}]\n").unwrap();
     scrape.signal("HUP");
-    std::thread::sleep(Duration::from_secs(2));
+    wait_until("the broken reload refused", Duration::from_secs(30), || {
+        weir_e2e::metric(&scrape, "weir_scrape_reloads_total{outcome=\"failed\"}") >= 1.0
+    });
     assert_eq!(
         targets()["data"]["activeTargets"].as_array().unwrap().len(),
         2

@@ -803,15 +803,7 @@ impl Vm {
         let mut out = BTreeMap::new();
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
             let v: serde_json::Value = serde_json::from_str(line).expect("export line");
-            let m = v["metric"].as_object().unwrap();
-            let name = m["__name__"].as_str().unwrap();
-            let mut labels: Vec<weir_contract::Label> = m
-                .iter()
-                .filter(|(k, _)| *k != "__name__")
-                .map(|(k, v)| weir_contract::Label::new(k.clone(), v.as_str().unwrap()))
-                .collect();
-            labels.sort();
-            let key = weir_contract::SeriesKey::new(name, &labels).0;
+            let key = scrape::key_of(v["metric"].as_object().unwrap());
             let ts = v["timestamps"].as_array().unwrap();
             let vals = v["values"].as_array().unwrap();
             let mut points: Vec<(i64, f64)> = ts

@@ -264,7 +264,8 @@ impl Drop for Prometheus {
     }
 }
 
-/// The series key of a label map with `__name__`.
+/// The series key of a label map with `__name__` (as VictoriaMetrics' and Prometheus'
+/// APIs return series).
 pub fn key_of(m: &serde_json::Map<String, serde_json::Value>) -> String {
     let name = m["__name__"].as_str().unwrap();
     let mut labels: Vec<weir_contract::Label> = m

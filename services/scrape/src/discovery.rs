@@ -91,6 +91,29 @@ pub fn read_file(path: &str) -> Result<Vec<Group>, String> {
     Ok(groups)
 }
 
+/// Sends a source's groups unless they are what it sent last; false once the manager
+/// is gone.
+async fn publish(
+    tx: &mpsc::Sender<Update>,
+    job: &str,
+    source: usize,
+    sent: &mut Option<Vec<Group>>,
+    groups: Vec<Group>,
+) -> bool {
+    if sent.as_ref() == Some(&groups) {
+        return true;
+    }
+    if tx
+        .send((job.to_string(), source, groups.clone()))
+        .await
+        .is_err()
+    {
+        return false;
+    }
+    *sent = Some(groups);
+    true
+}
+
 type Stamp = Vec<(String, Option<SystemTime>, u64)>;
 
 fn stamp(files: &[String]) -> Stamp {
@@ -139,15 +162,8 @@ async fn watch_files(
             }
             seen = Some(now);
             let groups: Vec<Group> = last_good.values().flatten().cloned().collect();
-            if sent.as_ref() != Some(&groups) {
-                if tx
-                    .send((job.clone(), source, groups.clone()))
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-                sent = Some(groups);
+            if !publish(&tx, &job, source, &mut sent, groups).await {
+                return;
             }
         }
         tokio::select! {
@@ -173,15 +189,8 @@ async fn poll_http(
                 for g in &mut groups {
                     g.labels.insert("__meta_url".into(), url.clone());
                 }
-                if sent.as_ref() != Some(&groups) {
-                    if tx
-                        .send((job.clone(), source, groups.clone()))
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
-                    sent = Some(groups);
+                if !publish(&tx, &job, source, &mut sent, groups).await {
+                    return;
                 }
             }
             Err(e) => {

@@ -35,7 +35,7 @@ pub struct Shared {
     pub external_labels: Labels,
     /// Caps every job's `body_size_limit` (and stands in where a job has none).
     pub max_body_bytes: u64,
-    /// Scrapes fetching or parsing at once.
+    /// Scrapes fetching at once (parsing and writing happen outside the slot).
     pub slots: Semaphore,
 }
 
