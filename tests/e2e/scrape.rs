@@ -782,3 +782,212 @@ fn unsupported_options_are_refused_naming_job_and_option_and_sighup_reloads() {
     });
     assert!(!up.is_empty(), "job two's samples reach VictoriaMetrics");
 }
+
+/// Weir's requests among a target's hits (Prometheus scrapes the same targets).
+fn weir_hits(target: &TargetServer, path: &str) -> Vec<weir_e2e::scrape::Hit> {
+    target
+        .hits()
+        .into_iter()
+        .filter(|h| h.user_agent.starts_with("weir-scrape/") && h.path.starts_with(path))
+        .collect()
+}
+
+#[test]
+fn http_sd_basic_auth_bearer_and_mutual_tls_give_what_prometheus_gives() {
+    use weir_e2e::tls::{Stunnel, TestCa};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let vanish = Arc::new(AtomicBool::new(false));
+    let expose = |required: Option<&str>| {
+        let v = vanish.clone();
+        TargetServer::start_requiring(
+            Arc::new(move |p: &str| exposition(p, v.load(Ordering::Relaxed))),
+            required.map(String::from),
+        )
+    };
+    // basic_auth (password from a file, as Prometheus reads it: the file's content with
+    // surrounding whitespace trimmed) and authorization (a bearer token from a file).
+    let basic = expose(Some("Basic c2NyYXBlcjpzM2NyZXQ="));
+    let bearer = expose(Some("Bearer t0ken-from-file"));
+    std::fs::write(d.join("password"), "s3cret\n").unwrap();
+    std::fs::write(d.join("token"), "t0ken-from-file\n").unwrap();
+    // Mutual TLS: stunnel in front of a plain target, demanding a client certificate of
+    // the test's CA; a second CA that signed nothing here.
+    let plain = expose(None);
+    let ca = TestCa::new(d, "scrape");
+    let server = ca.issue("127.0.0.1", "target");
+    let client = ca.issue("weir-scrape", "client");
+    let foreign = TestCa::new(d, "foreign");
+    let tls = Stunnel::start_verifying(d, "target", &server, &plain.target(), &ca.cert);
+    let tls_target = format!("127.0.0.1:{}", tls.port);
+    // http_sd: the groups a server of the test's own answers, changed mid-run.
+    let groups = Arc::new(std::sync::Mutex::new(String::new()));
+    let set_groups = |g: &[(&str, &str)]| {
+        let list: Vec<String> = g
+            .iter()
+            .map(|(path, group)| {
+                format!(
+                    r#"{{"targets": ["{}"], "labels": {{"__metrics_path__": "{path}", "group": "{group}"}}}}"#,
+                    plain.target()
+                )
+            })
+            .collect();
+        *groups.lock().unwrap() = format!("[{}]", list.join(","));
+    };
+    set_groups(&[("/text", "one")]);
+    let g = groups.clone();
+    let sd = TargetServer::start(Arc::new(move |p: &str| {
+        (p == "/sd").then(|| Response {
+            content_type: "application/json",
+            body: g.lock().unwrap().clone(),
+            gzip: false,
+        })
+    }));
+    let files = |f: &str| d.join(f).display().to_string();
+    let config = write_config(
+        d,
+        &format!(
+            r#"global: {{scrape_interval: 1s, scrape_timeout: 900ms}}
+scrape_configs:
+  - job_name: basic
+    metrics_path: /text
+    basic_auth: {{username: scraper, password_file: '{password}'}}
+    static_configs: [{{targets: ['{basic}']}}]
+  - job_name: basic_wrong
+    metrics_path: /text
+    basic_auth: {{username: scraper, password: wrong}}
+    static_configs: [{{targets: ['{basic}']}}]
+  - job_name: bearer
+    metrics_path: /om
+    authorization: {{credentials_file: '{token}'}}
+    static_configs: [{{targets: ['{bearer}']}}]
+  - job_name: mtls
+    scheme: https
+    metrics_path: /text
+    tls_config: {{ca_file: '{ca}', cert_file: '{cert}', key_file: '{key}'}}
+    static_configs: [{{targets: ['{tls_target}']}}]
+  - job_name: mtls_without_certificate
+    scheme: https
+    metrics_path: /text
+    tls_config: {{ca_file: '{ca}'}}
+    static_configs: [{{targets: ['{tls_target}']}}]
+  - job_name: tls_foreign_ca
+    scheme: https
+    metrics_path: /text
+    tls_config: {{ca_file: '{foreign_ca}', cert_file: '{cert}', key_file: '{key}'}}
+    static_configs: [{{targets: ['{tls_target}']}}]
+  - job_name: sd
+    http_sd_configs: [{{url: 'http://{sd}/sd', refresh_interval: 1s}}]
+    relabel_configs:
+      - {{source_labels: [__meta_url], target_label: sd_url}}
+"#,
+            password = files("password"),
+            token = files("token"),
+            basic = basic.target(),
+            bearer = bearer.target(),
+            ca = ca.cert.display(),
+            foreign_ca = foreign.cert.display(),
+            cert = client.cert.display(),
+            key = client.key.display(),
+            sd = sd.target(),
+        ),
+    );
+    let s = SideBySide::start(&config);
+    let all =
+        r#"{job=~"basic|basic_wrong|bearer|mtls|mtls_without_certificate|tls_foreign_ca|sd"}"#;
+    s.wait_up(all, 7);
+    let from = now_ms();
+    let group = |g: &str| format!(r#"test_second_gauge{{job="sd",group="{g}",kind="a"}}"#);
+    s.wait_samples(
+        "both scraped the http_sd target four times",
+        &group("one"),
+        from,
+        4,
+    );
+    // The SD server's answer changes: a second group, the same target under another path.
+    set_groups(&[("/text", "one"), ("/om", "two")]);
+    let changed = now_ms();
+    s.wait_samples(
+        "both scraped the target the http_sd server added four times",
+        &group("two"),
+        changed,
+        4,
+    );
+    let end = now_ms() - 3_000;
+    let window = Duration::from_millis((end - from - 2_000) as u64);
+    let (prom, weir) = s.both(all, end, window);
+    assert_same_series("every job", &prom, &weir);
+
+    // up as Prometheus has it: 1 with the right credentials, 0 with a wrong password
+    // (401), without a client certificate (the handshake is refused) or with a CA that
+    // did not sign the target's certificate.
+    let up = |m: &Samples, job: &str| -> BTreeSet<u64> {
+        m.iter()
+            .filter(|(k, _)| k.starts_with("up{") && k.contains(&format!("job=\"{job}\"")))
+            .flat_map(|(_, v)| v.iter().map(|p| p.1 as u64))
+            .collect()
+    };
+    for (job, want) in [
+        ("basic", 1),
+        ("basic_wrong", 0),
+        ("bearer", 1),
+        ("mtls", 1),
+        ("mtls_without_certificate", 0),
+        ("tls_foreign_ca", 0),
+        ("sd", 1),
+    ] {
+        assert_eq!(
+            up(&prom, job),
+            BTreeSet::from([want]),
+            "Prometheus' up of {job}"
+        );
+        assert_eq!(up(&weir, job), BTreeSet::from([want]), "weir's up of {job}");
+    }
+    let sd_url = format!("http://{}/sd", sd.target());
+    for want in [
+        format!(
+            r#"test_requests_total{{code="200",exported_job="exposed",instance="{}",job="basic"}}"#,
+            basic.target()
+        ),
+        format!(
+            r#"test_size_bytes{{instance="{}",job="bearer"}}"#,
+            bearer.target()
+        ),
+        format!(r#"test_untyped{{instance="{tls_target}",job="mtls",path="a\"b\\c"}}"#),
+        format!(
+            r#"test_second_gauge{{group="two",instance="{}",job="sd",kind="a",sd_url="{sd_url}"}}"#,
+            plain.target()
+        ),
+    ] {
+        assert!(
+            weir.contains_key(&want),
+            "{want} missing; have e.g. {:?}",
+            weir.keys().take(8).collect::<Vec<_>>()
+        );
+    }
+    // What weir sent: the credentials each job names, to the target it names.
+    let headers = |t: &TargetServer, path: &str| -> BTreeSet<String> {
+        weir_hits(t, path)
+            .into_iter()
+            .map(|h| h.authorization)
+            .collect()
+    };
+    assert_eq!(
+        headers(&basic, "/text"),
+        BTreeSet::from([
+            "Basic c2NyYXBlcjpzM2NyZXQ=".to_string(),
+            // scraper:wrong
+            "Basic c2NyYXBlcjp3cm9uZw==".to_string()
+        ])
+    );
+    assert_eq!(
+        headers(&bearer, "/om"),
+        BTreeSet::from(["Bearer t0ken-from-file".to_string()])
+    );
+    // The TLS target saw weir only through the one job with the client certificate.
+    assert!(!weir_hits(&plain, "/text").is_empty());
+    assert!(
+        weir_hits(&sd, "/sd").len() >= 3,
+        "weir polls the http_sd server every refresh_interval"
+    );
+}

@@ -10,12 +10,14 @@ use std::time::{Duration, Instant};
 
 use crate::{free_port, http, now_ms};
 
-/// One request a target got: path (with query), when, and the client's User-Agent.
+/// One request a target got: path (with query), when, and the client's User-Agent and
+/// Authorization headers.
 #[derive(Debug, Clone)]
 pub struct Hit {
     pub path: String,
     pub at_ms: i64,
     pub user_agent: String,
+    pub authorization: String,
 }
 
 /// What a target answers to a path (with its query): `None` is a 404.
@@ -36,14 +38,20 @@ pub struct TargetServer {
 
 impl TargetServer {
     pub fn start(handler: Arc<Handler>) -> Self {
+        Self::start_requiring(handler, None)
+    }
+
+    /// One that answers 401 to a request whose `Authorization` header is not `required`.
+    pub fn start_requiring(handler: Arc<Handler>, required: Option<String>) -> Self {
+        let required = Arc::new(required);
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let hits = Arc::new(Mutex::new(Vec::new()));
         let h = hits.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let (handler, hits) = (handler.clone(), h.clone());
-                std::thread::spawn(move || serve(stream, &*handler, &hits));
+                let (handler, hits, required) = (handler.clone(), h.clone(), required.clone());
+                std::thread::spawn(move || serve(stream, &*handler, &hits, required.as_deref()));
             }
         });
         Self { addr, hits }
@@ -59,7 +67,12 @@ impl TargetServer {
     }
 }
 
-fn serve(stream: TcpStream, handler: &Handler, hits: &Mutex<Vec<Hit>>) {
+fn serve(
+    stream: TcpStream,
+    handler: &Handler,
+    hits: &Mutex<Vec<Hit>>,
+    required_authorization: Option<&str>,
+) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
     let mut reader = BufReader::new(match stream.try_clone() {
         Ok(s) => s,
@@ -69,14 +82,18 @@ fn serve(stream: TcpStream, handler: &Handler, hits: &Mutex<Vec<Hit>>) {
     if reader.read_line(&mut request).is_err() {
         return;
     }
-    let mut user_agent = String::new();
+    let (mut user_agent, mut authorization) = (String::new(), String::new());
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" || line == "\n" {
             break;
         }
-        if let Some(v) = line.to_ascii_lowercase().strip_prefix("user-agent:") {
-            user_agent = v.trim().to_string();
+        if let Some((name, value)) = line.split_once(':') {
+            match name.to_ascii_lowercase().as_str() {
+                "user-agent" => user_agent = value.trim().to_string(),
+                "authorization" => authorization = value.trim().to_string(),
+                _ => {}
+            }
         }
     }
     let path = request.split_whitespace().nth(1).unwrap_or("/").to_string();
@@ -84,8 +101,15 @@ fn serve(stream: TcpStream, handler: &Handler, hits: &Mutex<Vec<Hit>>) {
         path: path.clone(),
         at_ms: now_ms(),
         user_agent,
+        authorization: authorization.clone(),
     });
     let mut stream = stream;
+    if required_authorization.is_some_and(|r| r != authorization) {
+        let _ = stream.write_all(
+            b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        );
+        return;
+    }
     let resp = match handler(&path) {
         Some(r) => {
             let (body, encoding) = if r.gzip {

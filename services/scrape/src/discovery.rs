@@ -27,6 +27,10 @@ pub type Update = (String, usize, Vec<Group>);
 /// stat a second of a few files costs nothing and needs no watcher thread).
 const FILE_POLL: Duration = Duration::from_secs(1);
 
+/// The largest http_sd answer read (hundreds of thousands of targets); a server that sends
+/// more gets an error, and the job keeps its last good targets, instead of growing memory.
+const HTTP_SD_MAX_BODY: usize = 64 << 20;
+
 /// Starts every source of `job`; updates go to `tx` until `stop`.
 pub fn spawn(
     job: &str,
@@ -233,7 +237,16 @@ async fn fetch_http(
     if !ct.starts_with("application/json") {
         return Err(format!("unsupported content type {ct:?}"));
     }
-    let body = resp.bytes().await.map_err(|e| e.to_string())?;
+    let mut resp = resp;
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
+        if body.len() + chunk.len() > HTTP_SD_MAX_BODY {
+            return Err(format!(
+                "the answer is larger than {HTTP_SD_MAX_BODY} bytes"
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
     serde_json::from_slice(&body).map_err(|e| e.to_string())
 }
 
