@@ -267,6 +267,33 @@ fn client_certificates_name_the_tenant_and_a_foreign_ca_is_refused() {
         (0, "403"),
         "a verified certificate mapped to no tenant: {out}"
     );
+    // A refused body is read before the answer: curl still uploading 512 KiB over HTTP/2
+    // gets the 403, not a reset stream (it reported "Stream error in the HTTP/2 framing
+    // layer" when the gateway answered without reading).
+    let big = dir.path().join("big.txt");
+    let lines: String = (0..12_000)
+        .map(|i| format!("mtls_test,host=h{i} value=1 {}\n", now_ms()))
+        .collect();
+    std::fs::write(&big, lines).unwrap();
+    let big_arg = format!("@{}", big.display());
+    for _ in 0..3 {
+        let (code, out) = curl(&[
+            "--cacert",
+            ca_path,
+            "--cert",
+            stranger.cert.to_str().unwrap(),
+            "--key",
+            stranger.key.to_str().unwrap(),
+            "--data-binary",
+            &big_arg,
+            &url,
+        ]);
+        assert_eq!(
+            (code, &out[..3]),
+            (0, "403"),
+            "a refused 512 KiB body: {out}"
+        );
+    }
     let (code, out) = with(&impostor);
     assert!(
         code != 0,

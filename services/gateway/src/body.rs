@@ -76,6 +76,34 @@ pub async fn read(
     }
 }
 
+/// The most of a refused request's body [`discard`] reads, and how long it waits for it.
+const DISCARD_MAX: usize = 1 << 20;
+const DISCARD_WAIT: Duration = Duration::from_secs(1);
+
+/// Reads and drops a small body the gateway refused before reading it (auth, rate,
+/// admission), so the refusal reaches the client as an answer. Unread, the body's
+/// stream is reset: HTTP/2 allows that (RST_STREAM NO_ERROR after the response), but
+/// clients still uploading (curl is one) report a framing error in place of the 401/403,
+/// and HTTP/1.1 loses the kept-alive connection. A body declared larger than
+/// `DISCARD_MAX`, or still arriving after `DISCARD_WAIT`, is left to the reset: a
+/// refused client is not worth more reading than that.
+pub async fn discard(body: Body, headers: &HeaderMap) {
+    if declared_len(headers).is_some_and(|n| n > DISCARD_MAX) {
+        return;
+    }
+    let drain = async {
+        let mut stream = body.into_data_stream();
+        let mut seen = 0;
+        while let Some(Ok(chunk)) = stream.next().await {
+            seen += chunk.len();
+            if seen > DISCARD_MAX {
+                return;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DISCARD_WAIT, drain).await;
+}
+
 fn too_big(len: usize, max: usize) -> ApiError {
     ApiError::too_large(format!(
         "request body of {len} bytes exceeds the limit of {max} bytes"

@@ -87,12 +87,20 @@ pub(crate) async fn serve(
         headers,
         body,
     } = call;
+    // Taken when it is read; still here when the request was refused before that.
+    let mut body = Some(body);
     let result = async {
         let tenant = gw.auth.tenant(&headers, peer.as_ref())?;
         let limits_key = tenant.as_deref().unwrap_or(crate::tenants::NO_TENANT);
         gw.tenants.precheck(limits_key)?;
         let declared = crate::body::declared_len(&headers).unwrap_or(0);
         let mut reservation = gw.ingest.admit(declared.min(gw.body_limits.max_body))?;
+        let Some(body) = body.take() else {
+            return Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the request body was already taken",
+            ));
+        };
         let raw = crate::body::read(body, &headers, gw.body_limits, &mut reservation).await?;
         metrics::counter!("weir_gateway_received_bytes_total", "protocol" => proto.name)
             .increment(raw.len() as u64);
@@ -132,6 +140,9 @@ pub(crate) async fn serve(
         w
     }
     .await;
+    if let (Err(_), Some(body)) = (&result, body) {
+        crate::body::discard(body, &headers).await;
+    }
     let resp = match result {
         Ok(w) => ok(&w),
         Err(e) => {
