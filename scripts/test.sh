@@ -14,6 +14,9 @@ log "lint: Dockerfile (hadolint), Kubernetes overlays (scripts/check-k8s.py), sh
 # tests/e2e/manifests.rs runs this too, and shows broken copies fail; here it fails fast.
 "$WEIR_PYTHON" scripts/check-k8s.py k8s/overlays/local k8s/overlays/production
 for f in scripts/*.sh .ci/run; do bash -n "$f"; done
+log "docs/capacity.md is what load/capacity.py makes of load/capacity.toml"
+python3 load/capacity.py | diff -u docs/capacity.md - \
+  || die "docs/capacity.md is stale: python3 load/capacity.py > docs/capacity.md"
 
 log "cargo fmt --check"
 cargo fmt --all -- --check

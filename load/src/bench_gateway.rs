@@ -43,6 +43,9 @@ pub enum Mode {
     /// The protocols: the same workload as remote write 1.0, remote write 2.0 and OTLP
     /// into the mock cluster, one after another in one session.
     Protocols,
+    /// Scaling with clients: mock, tansu and vmagent at each `--clients` concurrency, one
+    /// session, with a summary table at the end.
+    Clients,
 }
 
 /// How the load generator reaches the gateway.
@@ -53,7 +56,7 @@ enum Transport {
     TlsHttp2,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
     /// The weir binary to benchmark (build it with --release).
     #[arg(long, default_value = "target/release/weir")]
@@ -77,6 +80,25 @@ pub struct BenchArgs {
     concurrency: usize,
     #[arg(long, default_value = "127.0.0.1:9092")]
     tansu: String,
+    /// The concurrencies `--mode clients` runs at.
+    #[arg(long, value_delimiter = ',', default_value = "1,8,32,128")]
+    clients: Vec<usize>,
+    /// A round-trip time the mock cluster's broker adds to every request (mock mode): a
+    /// broker that acknowledges late, without its CPU on this machine.
+    #[arg(long, default_value_t = 0)]
+    broker_rtt_ms: u64,
+    /// A librdkafka property for the gateway's producer (`key=value`, repeatable): the
+    /// topology's `kafka.producer`, to compare settings without rebuilding.
+    #[arg(long = "producer")]
+    producer: Vec<String>,
+}
+
+/// One run's figures, for the summary of `--mode clients`.
+struct Figures {
+    per_cpu_s: f64,
+    per_wall_s: f64,
+    p50_ms: f64,
+    p99_ms: f64,
 }
 
 pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
@@ -85,6 +107,9 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
             "{} not found: cargo build --release -p weir",
             a.weir.display()
         );
+    }
+    if a.mode == Mode::Clients {
+        return clients(&a).await;
     }
     let modes = match a.mode {
         Mode::Both => vec![
@@ -120,6 +145,57 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `--mode clients`: every receiver at every concurrency, then the table.
+async fn clients(a: &BenchArgs) -> anyhow::Result<()> {
+    let mut rows = Vec::new();
+    for &c in &a.clients {
+        let a = BenchArgs {
+            concurrency: c,
+            ..a.clone()
+        };
+        for m in [Mode::Mock, Mode::Tansu, Mode::Vmagent] {
+            let f = bench(&a, m, Transport::Plain, Wire::Rw1, None).await?;
+            rows.push((c, m, f));
+        }
+    }
+    println!("== summary: samples per receiver CPU-second (samples/s wall; p50 / p99 ms) by clients in flight");
+    println!(
+        "| clients | weir -> mock{} | weir -> tansu | vmagent | weir/vmagent (mock, tansu) |",
+        if a.broker_rtt_ms > 0 {
+            format!(" (+{} ms RTT)", a.broker_rtt_ms)
+        } else {
+            String::new()
+        }
+    );
+    println!("|---|---|---|---|---|");
+    for &c in &a.clients {
+        let get = |m| rows.iter().find(|r| r.0 == c && r.1 == m).map(|r| &r.2);
+        let (Some(mk), Some(ts), Some(vm)) =
+            (get(Mode::Mock), get(Mode::Tansu), get(Mode::Vmagent))
+        else {
+            continue;
+        };
+        let cell = |f: &Figures| {
+            format!(
+                "{:.0} k ({:.0} k/s; {:.1} / {:.1})",
+                f.per_cpu_s / 1e3,
+                f.per_wall_s / 1e3,
+                f.p50_ms,
+                f.p99_ms
+            )
+        };
+        println!(
+            "| {c} | {} | {} | {} | {:.2}x, {:.2}x |",
+            cell(mk),
+            cell(ts),
+            cell(vm),
+            mk.per_cpu_s / vm.per_cpu_s,
+            ts.per_cpu_s / vm.per_cpu_s
+        );
+    }
+    Ok(())
+}
+
 /// The process receiving the requests, and what must live as long as it.
 struct Receiver {
     proc: Proc,
@@ -134,9 +210,20 @@ fn start_gateway(
     partitions: i32,
     dir: &std::path::Path,
     extra: &str,
+    producer: &[String],
 ) -> anyhow::Result<Receiver> {
+    let mut props = String::new();
+    for kv in producer {
+        let (k, v) = kv
+            .split_once('=')
+            .with_context(|| format!("--producer {kv:?}: not key=value"))?;
+        props.push_str(&format!("    '{k}': '{v}'\n"));
+    }
+    if !props.is_empty() {
+        props.insert_str(0, "  producer:\n");
+    }
     let yaml = format!(
-        "version: 1\nkafka:\n  bootstrap_servers: '{bootstrap}'\ntopics:\n  {topic}: {{partitions: {partitions}, compression: lz4}}\ngateway:\n  listen: 127.0.0.1:0\n  topic: {topic}\n  limits: {{max_body_bytes: 64MiB, max_decompressed_bytes: 256MiB, max_inflight_bytes: 1GiB}}\n  validation: {{max_sample_age: 1d}}\n{extra}"
+        "version: 1\nkafka:\n  bootstrap_servers: '{bootstrap}'\n{props}topics:\n  {topic}: {{partitions: {partitions}, compression: lz4}}\ngateway:\n  listen: 127.0.0.1:0\n  topic: {topic}\n  limits: {{max_body_bytes: 64MiB, max_decompressed_bytes: 256MiB, max_inflight_bytes: 1GiB}}\n  validation: {{max_sample_age: 1d}}\n{extra}"
     );
     let path = dir.join("topology.yaml");
     std::fs::write(&path, yaml)?;
@@ -197,7 +284,7 @@ async fn bench(
     transport: Transport,
     wire: Wire,
     tls: Option<&crate::certs::ServerCert>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Figures> {
     let topic = format!(
         "bench.raw.{}.{}",
         std::process::id(),
@@ -210,6 +297,10 @@ async fn bench(
             mock = MockCluster::new(1).context("starting the mock cluster")?;
             mock.create_topic(&topic, a.partitions, 1)
                 .context("mock topic")?;
+            if a.broker_rtt_ms > 0 {
+                mock.broker_round_trip_time(1, Duration::from_millis(a.broker_rtt_ms))
+                    .context("mock broker RTT")?;
+            }
             mock.bootstrap_servers()
         }
         Mode::Tansu => {
@@ -253,6 +344,7 @@ async fn bench(
             a.partitions,
             dir.path(),
             &extra,
+            &a.producer,
         )?;
         let ready = ops.map_or(p.addr, |port| SocketAddr::from(([127, 0, 0, 1], port)));
         wait_ready(&http, ready, "/readyz").await?;
@@ -316,6 +408,9 @@ async fn bench(
         (Mode::Mock, _) if wire == Wire::Otlp => {
             "weir gateway, OTLP/HTTP protobuf + gzip -> Kafka, librdkafka mock cluster (broker isolated)"
         }
+        (Mode::Mock, _) if a.broker_rtt_ms > 0 => {
+            "weir gateway -> Kafka, librdkafka mock cluster (broker isolated) answering after the added RTT"
+        }
         (Mode::Mock, _) => "weir gateway -> Kafka, librdkafka mock cluster (broker isolated)",
         (Mode::Tansu, _) => "weir gateway -> Kafka, tansu on loopback (end to end)",
         _ => "peer: vmagent -> VictoriaMetrics remote write (same requests)",
@@ -338,8 +433,14 @@ async fn bench(
         pct(0.5),
         pct(0.99)
     );
+    let figures = Figures {
+        per_cpu_s: ok_samples as f64 / cpu,
+        per_wall_s: ok_samples as f64 / wall,
+        p50_ms: pct(0.5),
+        p99_ms: pct(0.99),
+    };
     if mode == Mode::Vmagent {
-        return Ok(());
+        return Ok(figures);
     }
     let total_samples: usize = bodies.iter().map(|(_, n)| n).sum();
     let (avro, lz4, kafka_samples, records) =
@@ -352,7 +453,7 @@ async fn bench(
         avro as f64 / kafka_samples as f64,
         lz4 as f64 / kafka_samples as f64,
     );
-    Ok(())
+    Ok(figures)
 }
 
 async fn send_all(
